@@ -1,0 +1,152 @@
+"""``yolov3 detect``: boxes on images and folders, as annotated pictures and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from yolov3.classes import default_names
+from yolov3.cli.common import add_model_args, device_from_args, model_from_args
+from yolov3.errors import DataError, YoloError
+from yolov3.inference import Detector, Letterbox, letterbox, load_image
+from yolov3.inference.draw import draw_detections
+from yolov3.inference.letterbox import IMAGE_EXTENSIONS
+
+log = logging.getLogger("yolov3")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="detect objects in images and folders",
+        description="Detect objects in image files and folders (jpg, png, bmp, webp, ...). "
+        "Writes an annotated copy of each image and DIR/detections.json.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
+    add_model_args(p)
+    p.add_argument("--img-size", type=int, default=416,
+                   help="network input size, a multiple of 32 (default: %(default)s)")
+    p.add_argument("--conf", type=float, default=0.25,
+                   help="score threshold, objectness x class probability (default: %(default)s)")
+    p.add_argument("--iou", type=float, default=0.45,
+                   help="IoU threshold of the per-class NMS (default: %(default)s)")
+    p.add_argument("--single-label", action="store_true",
+                   help="keep only the best class of each box (default: every class above "
+                   "--conf, as darknet does)")
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="class names, one per line (default: COCO's 80 names for 80 classes)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that decode and letterbox images ahead of the model")
+    p.add_argument("--out", default="runs/detect", metavar="DIR",
+                   help="output folder for the pictures and detections.json "
+                   "(default: %(default)s)")
+    p.set_defaults(run=run)
+
+
+def collect_images(paths: list[str]) -> list[Path]:
+    """Image files named directly, and the image files found under named folders, sorted."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    if not found:
+        raise DataError(f"no images found in {', '.join(paths)} (looked for {IMAGE_EXTENSIONS})")
+    return found
+
+
+class _ImageFiles(Dataset):
+    """Decodes and letterboxes image files; an unreadable file yields its error message."""
+
+    def __init__(self, files: list[Path], input_hw: tuple[int, int]) -> None:
+        self.files, self.input_hw = files, input_hw
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[int, object, object, object]:
+        try:
+            image = load_image(self.files[i])
+        except DataError as exc:
+            return i, None, None, str(exc)
+        x, lb = letterbox(image, self.input_hw)
+        return i, x, lb, image
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def _output_name(path: Path, used: set[str]) -> str:
+    suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp",
+                                                              ".webp") else ".png"
+    name, k = path.stem + suffix, 1
+    while name in used:
+        name, k = f"{path.stem}_{k}{suffix}", k + 1
+    used.add(name)
+    return name
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.img_size % 32:
+        raise YoloError(f"--img-size {args.img_size} is not a multiple of 32")
+    files = collect_images(args.paths)
+    device = device_from_args(args)
+    model = model_from_args(args)
+    names = default_names(model.num_classes, args.classes)
+    detector = Detector(model, args.img_size, args.conf, args.iou,
+                        multi_label=not args.single_label, device=device)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise YoloError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    loader = DataLoader(_ImageFiles(files, detector.input_hw), batch_size=args.batch_size,
+                        num_workers=args.workers, collate_fn=_collate)
+    records, failed, used, lines = [], [], set(), []
+    with tqdm(total=len(files), unit="img", desc="detect") as bar:
+        for items in loader:
+            good = [it for it in items if it[1] is not None]
+            failed += [it[3] for it in items if it[1] is None]
+            if good:
+                batch = torch.stack([it[1] for it in good])
+                boxes: list[Letterbox] = [it[2] for it in good]
+                for (i, _, _, image), dets in zip(good, detector.detect_prepared(batch, boxes),
+                                                  strict=True):
+                    path = files[i]
+                    name = _output_name(path, used)
+                    draw_detections(image, dets, names).save(out / name)
+                    found = []
+                    for box, score, label in zip(dets.boxes.tolist(), dets.scores.tolist(),
+                                                 dets.labels.tolist(), strict=True):
+                        x1, y1, x2, y2 = box
+                        records.append({
+                            "file_name": str(path), "category_id": label,
+                            "category_name": names[label],
+                            "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
+                            "score": round(score, 5),
+                        })
+                        found.append(f"{names[label]} {score:.2f}")
+                    lines.append(f"{path}: {', '.join(found) or 'nothing found'} -> {out / name}")
+            bar.update(len(items))
+    (out / "detections.json").write_text(json.dumps(records, indent=1))
+    for line in lines:
+        print(line)
+    for message in failed:
+        log.error("skipped: %s", message)
+    print(f"{len(lines)} images, {len(records)} detections written to {out}/detections.json"
+          + (f"; {len(failed)} unreadable images skipped" if failed else ""))
+    return 1 if failed and not lines else 0

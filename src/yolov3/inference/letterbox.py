@@ -1,0 +1,81 @@
+"""Image loading and darknet's letterbox: the network input and the way back to image pixels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from yolov3.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
+    """Read an image file as an (H, W, 3) uint8 RGB array.
+
+    With ``exif_transpose`` the EXIF orientation is applied, so the pixels are those a person sees.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if exif_transpose:
+                im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was placed in the network input: ``input = image * scale + (pad_x, pad_y)``."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    image_hw: tuple[int, int]
+
+    def to_image(self, boxes_xyxy: Tensor) -> Tensor:
+        """Map (n, 4) x1, y1, x2, y2 boxes from network-input pixels to image pixels, clipped."""
+        h, w = self.image_hw
+        pad = boxes_xyxy.new_tensor([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
+        out = (boxes_xyxy - pad) / self.scale
+        limit = boxes_xyxy.new_tensor([w, h, w, h])
+        return torch.minimum(out.clamp(min=0), limit)
+
+
+def letterbox_geometry(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int, Letterbox]:
+    """Darknet's letterbox size: the image scaled to fit ``input_hw`` with its aspect kept,
+    centred. Returns the resized (height, width) and the :class:`Letterbox` mapping."""
+    (h, w), (in_h, in_w) = image_hw, input_hw
+    if in_w / w < in_h / h:
+        new_w, new_h = in_w, int(h * in_w / w)
+    else:
+        new_h, new_w = in_h, int(w * in_h / h)
+    new_h, new_w = max(new_h, 1), max(new_w, 1)
+    pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
+    return new_h, new_w, Letterbox(new_w / w, float(pad_x), float(pad_y), (h, w))
+
+
+def letterbox(image: np.ndarray | Tensor, input_hw: tuple[int, int]) -> tuple[Tensor, Letterbox]:
+    """Darknet's ``letterbox_image``: resize with bilinear interpolation (darknet's resize
+    aligns corners) keeping the aspect ratio, centre on a grey (0.5) canvas.
+
+    ``image`` is (H, W, 3) uint8 RGB (numpy) or a (3, H, W) float tensor in [0, 1]. Returns the
+    (3, in_h, in_w) float tensor in [0, 1] and the mapping back to image pixels.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255) \
+        if isinstance(image, np.ndarray) else image
+    h, w = x.shape[1:]
+    new_h, new_w, info = letterbox_geometry((h, w), input_hw)
+    if (new_h, new_w) != (h, w):
+        x = F.interpolate(x[None], size=(new_h, new_w), mode="bilinear", align_corners=True)[0]
+    canvas = x.new_full((3, *input_hw), 0.5)
+    top, left = int(info.pad_y), int(info.pad_x)
+    canvas[:, top : top + new_h, left : left + new_w] = x
+    return canvas, info

@@ -1,0 +1,195 @@
+"""Darknet ``.cfg`` files: parsing, validation and the built-in architectures.
+
+A cfg is a list of sections such as ``[convolutional]`` with ``key=value`` lines. The first
+section is ``[net]`` (input size and the training hyper-parameters); every other section is one
+layer, numbered from 0 in file order, which is how ``route`` and ``shortcut`` refer to layers.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from yolov3.errors import ConfigError
+
+#: Architectures that ship with the package, built without any file argument.
+BUILTIN_CFGS = ("yolov3", "yolov3-spp", "yolov3-tiny")
+
+# Keys each section may hold. Darknet ignores unknown keys silently, which hides typos such as
+# ``filter=255``; here an unknown key is an error that names the file and line.
+_LAYER_KEYS: dict[str, set[str]] = {
+    "convolutional": {"batch_normalize", "filters", "size", "stride", "pad", "padding",
+                      "activation", "groups", "dilation"},
+    "shortcut": {"from", "activation"},
+    "route": {"layers"},
+    "upsample": {"stride"},
+    "maxpool": {"size", "stride", "padding"},
+    "yolo": {"mask", "anchors", "classes", "num", "jitter", "ignore_thresh", "truth_thresh",
+             "random"},
+}
+_NET_KEYS = {
+    "batch", "subdivisions", "width", "height", "channels", "momentum", "decay", "angle",
+    "saturation", "exposure", "hue", "learning_rate", "burn_in", "max_batches", "policy",
+    "steps", "scales", "max_crop", "min_crop", "flip", "mosaic", "letter_box",
+}
+_SECTION_NAMES = {"net", "network", *_LAYER_KEYS}
+
+
+@dataclass
+class Section:
+    """One ``[type]`` block of a cfg: its options as raw strings and where it was written."""
+
+    type: str
+    options: dict[str, str] = field(default_factory=dict)
+    source: str = "<cfg>"
+    line: int = 0
+
+    def where(self, key: str | None = None) -> str:
+        what = f"[{self.type}]" + (f" key '{key}'" if key else "")
+        return f"{self.source}, line {self.line}, {what}"
+
+    def get_int(self, key: str, default: int | None = None) -> int:
+        return int(self._get(key, default, int))
+
+    def get_float(self, key: str, default: float | None = None) -> float:
+        return float(self._get(key, default, float))
+
+    def get_str(self, key: str, default: str | None = None) -> str:
+        if key in self.options:
+            return self.options[key]
+        if default is None:
+            raise ConfigError(f"{self.where(key)}: required key is missing")
+        return default
+
+    def get_ints(self, key: str, default: list[int] | None = None) -> list[int]:
+        if key not in self.options:
+            if default is None:
+                raise ConfigError(f"{self.where(key)}: required key is missing")
+            return list(default)
+        return [int(v) for v in self._split(key, int)]
+
+    def get_floats(self, key: str) -> list[float]:
+        return [float(v) for v in self._split(key, float)]
+
+    def _split(self, key: str, kind: type) -> list:
+        raw = self.options[key]
+        try:
+            return [kind(v) for v in raw.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"{self.where(key)}: expected a comma-separated list of "
+                f"{kind.__name__}s, got '{raw}'"
+            ) from None
+
+    def _get(self, key: str, default: float | None, kind: type) -> float:
+        if key not in self.options:
+            if default is None:
+                raise ConfigError(f"{self.where(key)}: required key is missing")
+            return default
+        raw = self.options[key]
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{self.where(key)}: expected {kind.__name__}, got '{raw}'"
+            ) from None
+
+
+def parse_cfg_text(text: str, source: str = "<cfg>") -> list[Section]:
+    """Parse cfg text into sections; the first must be ``[net]``."""
+    sections: list[Section] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise ConfigError(f"{source}, line {lineno}: unclosed section header '{line}'")
+            name = line[1:-1].strip().lower()
+            if name not in _SECTION_NAMES:
+                known = ", ".join(sorted(_SECTION_NAMES - {"network"}))
+                raise ConfigError(
+                    f"{source}, line {lineno}: unknown section [{name}] "
+                    f"(this implementation supports: {known})"
+                )
+            sections.append(Section("net" if name == "network" else name, {}, source, lineno))
+            continue
+        if "=" not in line:
+            raise ConfigError(f"{source}, line {lineno}: expected 'key=value', got '{line}'")
+        if not sections:
+            raise ConfigError(f"{source}, line {lineno}: option before the first [section]")
+        key, value = (s.strip() for s in line.split("=", 1))
+        section = sections[-1]
+        allowed = _NET_KEYS if section.type == "net" else _LAYER_KEYS[section.type]
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}, line {lineno}: unknown key '{key}' in [{section.type}] "
+                f"(known keys: {', '.join(sorted(allowed))})"
+            )
+        section.options[key] = value
+    if not sections or sections[0].type != "net":
+        raise ConfigError(f"{source}: a darknet cfg must start with a [net] section")
+    if len(sections) == 1:
+        raise ConfigError(f"{source}: the cfg defines no layers after [net]")
+    return sections
+
+
+def builtin_cfg_path(name: str) -> Path:
+    """The packaged cfg file of a named architecture (``yolov3``, ``yolov3-spp``, ...)."""
+    return Path(str(resources.files("yolov3") / "cfgs" / f"{name}.cfg"))
+
+
+def load_cfg(cfg: str | Path) -> list[Section]:
+    """Read a cfg given as a built-in architecture name or as a file path."""
+    if isinstance(cfg, str) and cfg in BUILTIN_CFGS:
+        path = builtin_cfg_path(cfg)
+    else:
+        path = Path(cfg)
+        if not path.is_file():
+            raise ConfigError(
+                f"'{cfg}' is neither a built-in architecture ({', '.join(BUILTIN_CFGS)}) "
+                "nor an existing .cfg file"
+            )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the cfg ({exc})") from None
+    return parse_cfg_text(text, str(path))
+
+
+def override_head(
+    sections: list[Section],
+    num_classes: int | None = None,
+    anchors: list[tuple[float, float]] | None = None,
+) -> list[Section]:
+    """A copy of ``sections`` with another number of classes and/or another anchor set.
+
+    Each ``[yolo]`` gets the new ``classes``/``anchors`` (and ``num``), and the convolution just
+    before it gets ``filters = len(mask) * (5 + classes)``, as darknet requires.
+    """
+    out = copy.deepcopy(sections)
+    for i, sec in enumerate(out):
+        if sec.type != "yolo":
+            continue
+        if anchors is not None:
+            sec.options["anchors"] = ",".join(f"{w:g},{h:g}" for w, h in anchors)
+            sec.options["num"] = str(len(anchors))
+        if num_classes is not None:
+            sec.options["classes"] = str(num_classes)
+        head = out[i - 1]
+        if head.type != "convolutional":
+            raise ConfigError(f"{sec.where()}: a [yolo] layer must follow a [convolutional]")
+        n_mask = len(sec.get_ints("mask", list(range(sec.get_int("num", 1)))))
+        head.options["filters"] = str(n_mask * (5 + sec.get_int("classes")))
+    return out
+
+
+def format_cfg(sections: list[Section]) -> str:
+    """Write sections back as cfg text (used to save a cfg beside a trained run)."""
+    parts = []
+    for sec in sections:
+        body = "\n".join(f"{k}={v}" for k, v in sec.options.items())
+        parts.append(f"[{sec.type}]\n{body}\n")
+    return "\n".join(parts)

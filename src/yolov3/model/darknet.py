@@ -1,0 +1,192 @@
+"""The YOLOv3 network, built from a darknet cfg.
+
+One design serves every architecture: the built-in ``yolov3``, ``yolov3-spp`` and
+``yolov3-tiny`` are the cfg files shipped in ``yolov3/cfgs``, and any cfg made of the supported
+layer types builds the same way. In training mode ``forward`` returns the raw predictions of
+each YOLO layer (what the loss needs); in eval mode it returns darknet's inference output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from yolov3.errors import ConfigError
+from yolov3.model.cfg import Section, load_cfg, override_head
+from yolov3.model.layers import (
+    ConvBlock,
+    MaxPool,
+    ResidualAdd,
+    Route,
+    Upsample,
+    YOLOLayer,
+)
+
+
+@dataclass(frozen=True)
+class NetInfo:
+    """The [net] section's values that the model and the trainer use."""
+
+    width: int
+    height: int
+    channels: int
+
+
+def _resolve(index: int, current: int, section: Section, key: str) -> int:
+    """Darknet layer references: negative is relative to the current layer, else absolute."""
+    absolute = current + index if index < 0 else index
+    if not 0 <= absolute < current:
+        raise ConfigError(
+            f"{section.where(key)}: refers to layer {index}, which resolves to {absolute}; "
+            f"only earlier layers 0..{current - 1} can be used"
+        )
+    return absolute
+
+
+def _build_layer(
+    sec: Section, i: int, in_ch: int, out_channels: list[int]
+) -> tuple[nn.Module, int]:
+    """One module for section ``sec`` (layer ``i``) and its number of output channels."""
+    if sec.type == "convolutional":
+        size = sec.get_int("size", 1)
+        pad = sec.get_int("pad", 0)
+        padding = sec.get_int("padding", size // 2 if pad else 0)
+        filters = sec.get_int("filters")
+        try:
+            layer = ConvBlock(
+                in_ch, filters, size, sec.get_int("stride", 1), padding,
+                batch_norm=bool(sec.get_int("batch_normalize", 0)),
+                activation=sec.get_str("activation", "logistic"),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{sec.where('activation')}: {exc}") from None
+        return layer, filters
+    if sec.type == "shortcut":
+        src = _resolve(sec.get_int("from"), i, sec, "from")
+        if out_channels[src] != in_ch:
+            raise ConfigError(
+                f"{sec.where('from')}: adds layer {src} ({out_channels[src]} channels) to "
+                f"layer {i - 1} ({in_ch} channels); the channel counts must match"
+            )
+        return ResidualAdd(src, sec.get_str("activation", "linear")), in_ch
+    if sec.type == "route":
+        srcs = [_resolve(v, i, sec, "layers") for v in sec.get_ints("layers")]
+        return Route(srcs), sum(out_channels[s] for s in srcs)
+    if sec.type == "upsample":
+        return Upsample(sec.get_int("stride", 2)), in_ch
+    if sec.type == "maxpool":
+        size = sec.get_int("size", 1)
+        return MaxPool(size, sec.get_int("stride", size)), in_ch
+    if sec.type == "yolo":
+        flat = sec.get_floats("anchors")
+        if len(flat) % 2:
+            raise ConfigError(f"{sec.where('anchors')}: needs an even count (w,h pairs)")
+        anchors = list(zip(flat[0::2], flat[1::2], strict=True))
+        mask = sec.get_ints("mask", list(range(len(anchors))))
+        if any(not 0 <= m < len(anchors) for m in mask):
+            raise ConfigError(f"{sec.where('mask')}: indices must be in 0..{len(anchors) - 1}")
+        classes = sec.get_int("classes")
+        expected = len(mask) * (5 + classes)
+        if in_ch != expected:
+            raise ConfigError(
+                f"{sec.where()}: the preceding convolution has {in_ch} filters; "
+                f"len(mask) * (5 + classes) = {expected} are needed"
+            )
+        return YOLOLayer(anchors, mask, classes, sec.get_float("ignore_thresh", 0.7)), in_ch
+    raise ConfigError(f"{sec.where()}: unsupported layer type")  # parse_cfg rejects these
+
+
+class Darknet(nn.Module):
+    """A darknet network from cfg sections: ``layers[i]`` is the cfg's layer ``i``."""
+
+    def __init__(self, sections: list[Section]) -> None:
+        super().__init__()
+        net = sections[0]
+        self.sections = sections
+        self.info = NetInfo(
+            net.get_int("width", 416), net.get_int("height", 416), net.get_int("channels", 3)
+        )
+        self.layers = nn.ModuleList()
+        out_channels: list[int] = []
+        in_ch = self.info.channels
+        for i, sec in enumerate(sections[1:]):
+            layer, in_ch = _build_layer(sec, i, in_ch, out_channels)
+            self.layers.append(layer)
+            out_channels.append(in_ch)
+        self.yolo_layers = [m for m in self.layers if isinstance(m, YOLOLayer)]
+        if not self.yolo_layers:
+            raise ConfigError(f"{net.source}: the cfg has no [yolo] layer")
+        if len({m.num_classes for m in self.yolo_layers}) != 1:
+            raise ConfigError(f"{net.source}: all [yolo] layers must have the same classes")
+        # Outputs that a later route or shortcut reads; all others are dropped in forward.
+        self._kept = {s for m in self.layers if isinstance(m, Route) for s in m.sources}
+        self._kept |= {m.source for m in self.layers if isinstance(m, ResidualAdd)}
+        # Darknet's weights-file header, kept so that a loaded file saves back identically.
+        self.header_version: tuple[int, int, int] = (0, 2, 0)
+        self.seen = 0
+
+    @property
+    def num_classes(self) -> int:
+        return self.yolo_layers[0].num_classes
+
+    @property
+    def anchors(self) -> Tensor:
+        """(K, 2) all anchors of the cfg, in input pixels."""
+        return self.yolo_layers[0].anchors
+
+    def forward_raw(self, x: Tensor) -> list[Tensor]:
+        """Raw predictions of each YOLO layer, in cfg order: (B, A, h, w, 5+C) logits."""
+        saved: dict[int, Tensor] = {}
+        raw: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Route):
+                x = layer([saved[s] for s in layer.sources])
+            elif isinstance(layer, ResidualAdd):
+                x = layer(x, saved[layer.source])
+            elif isinstance(layer, YOLOLayer):
+                raw.append(layer(x))
+            else:
+                x = layer(x)
+            if i in self._kept:
+                saved[i] = x
+        return raw
+
+    def decode(self, raw: list[Tensor], input_hw: tuple[int, int]) -> Tensor:
+        """Darknet's inference output from raw predictions: (B, N, 5+C) rows of cx, cy, w, h
+        (input pixels), objectness and class probabilities, ordered by layer, anchor, y, x."""
+        out = [
+            m.decode(r, input_hw).flatten(1, 3) for m, r in zip(self.yolo_layers, raw, strict=True)
+        ]
+        return torch.cat(out, dim=1)
+
+    def forward(self, x: Tensor) -> list[Tensor] | Tensor:
+        raw = self.forward_raw(x)
+        if self.training:
+            return raw
+        return self.decode(raw, (x.shape[2], x.shape[3]))
+
+    def loss(self, images: Tensor, targets: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Darknet's training objective on a batch: ``total, parts`` (see ``yolov3.loss``).
+
+        ``images`` is (B, 3, H, W) in [0, 1]; ``targets`` holds B tensors (n_i, 5) of
+        ``class, xc, yc, w, h`` normalised to the network input.
+        """
+        from yolov3.loss import yolo_loss
+
+        return yolo_loss(self, self.forward_raw(images), targets, (images.shape[2], images.shape[3]))
+
+
+def build_model(
+    cfg: str | Path | list[Section],
+    num_classes: int | None = None,
+    anchors: list[tuple[float, float]] | None = None,
+) -> Darknet:
+    """Build a network from a built-in name (``yolov3``, ``yolov3-spp``, ``yolov3-tiny``), a cfg
+    path or parsed sections, optionally with another class count or anchor set."""
+    sections = cfg if isinstance(cfg, list) else load_cfg(cfg)
+    if num_classes is not None or anchors is not None:
+        sections = override_head(sections, num_classes, anchors)
+    return Darknet(sections)
