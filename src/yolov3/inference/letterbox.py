@@ -26,7 +26,7 @@ def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
             im.load()
             if exif_transpose:
                 im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
@@ -49,7 +49,9 @@ class Letterbox:
         return torch.minimum(out.clamp(min=0), limit)
 
 
-def letterbox_geometry(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> tuple[int, int, Letterbox]:
+def letterbox_geometry(
+    image_hw: tuple[int, int], input_hw: tuple[int, int]
+) -> tuple[int, int, Letterbox]:
     """Darknet's letterbox size: the image scaled to fit ``input_hw`` with its aspect kept,
     centred. Returns the resized (height, width) and the :class:`Letterbox` mapping."""
     (h, w), (in_h, in_w) = image_hw, input_hw
@@ -69,8 +71,10 @@ def letterbox(image: np.ndarray | Tensor, input_hw: tuple[int, int]) -> tuple[Te
     ``image`` is (H, W, 3) uint8 RGB (numpy) or a (3, H, W) float tensor in [0, 1]. Returns the
     (3, in_h, in_w) float tensor in [0, 1] and the mapping back to image pixels.
     """
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255) \
-        if isinstance(image, np.ndarray) else image
+    if isinstance(image, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    else:
+        x = image
     h, w = x.shape[1:]
     new_h, new_w, info = letterbox_geometry((h, w), input_hw)
     if (new_h, new_w) != (h, w):

@@ -176,7 +176,8 @@ class Darknet(nn.Module):
         """
         from yolov3.loss import yolo_loss
 
-        return yolo_loss(self, self.forward_raw(images), targets, (images.shape[2], images.shape[3]))
+        input_hw = (images.shape[2], images.shape[3])
+        return yolo_loss(self, self.forward_raw(images), targets, input_hw)
 
 
 def build_model(
