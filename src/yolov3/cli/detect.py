@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -17,8 +17,6 @@ from yolov3.errors import DataError, YoloError
 from yolov3.inference import Detector, Letterbox, letterbox, load_image
 from yolov3.inference.draw import draw_detections
 from yolov3.inference.letterbox import IMAGE_EXTENSIONS
-
-log = logging.getLogger("yolov3")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -146,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     for message in failed:
-        log.error("skipped: %s", message)
+        print(f"skipped: {message}", file=sys.stderr)
     print(f"{len(lines)} images, {len(records)} detections written to {out}/detections.json"
           + (f"; {len(failed)} unreadable images skipped" if failed else ""))
     return 1 if failed and not lines else 0

@@ -21,7 +21,7 @@ BUILTIN_CFGS = ("yolov3", "yolov3-spp", "yolov3-tiny")
 # ``filter=255``; here an unknown key is an error that names the file and line.
 _LAYER_KEYS: dict[str, set[str]] = {
     "convolutional": {"batch_normalize", "filters", "size", "stride", "pad", "padding",
-                      "activation", "groups", "dilation"},
+                      "activation"},
     "shortcut": {"from", "activation"},
     "route": {"layers"},
     "upsample": {"stride"},

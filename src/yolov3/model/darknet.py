@@ -79,7 +79,8 @@ def _build_layer(
         return Upsample(sec.get_int("stride", 2)), in_ch
     if sec.type == "maxpool":
         size = sec.get_int("size", 1)
-        return MaxPool(size, sec.get_int("stride", size)), in_ch
+        stride = sec.get_int("stride", size)
+        return MaxPool(size, stride, sec.get_int("padding", size - 1)), in_ch
     if sec.type == "yolo":
         flat = sec.get_floats("anchors")
         if len(flat) % 2:

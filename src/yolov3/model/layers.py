@@ -93,13 +93,14 @@ class Upsample(nn.Module):
 
 
 class MaxPool(nn.Module):
-    """Darknet [maxpool]: darknet pads ``size - 1`` in total, ``(size - 1) // 2`` before and the
-    rest after, and takes the max over the valid pixels only. With size 2 stride 1 (yolov3-tiny)
-    that pads one column and row on the right and bottom, so the map keeps its size."""
+    """Darknet [maxpool]: darknet pads ``padding`` (default ``size - 1``) in total,
+    ``padding // 2`` before and the rest after, and takes the max over the valid pixels only.
+    With size 2 stride 1 (yolov3-tiny) that pads one column and row on the right and bottom, so
+    the map keeps its size."""
 
-    def __init__(self, size: int, stride: int) -> None:
+    def __init__(self, size: int, stride: int, padding: int | None = None) -> None:
         super().__init__()
-        pad = size - 1
+        pad = size - 1 if padding is None else padding
         self.pad = (pad // 2, pad - pad // 2)
         self.pool = nn.MaxPool2d(size, stride)
 

@@ -1,0 +1,56 @@
+"""Shared fixtures: the real yolov3-tiny weights, real photos, the shared datasets folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights() -> Path:
+    """The official yolov3-tiny.weights, fetched through the hub (cached between runs)."""
+    from yolov3.hub import fetch_weights
+
+    return fetch_weights("yolov3-tiny")
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Path]:
+    """Real photos shipped in scikit-image's wheel."""
+    import skimage
+
+    folder = Path(skimage.__file__).parent / "data"
+    return {name: folder / f"{name}.png" for name in ("coffee", "motorcycle_left", "astronaut")}
+
+
+@pytest.fixture(scope="session")
+def kangaroo_dir() -> Path:
+    path = SHARED / "datasets" / "kangaroo"
+    if not path.is_dir():
+        pytest.skip(f"the shared kangaroo dataset is not at {path}")
+    return path
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every batch norm random but sane statistics and affine terms, so that a randomly
+    initialised model exercises every stored float when written and compared."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

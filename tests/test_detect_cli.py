@@ -1,0 +1,57 @@
+"""``yolov3 detect`` end to end with the real yolov3-tiny weights on real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+from PIL import Image
+
+from yolov3.cli.main import main
+
+
+def test_detect_finds_cup_and_motorbike(photos, tiny_weights, tmp_path, capsys) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photos["motorcycle_left"], folder / "MOTO.PNG")
+    (folder / "broken.jpg").write_bytes(b"not an image at all")
+    out = tmp_path / "out"
+    code = main(["detect", str(photos["coffee"]), str(folder), "--model", "yolov3-tiny",
+                 "--weights", str(tiny_weights), "--out", str(out)])
+    assert code == 0
+    records = json.loads((out / "detections.json").read_text())
+    best = {}
+    for r in records:
+        assert set(r) == {"file_name", "category_id", "category_name", "bbox", "score"}
+        name = r["file_name"].rsplit("/", 1)[-1]
+        if r["score"] > best.get(name, {}).get("score", 0):
+            best[name] = r
+    assert best["coffee.png"]["category_name"] == "cup" and best["coffee.png"]["score"] >= 0.5
+    assert best["coffee.png"]["category_id"] == 41
+    assert best["MOTO.PNG"]["category_name"] == "motorbike" and best["MOTO.PNG"]["score"] >= 0.5
+    x, y, w, h = best["coffee.png"]["bbox"]  # original-image pixels: the cup in a 600x400 photo
+    assert 120 < x < 180 and 0 < y < 60 and 240 < w < 310 and 240 < h < 320
+    # Annotated copies, at the original size, that differ from the input where the box is.
+    picture = np.asarray(Image.open(out / "coffee.png"))
+    original = np.asarray(Image.open(photos["coffee"]).convert("RGB"))
+    assert picture.shape == original.shape and (picture != original).any()
+    assert (out / "MOTO.png").is_file()
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err and "1 unreadable images skipped" in captured.out
+
+
+def test_detect_help_explains_every_option(capsys) -> None:
+    try:
+        main(["detect", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    text = capsys.readouterr().out
+    for option in ("--model", "--weights", "--img-size", "--conf", "--iou", "--classes",
+                   "--device", "--out", "--single-label"):
+        assert option in text
+
+
+def test_detect_bad_path_is_a_clear_error(tmp_path, capsys) -> None:
+    assert main(["detect", str(tmp_path / "nope.jpg")]) == 1
+    assert "nope.jpg: no such file or folder" in capsys.readouterr().err
