@@ -76,7 +76,8 @@ def test_truncated_file_states_expected_and_actual_counts(tiny_weights, tmp_path
 def test_oversized_file_or_wrong_cfg_is_an_error(tiny_weights, tmp_path) -> None:
     big = tmp_path / "big.weights"
     big.write_bytes(tiny_weights.read_bytes() + b"\0" * 400)
-    with pytest.raises(WeightsError, match="holds 8,858,834 floats but the model expects 8,858,734"):
+    expected = "holds 8,858,834 floats but the model expects 8,858,734"
+    with pytest.raises(WeightsError, match=expected):
         yolov3.from_darknet("yolov3-tiny", big)
     with pytest.raises(WeightsError, match="8,858,734 floats"):
         yolov3.from_darknet("yolov3-tiny", tiny_weights, num_classes=20)

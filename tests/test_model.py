@@ -89,4 +89,5 @@ def test_builtin_cfgs_parse_with_their_yolo_settings() -> None:
     tiny = load_cfg("yolov3-tiny")
     masks = [s.get_ints("mask") for s in tiny if s.type == "yolo"]
     assert masks == [[3, 4, 5], [1, 2, 3]]  # the 2018-05 cfg the released weights used
-    assert parse_cfg_text("[net]\nwidth=32\n[convolutional]\nfilters=3\n")[1].get_int("filters") == 3
+    sections = parse_cfg_text("[net]\nwidth=32\n[convolutional]\nfilters=3\n")
+    assert sections[1].get_int("filters") == 3
