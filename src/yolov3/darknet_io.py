@@ -96,24 +96,22 @@ def load_darknet_weights(model: Darknet, path: str | Path) -> LoadReport:
             "the weights were made for a different cfg (architecture or number of classes)"
         )
     blocks = _conv_blocks(model)
-    pos = loaded = 0
-    with torch.no_grad():
-        for block in blocks:
-            tensors = _tensors(block)
-            need = sum(t.numel() for t in tensors)
-            if pos + need > floats.size:
-                break
-            for t in tensors:
-                n = t.numel()
-                t.copy_(torch.from_numpy(floats[pos : pos + n].copy()).view_as(t))
-                pos += n
-            loaded += 1
+    ends = np.cumsum([sum(t.numel() for t in _tensors(b)) for b in blocks])
+    loaded = int(np.searchsorted(ends, floats.size, side="right"))
+    pos = int(ends[loaded - 1]) if loaded else 0
     if pos != floats.size:
         raise WeightsError(
             f"{path}: holds {floats.size:,} floats, which ends inside conv layer {loaded + 1} "
             f"of {len(blocks)} (expected {expected:,} for the whole model, or a layer boundary); "
             "the file is truncated or was made for a different cfg"
         )
+    start = 0
+    with torch.no_grad():
+        for block in blocks[:loaded]:
+            for t in _tensors(block):
+                n = t.numel()
+                t.copy_(torch.from_numpy(floats[start : start + n].copy()).view_as(t))
+                start += n
     model.header_version, model.seen = version, seen
     report = LoadReport(loaded, len(blocks), pos, expected)
     if not report.complete:

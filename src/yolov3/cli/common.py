@@ -6,10 +6,11 @@ import argparse
 
 import torch
 
-from yolov3 import from_darknet
+from yolov3.classes import default_names
 from yolov3.errors import YoloError
 from yolov3.hub import PRETRAINED
 from yolov3.model import BUILTIN_CFGS, Darknet
+from yolov3.pretrained import load_model
 
 
 def add_model_args(parser: argparse.ArgumentParser, default_model: str = "yolov3") -> None:
@@ -36,8 +37,13 @@ def device_from_args(args: argparse.Namespace) -> torch.device:
     return device
 
 
-def model_from_args(args: argparse.Namespace) -> Darknet:
+def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
+    """The model that --model and --weights name, in eval mode, and its class names (from a
+    checkpoint, else --classes when the command has it, else COCO's for 80 classes)."""
     weights = args.weights
     if weights is None and args.model in BUILTIN_CFGS:
         weights = args.model
-    return from_darknet(args.model, weights)
+    model, names = load_model(args.model, weights)
+    if names is None or getattr(args, "classes", None):
+        names = default_names(model.num_classes, getattr(args, "classes", None))
+    return model, names

@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from yolov3.classes import default_names
 from yolov3.cli.common import add_model_args, device_from_args, model_from_args
 from yolov3.errors import DataError, YoloError
 from yolov3.inference import Detector, Letterbox, letterbox, load_image
@@ -103,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise YoloError(f"--img-size {args.img_size} is not a multiple of 32")
     files = collect_images(args.paths)
     device = device_from_args(args)
-    model = model_from_args(args)
-    names = default_names(model.num_classes, args.classes)
+    model, names = model_from_args(args)
     detector = Detector(model, args.img_size, args.conf, args.iou,
                         multi_label=not args.single_label, device=device)
     out = Path(args.out)

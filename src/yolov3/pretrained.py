@@ -1,0 +1,99 @@
+"""Starting a model from pretrained weights, also when its number of classes differs.
+
+Fine-tuning loads everything but the class-dependent head convolutions (the 1x1 convolutions
+before each [yolo] layer), as darknet does with ``darknet53.conv.74`` or a COCO detector.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yolov3.checkpoint import is_checkpoint, load_checkpoint
+from yolov3.darknet_io import count_floats, load_darknet_weights
+from yolov3.errors import WeightsError
+from yolov3.hub import resolve_weights
+from yolov3.model.cfg import override_head
+from yolov3.model.darknet import Darknet
+
+log = logging.getLogger("yolov3")
+
+
+def _darknet_float_count(path: Path) -> int:
+    major, minor = np.fromfile(path, np.int32, 2)
+    header = 20 if major * 10 + minor >= 2 else 16
+    return (path.stat().st_size - header) // 4
+
+
+def _infer_num_classes(model: Darknet, floats: int) -> int | None:
+    """The class count for which ``model``'s cfg holds exactly ``floats`` floats, if any: the
+    count is linear in the number of classes (only the head convolutions depend on it)."""
+    def floats_for(classes: int) -> int:
+        return count_floats(Darknet(override_head(model.sections, num_classes=classes)))
+
+    base, per_class = floats_for(1), floats_for(2) - floats_for(1)
+    classes, rest = divmod(floats - base, per_class)
+    return classes + 1 if rest == 0 and classes >= 0 else None
+
+
+def transfer_matching(model: Darknet, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor of ``state`` whose name and shape fit ``model``; return those skipped."""
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return sorted(k for k in own if k not in fitting)
+
+
+def load_pretrained(model: Darknet, weights: str | Path) -> str:
+    """Load weights (an official name, a darknet file or a yolov3 checkpoint) into ``model``.
+
+    Tensors that do not fit (the class-dependent heads of a detector trained on other classes)
+    keep their initialisation. Returns a one-line summary of what was loaded.
+    """
+    path = resolve_weights(weights)
+    if is_checkpoint(path):
+        state = load_checkpoint(path)["model"]
+        source = f"checkpoint {path.name}"
+    else:
+        floats = _darknet_float_count(path)
+        if floats == count_floats(model):
+            load_darknet_weights(model, path)
+            return f"loaded all of {path.name}"
+        classes = _infer_num_classes(model, floats)
+        if classes is None:  # a backbone such as darknet53.conv.74: a prefix of the layers
+            report = load_darknet_weights(model, path)
+            return (f"loaded {report.layers_loaded} of {report.layers_total} conv layers from "
+                    f"{path.name}; the rest keep their initialisation")
+        donor = Darknet(override_head(model.sections, num_classes=classes))
+        load_darknet_weights(donor, path)
+        state = donor.state_dict()
+        source = f"{path.name} ({classes} classes)"
+    skipped = transfer_matching(model, state)
+    if len(skipped) == len(model.state_dict()):
+        raise WeightsError(f"{path}: no tensor fits this model; it is another architecture")
+    heads = sorted({k.split(".")[1] for k in skipped if k.startswith("layers.")})
+    return (f"loaded {source} except {len(skipped)} tensors that do not fit"
+            + (f" (layers {', '.join(heads)}: the class-dependent heads)" if heads else ""))
+
+
+def load_model(cfg: str | Path, weights: str | Path | None) -> tuple[Darknet, list[str] | None]:
+    """A model in eval mode for inference, and its class names when the weights carry them.
+
+    ``weights`` may be a yolov3 checkpoint (which brings its own cfg and names, so ``cfg`` is
+    not used), a darknet file or an official name; ``None`` keeps the random initialisation.
+    """
+    from yolov3.checkpoint import model_from_checkpoint
+    from yolov3.model.darknet import build_model
+
+    if weights is not None:
+        path = resolve_weights(weights)
+        if is_checkpoint(path):
+            payload = load_checkpoint(path)
+            return model_from_checkpoint(payload, path), list(payload["names"])
+        model = build_model(cfg)
+        load_darknet_weights(model, path)
+        return model.eval(), None
+    return build_model(cfg).eval(), None
