@@ -1,0 +1,92 @@
+"""Checkpoints load safely and rebuild their model; pretrained weights cross class counts."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+import yolov3
+from yolov3.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from yolov3.errors import WeightsError
+from yolov3.fileio import atomic_write
+from yolov3.pretrained import load_model, load_pretrained
+
+
+def test_checkpoint_rebuilds_model_and_names(tmp_path) -> None:
+    model = yolov3.build_model("yolov3-tiny", num_classes=2).eval()
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model, ["cat", "dog"], iteration=7, best=0.5)
+    payload = torch.load(path, weights_only=True)
+    assert payload["iteration"] == 7 and payload["names"] == ["cat", "dog"]
+    again, names = load_model("yolov3", path)  # the checkpoint's own cfg wins
+    assert names == ["cat", "dog"] and again.num_classes == 2
+    x = torch.rand(1, 3, 128, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (open, ("/tmp/yolov3-pwned-marker", "w"))
+
+
+def test_pickle_with_code_is_refused_and_does_not_run(tmp_path) -> None:
+    marker = "/tmp/yolov3-pwned-marker"
+    import os
+
+    if os.path.exists(marker):
+        os.remove(marker)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "yolov3-checkpoint", "model": _Payload()}, evil)
+    with pytest.raises(WeightsError, match="refused to load"):
+        load_checkpoint(evil)
+    assert not os.path.exists(marker)
+    with pytest.raises(WeightsError, match="refused to load"):
+        load_model("yolov3-tiny", evil)
+    assert not os.path.exists(marker)
+
+
+def test_plain_pickle_and_foreign_zip_are_refused(tmp_path) -> None:
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(WeightsError):
+        load_checkpoint(plain)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(WeightsError, match="not a yolov3 checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_interrupted_write_keeps_the_previous_file(tmp_path) -> None:
+    path = tmp_path / "last.pt"
+    model = yolov3.build_model("yolov3-tiny").eval()
+    save_checkpoint(path, model, ["a"] * 80, iteration=1)
+    with pytest.raises(RuntimeError), atomic_write(path) as f:
+        f.write(b"half a checkpoint")
+        raise RuntimeError("killed mid-write")
+    assert load_checkpoint(path)["iteration"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_fine_tuning_start_keeps_all_but_the_class_heads(tiny_weights) -> None:
+    coco = yolov3.from_darknet("yolov3-tiny", tiny_weights)
+    model = yolov3.build_model("yolov3-tiny", num_classes=1)
+    message = load_pretrained(model, tiny_weights)
+    assert "except 4 tensors" in message and "layers 15, 22" in message
+    for name, tensor in model.state_dict().items():
+        if name.startswith(("layers.15.", "layers.22.")):
+            assert tensor.shape != coco.state_dict()[name].shape
+        else:
+            torch.testing.assert_close(tensor, coco.state_dict()[name])
+
+
+def test_model_from_checkpoint_with_wrong_tensors(tmp_path) -> None:
+    model = yolov3.build_model("yolov3-tiny")
+    path = tmp_path / "x.pt"
+    save_checkpoint(path, model, ["a"] * 80)
+    payload = load_checkpoint(path)
+    payload["model"]["layers.0.conv.weight"] = torch.zeros(1)
+    with pytest.raises(WeightsError, match="do not fit the embedded cfg"):
+        model_from_checkpoint(payload, path)
