@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from yolov3 import __version__
-from yolov3.cli import detect
+from yolov3.cli import data, detect, val
 from yolov3.errors import YoloError
 
-COMMANDS = [detect]
+COMMANDS = [detect, val, data]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,68 @@
+"""``yolov3 val``: COCO AP of a model on a dataset, with darknet's protocol."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from yolov3.cli.common import add_model_args, device_from_args, model_from_args
+from yolov3.cli.data import add_dataset_options
+from yolov3.data.datasets import FORMS, open_dataset
+from yolov3.errors import YoloError
+from yolov3.evaluation import evaluate
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "val",
+        help="evaluate a model on a dataset (COCO AP)",
+        description="COCO AP with darknet's protocol: letterboxed input, every (box, class) "
+        "above --conf, per-class NMS, pycocotools' COCOeval. Writes DIR/metrics.json, "
+        "DIR/predictions.json (COCO results format) and DIR/pr_curve.png.",
+    )
+    p.add_argument("--data", required=True, metavar="DATASET", help=FORMS.replace("%", "%%"))
+    add_dataset_options(p)
+    p.add_argument("--split", default="val",
+                   help="split to evaluate: train, val, ... ('all' for a VOC folder; a COCO "
+                   "JSON is one set) (default: %(default)s)")
+    add_model_args(p)
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="the model's class names, one per line, when they are not the "
+                   "dataset's (default: COCO's names for 80 classes); classes are matched by "
+                   "name")
+    p.add_argument("--img-size", type=int, default=416,
+                   help="network input size, a multiple of 32 (default: %(default)s)")
+    p.add_argument("--conf", type=float, default=0.005,
+                   help="score threshold, objectness x class probability (default: %(default)s)")
+    p.add_argument("--iou", type=float, default=0.45,
+                   help="IoU threshold of the per-class NMS (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass "
+                   "(default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes that decode and letterbox images (default: %(default)s)")
+    p.add_argument("--out", default="runs/val", metavar="DIR",
+                   help="output folder (default: %(default)s)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.img_size % 32:
+        raise YoloError(f"--img-size {args.img_size} is not a multiple of 32")
+    dataset = open_dataset(args.data, args.split, args.images, args.strict)
+    if len(dataset) == 0:
+        raise YoloError(f"{args.data}: the {args.split} split has no usable images\n"
+                        + dataset.problems.summary())
+    device = device_from_args(args)
+    model, names = model_from_args(args)
+    print(f"{dataset.format} dataset {dataset.source}, split {dataset.split}: {len(dataset)} "
+          f"images, {dataset.num_boxes} boxes, {len(dataset.names)} classes")
+    result = evaluate(model, dataset, args.img_size, args.conf, args.iou, args.batch_size,
+                      device, Path(args.out), args.workers, names)
+    print(result["table"])
+    timing = result["timing"]
+    print(f"{result['images']} images at {timing['images_per_second']:.1f} images/s; "
+          f"COCOeval {timing['cocoeval_s']:.1f} s; written to {args.out}/metrics.json, "
+          "predictions.json, pr_curve.png")
+    if dataset.problems:
+        print(dataset.problems.summary())
+    return 0

@@ -1,0 +1,134 @@
+"""The interface every dataset format implements, and the storage they share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.ops import box_convert
+
+from yolov3.data.boxes import large_enough
+from yolov3.data.images import image_size
+from yolov3.data.problems import Problems
+from yolov3.data.sample import Sample
+from yolov3.errors import DataError
+from yolov3.inference.letterbox import load_image
+
+
+@dataclass
+class Annotation:
+    """The ground truth of one image, without its pixels.
+
+    ``size`` is (height, width); ``boxes`` (n, 4) float32 x1, y1, x2, y2 pixels; ``labels`` (n,)
+    int64 contiguous class indices; ``ignore`` (n,) bool (COCO ``iscrowd``, VOC ``difficult``).
+    """
+
+    image_id: int
+    file: Path
+    size: tuple[int, int]
+    boxes: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray
+
+
+class DetectionDataset(Dataset):
+    """Images with boxes, whatever the format on disk: ``dataset[i]`` is a :class:`Sample`.
+
+    ``names`` are the class names by contiguous index; ``category_ids[k]`` is the dataset's own
+    id of class ``k`` (COCO's category ids; 1, 2, ... for the other formats); ``problems`` lists
+    the labels that were skipped. ``annotations(i)`` gives the ground truth without decoding the
+    image. Boxes are stored packed (one array for all images) so that data-loader workers share
+    them cheaply.
+    """
+
+    format: ClassVar[str] = ""
+    # Boxes stored as cx, cy, w, h fractions of the image size (YOLO txt) instead of pixels.
+    normalised: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        *,
+        source: Path,
+        split: str,
+        names: list[str],
+        category_ids: Sequence[int] | None,
+        files: list[Path],
+        image_ids: np.ndarray,
+        sizes: np.ndarray | None,
+        boxes: list[np.ndarray],
+        labels: list[np.ndarray],
+        ignore: list[np.ndarray],
+        problems: Problems,
+    ) -> None:
+        self.source, self.split, self.names = source, split, names
+        self.category_ids = list(category_ids or range(1, len(names) + 1))
+        self.problems = problems
+        self.files = files
+        self.image_ids = np.asarray(image_ids, np.int64)
+        # (height, width) per image; 0 where unknown until the image is read (YOLO txt).
+        self.sizes = np.zeros((len(files), 2), np.int64) if sizes is None else sizes
+        counts = [len(b) for b in boxes]
+        self._offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        # float64: YOLO's fractions must come back to the very same pixels.
+        self._boxes = np.concatenate([np.zeros((0, 4)), *boxes]).astype(np.float64)
+        self._labels = np.concatenate([np.zeros(0, np.int64), *labels]).astype(np.int64)
+        self._ignore = np.concatenate([np.zeros(0, bool), *ignore]).astype(bool)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.source}, split={self.split!r}, "
+                f"{len(self)} images, {len(self.names)} classes, {len(self.problems)} problems)")
+
+    @property
+    def num_boxes(self) -> int:
+        return len(self._boxes)
+
+    def category_to_label(self) -> dict[int, int]:
+        """The dataset's category id -> contiguous class index."""
+        return {c: k for k, c in enumerate(self.category_ids)}
+
+    def annotations(self, i: int, image_hw: tuple[int, int] | None = None) -> Annotation:
+        """The ground truth of image ``i`` without decoding it. ``image_hw`` is the image's
+        (height, width) when the caller already knows it (YOLO labels need it; otherwise the
+        file header is read)."""
+        lo, hi = self._offsets[i], self._offsets[i + 1]
+        boxes, labels, ignore = self._boxes[lo:hi], self._labels[lo:hi], self._ignore[lo:hi]
+        size = tuple(int(v) for v in self.sizes[i])
+        if size[0] <= 0:
+            size = image_hw or image_size(self.files[i])
+        if self.normalised:
+            h, w = size
+            boxes = box_convert(torch.from_numpy(boxes), "cxcywh", "xyxy").numpy()
+            boxes = boxes * np.array([w, h, w, h], np.float64)
+            keep = large_enough(boxes)
+            boxes, labels, ignore = boxes[keep], labels[keep], ignore[keep]
+        return Annotation(int(self.image_ids[i]), self.files[i], size, boxes.astype(np.float32),
+                          labels, ignore)
+
+    def image(self, i: int, size_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """Image ``i`` as (H, W, 3) uint8 RGB. When the annotation declares a size that only the
+        stored orientation matches (an EXIF rotation the labeller did not see), the stored
+        pixels are returned, so that the boxes fit."""
+        path = self.files[i]
+        image = load_image(path)
+        if size_hw is None or image.shape[:2] == tuple(size_hw):
+            return image
+        raw = load_image(path, exif_transpose=False)
+        if raw.shape[:2] != tuple(size_hw):
+            h, w = size_hw
+            raise DataError(f"{path}: the image is {image.shape[1]}x{image.shape[0]} but its "
+                            f"annotation ({self.source}) says {w}x{h}")
+        return raw
+
+    def __getitem__(self, i: int) -> Sample:
+        declared = tuple(int(v) for v in self.sizes[i])
+        image = self.image(i, declared if declared[0] > 0 else None)
+        ann = self.annotations(i, image.shape[:2])
+        return Sample(image, ann.boxes, ann.labels, ann.image_id, str(ann.file), ann.ignore)

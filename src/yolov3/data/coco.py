@@ -1,0 +1,200 @@
+"""COCO: an ``instances_*.json`` annotation file and a folder of images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yolov3.data.base import DetectionDataset
+from yolov3.data.boxes import OK, box_faults, clip_boxes, describe_fault, large_enough
+from yolov3.data.problems import Problems
+from yolov3.errors import DataError
+
+COCO_KEYS = ("images", "annotations", "categories")
+
+
+def read_coco_json(path: Path) -> dict[str, Any]:
+    """The parsed annotation file; :class:`DataError` when it is not COCO's format."""
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    fields = data if isinstance(data, dict) else {}
+    missing = [k for k in COCO_KEYS if not isinstance(fields.get(k), list)]
+    if missing:
+        raise DataError(f"{path}: not a COCO annotation file: it has no "
+                        f"{', '.join(repr(k) for k in missing)} list (a COCO file has "
+                        f"{', '.join(COCO_KEYS)})")
+    return data
+
+
+def split_of_json(path: Path) -> str:
+    """The split a COCO file holds, from its name: ``instances_val2017.json`` -> ``val``."""
+    stem = path.stem.removeprefix("instances_")
+    return next((s for s in ("train", "val", "test") if stem.startswith(s)), stem)
+
+
+def coco_images_dir(json_path: Path, images: Path | None, first_file: str | None) -> Path:
+    """Where ``file_name`` s are resolved: ``images`` when given; else the first of an
+    ``images/`` folder beside the JSON, the JSON's own folder and, for COCO's own layout
+    (``ROOT/annotations/instances_val2017.json``), ``ROOT/images/val2017``, ``ROOT/val2017``,
+    ``ROOT/images`` that holds the first image."""
+    if images is not None:
+        if not images.is_dir():
+            raise DataError(f"{images}: the --images folder does not exist")
+        return images
+    here = json_path.parent
+    candidates = [here / "images", here]
+    if here.name == "annotations":
+        name = json_path.stem.removeprefix("instances_")
+        candidates += [here.parent / "images" / name, here.parent / name, here.parent / "images"]
+    existing = [c for c in candidates if c.is_dir()]
+    if first_file is not None:
+        for folder in existing:
+            if (folder / first_file).is_file():
+                return folder
+    return existing[0] if existing else here
+
+
+def _categories(path: Path, data: dict[str, Any]) -> tuple[list[int], list[str]]:
+    """Category ids (sorted) and names: contiguous class k is the k-th smallest id."""
+    cats = data["categories"]
+    if not cats:
+        raise DataError(f"{path}: the 'categories' list is empty")
+    for c in cats:
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
+            raise DataError(f"{path}: category {c!r} needs an integer 'id' and a 'name'")
+    cats = sorted(cats, key=lambda c: c["id"])
+    ids = [c["id"] for c in cats]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: category ids are not unique")
+    return ids, [str(c["name"]) for c in cats]
+
+
+class CocoDataset(DetectionDataset):
+    """A COCO annotation file. The categories, sorted by id, are the contiguous classes 0..C-1
+    (``category_ids`` maps back). ``iscrowd`` boxes are kept with ``ignore`` set; boxes under
+    one pixel wide or high are dropped; the images keep the JSON's order and ids."""
+
+    format = "coco"
+
+    def __init__(self, path: Path, images: Path | None = None, strict: bool = False) -> None:
+        data = read_coco_json(path)
+        problems = Problems(strict)
+        category_ids, names = _categories(path, data)
+        entries = data["images"]
+        if not entries:
+            raise DataError(f"{path}: the 'images' list is empty")
+        first = entries[0].get("file_name") if isinstance(entries[0], dict) else None
+        self.images_dir = coco_images_dir(path, images, first)
+
+        ids, files, sizes = [], [], []
+        for k, im in enumerate(entries):
+            try:
+                ids.append(int(im["id"]))
+                files.append(self.images_dir / str(im["file_name"]))
+                sizes.append((int(im["height"]), int(im["width"])))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{path}: image #{k} ({im!r:.80}) needs 'id', 'file_name', "
+                                f"'width' and 'height' ({type(exc).__name__}: {exc})") from None
+        if len(set(ids)) != len(ids):
+            raise DataError(f"{path}: image ids are not unique")
+        index = {image_id: k for k, image_id in enumerate(ids)}
+        skip = np.zeros(len(ids), bool)
+        for k, file in enumerate(files):
+            if not file.is_file():
+                problems.add(f"{path}: image id {ids[k]}: {file} not found")
+                skip[k] = True
+
+        img, labels, boxes, crowd = self._read_annotations(
+            path, data["annotations"], index, category_ids, np.array(sizes, np.int64), problems,
+            skip,
+        )
+        keep = ~skip
+        order = np.argsort(img, kind="stable")
+        counts = np.bincount(img, minlength=len(ids))
+        split_at = np.cumsum(counts)[:-1]
+        super().__init__(
+            source=path, split=split_of_json(path), names=names, category_ids=category_ids,
+            files=[f for f, k in zip(files, keep, strict=True) if k],
+            image_ids=np.array(ids, np.int64)[keep],
+            sizes=np.array(sizes, np.int64).reshape(-1, 2)[keep],
+            boxes=[b for b, k in zip(np.split(boxes[order], split_at), keep, strict=True) if k],
+            labels=[b for b, k in zip(np.split(labels[order], split_at), keep, strict=True) if k],
+            ignore=[b for b, k in zip(np.split(crowd[order], split_at), keep, strict=True) if k],
+            problems=problems,
+        )
+
+    @staticmethod
+    def _read_annotations(
+        path: Path,
+        anns: list[Any],
+        index: dict[int, int],
+        category_ids: list[int],
+        sizes: np.ndarray,
+        problems: Problems,
+        skip: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Image index, class, x1 y1 x2 y2 box and crowd flag of every usable annotation; the
+        images of bad annotations are marked in ``skip``."""
+        label_of = {c: k for k, c in enumerate(category_ids)}
+        n = len(anns)
+        ann_ids: list[Any] = [None] * n
+        img = np.full(n, -1, np.int64)
+        label = np.full(n, -1, np.int64)
+        xywh = np.zeros((n, 4))
+        crowd = np.zeros(n, bool)
+        malformed = np.zeros(n, bool)
+        for j, a in enumerate(anns):
+            try:
+                ann_ids[j] = a.get("id", f"#{j}")
+                img[j] = index.get(a["image_id"], -1)
+                label[j] = label_of.get(a["category_id"], -1)
+                xywh[j] = [float(v) for v in a["bbox"]]
+                crowd[j] = bool(a.get("iscrowd", 0))
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                malformed[j] = True
+                problems.add(f"{path}: annotation #{j} (id {ann_ids[j]}): malformed "
+                             f"({type(exc).__name__}: {exc}); needs image_id, category_id and a "
+                             "4-number bbox")
+        boxes = xywh.copy()
+        boxes[:, 2:] += boxes[:, :2]
+        size = sizes[np.maximum(img, 0)]
+        faults = box_faults(boxes, size)
+        bad = malformed | (img < 0) | (label < 0) | (faults != OK)
+        for j in np.flatnonzero(bad & ~malformed):
+            where = f"{path}: annotation id {ann_ids[j]}"
+            if img[j] < 0:
+                problems.add(f"{where}: image_id {anns[j]['image_id']!r} is not in 'images'")
+            elif label[j] < 0:
+                problems.add(f"{where}: category_id {anns[j]['category_id']!r} is not in "
+                             "'categories'")
+            else:
+                problems.add(f"{where}: {describe_fault(faults[j], boxes[j], tuple(size[j]))}")
+        skip[img[bad & (img >= 0)]] = True
+        boxes = clip_boxes(boxes, size)
+        use = ~bad & large_enough(boxes)
+        return img[use], label[use], boxes[use], crowd[use]
+
+    def ground_truth(self) -> dict[str, Any]:
+        """The annotation file itself, limited to this dataset's images, as the metric's
+        ground truth: COCO's own ``area`` (of the segmentation) and crowd regions kept."""
+        data = read_coco_json(self.source)
+        kept = set(self.image_ids.tolist())
+        renumber = any("id" not in a for a in data["annotations"])
+        anns = []
+        for k, a in enumerate(data["annotations"]):
+            if a["image_id"] in kept:
+                w, h = a["bbox"][2:]
+                anns.append({**a, "id": k + 1 if renumber else a["id"],
+                             "area": a.get("area", w * h), "iscrowd": a.get("iscrowd", 0)})
+        return {
+            "images": [im for im in data["images"] if im["id"] in kept],
+            "annotations": anns,
+            "categories": data["categories"],
+        }

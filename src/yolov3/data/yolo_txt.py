@@ -1,0 +1,172 @@
+"""YOLO txt labels: one ``class xc yc w h`` line per object, normalised, a file per image; the
+images listed by folders or list files (a dataset YAML, or darknet's ``.data``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from yolov3.data.base import DetectionDataset
+from yolov3.data.boxes import OK, OUTSIDE, box_faults
+from yolov3.data.images import image_ids, is_image_file, list_images
+from yolov3.data.problems import Problems
+from yolov3.errors import DataError
+
+# darknet's ``replace_image_to_label``: the labels tree mirrors the images tree.
+_IMAGE_FOLDERS = ("images", "JPEGImages")
+
+
+def label_path(image: Path) -> Path:
+    """The label file of an image: the last ``images`` (or ``JPEGImages``) folder of its path
+    becomes ``labels`` and the extension ``.txt``; without such a folder, beside the image."""
+    parts = list(image.parts)
+    for k in range(len(parts) - 2, -1, -1):
+        if parts[k] in _IMAGE_FOLDERS:
+            parts[k] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def resolve(raw: str | Path, bases: Sequence[Path]) -> Path:
+    """``raw`` if absolute, else the first of ``bases / raw`` that exists (else the first)."""
+    path = Path(raw).expanduser()
+    if path.is_absolute():
+        return path
+    candidates = [base / path for base in bases]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+def read_image_list(path: Path, problems: Problems) -> list[Path]:
+    """The images a list file names, one per line (relative lines against the list's folder,
+    else the current folder, as darknet runs); a missing image is a problem."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the image list ({exc})") from None
+    images = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            image = resolve(line.strip(), [path.parent, Path.cwd()])
+            if image.is_file():
+                images.append(image)
+            else:
+                problems.add(f"{path}:{number}: image {line.strip()} not found")
+    return images
+
+
+def collect_images(entries: str | Path | Sequence[str | Path], root: Path,
+                   problems: Problems) -> list[Path]:
+    """The images of a split given as a folder, a list file or an image, or a list of those
+    (relative to ``root``)."""
+    entries = [entries] if isinstance(entries, str | Path) else list(entries)
+    images: list[Path] = []
+    for entry in entries:
+        path = resolve(entry, [root])
+        if path.is_dir():
+            images += list_images(path)
+        elif path.is_file() and is_image_file(path):
+            images.append(path)
+        elif path.is_file():
+            images += read_image_list(path, problems)
+        else:
+            raise DataError(f"{path}: the image folder or list does not exist")
+    return images
+
+
+def parse_label_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Classes (n,) and boxes (n, 4) cx, cy, w, h fractions of the image from a label file,
+    clipped to the image; and the problems, each naming ``path:line``. A missing file is an
+    image without objects."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return np.zeros(0, np.int64), np.zeros((0, 4)), []
+    except (OSError, UnicodeDecodeError) as exc:
+        return np.zeros(0, np.int64), np.zeros((0, 4)), [f"{path}: cannot read ({exc})"]
+    numbered = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    errors = [f"{path}:{n}: expected 5 fields (class xc yc w h), found {len(f)}"
+              for n, f in numbered if len(f) != 5]
+    if errors:
+        return np.zeros(0, np.int64), np.zeros((0, 4)), errors
+    try:
+        values = np.array([f for _, f in numbered], np.float64).reshape(-1, 5)
+    except ValueError:
+        bad = next(n for n, f in numbered if not _all_numbers(f))
+        return np.zeros(0, np.int64), np.zeros((0, 4)), [f"{path}:{bad}: not numbers"]
+    lines = np.array([n for n, _ in numbered], np.int64)
+    cls, cxcywh = values[:, 0], values[:, 1:]
+    xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
+    faults = box_faults(xyxy, np.array([1, 1]))
+    bad_class = (cls != np.round(cls)) | (cls < 0) | (cls >= num_classes)
+    errors = [f"{path}:{n}: class {c:g} is out of range (the dataset has {num_classes} classes, "
+              f"0..{num_classes - 1})" for n, c in zip(lines[bad_class], cls[bad_class],
+                                                        strict=True)]
+    errors += [f"{path}:{lines[j]}: box xc={cxcywh[j, 0]:g} yc={cxcywh[j, 1]:g} "
+               f"w={cxcywh[j, 2]:g} h={cxcywh[j, 3]:g} "
+               + ("lies outside the image (beyond 0..1)" if faults[j] == OUTSIDE else
+                  "is not a box")
+               for j in np.flatnonzero(faults != OK)]
+    xyxy = np.clip(xyxy, 0, 1)
+    cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1)
+    return cls.astype(np.int64), cxcywh, errors
+
+
+def _all_numbers(fields: list[str]) -> bool:
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return False
+    return True
+
+
+class YoloDataset(DetectionDataset):
+    """Images with YOLO txt labels (see :func:`label_path` for where they are found).
+
+    Boxes stay fractions until an image's size is known (its header, or the decoded image)."""
+
+    format = "yolo"
+    normalised = True
+
+    def __init__(
+        self,
+        images: list[Path],
+        names: list[str],
+        source: Path,
+        split: str,
+        problems: Problems,
+    ) -> None:
+        keep, labels, boxes = [], [], []
+        for image in images:
+            cls, cxcywh, errors = parse_label_file(label_path(image), len(names))
+            for message in errors:
+                problems.add(message)
+            if not errors:
+                keep.append(image)
+                labels.append(cls)
+                boxes.append(cxcywh)
+        super().__init__(
+            source=source, split=split, names=names, category_ids=None, files=keep,
+            image_ids=image_ids([p.stem for p in keep]), sizes=None, boxes=boxes, labels=labels,
+            ignore=[np.zeros(len(c), bool) for c in labels], problems=problems,
+        )
+
+
+def read_darknet_data(path: Path) -> dict[str, str]:
+    """The ``key = value`` lines of darknet's ``.data`` file (``classes``, ``train``,
+    ``valid``, ``names``, ...)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    fields = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, eq, value = line.partition("=")
+        if not eq:
+            raise DataError(f"{path}:{number}: expected 'key = value', found {line!r}")
+        fields[key.strip()] = value.strip()
+    return fields

@@ -1,0 +1,6 @@
+"""Evaluation: darknet's COCO protocol and pycocotools' metric, for every dataset format."""
+
+from yolov3.evaluation.coco_eval import evaluate
+from yolov3.evaluation.metrics import STAT_NAMES, CocoMetrics, coco_metrics
+
+__all__ = ["STAT_NAMES", "CocoMetrics", "coco_metrics", "evaluate"]

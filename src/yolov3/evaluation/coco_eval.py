@@ -1,0 +1,138 @@
+"""Darknet's COCO protocol on any dataset: letterboxed batched inference, every (box, class)
+above a low threshold, per-class NMS, boxes in image pixels, scored by COCOeval."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from yolov3.classes import default_names
+from yolov3.data.base import DetectionDataset
+from yolov3.data.coco import CocoDataset
+from yolov3.data.convert import coco_dict
+from yolov3.errors import DataError
+from yolov3.evaluation.class_map import class_mapping
+from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
+from yolov3.evaluation.report import format_table, metrics_dict, write_report
+from yolov3.inference import Detections, Detector, Letterbox, letterbox
+from yolov3.model.darknet import Darknet
+
+
+class _Letterboxed(Dataset):
+    """Dataset images decoded and letterboxed (in data-loader workers); an unreadable image
+    gives its error message instead."""
+
+    def __init__(self, dataset: DetectionDataset, input_hw: tuple[int, int]) -> None:
+        self.dataset, self.input_hw = dataset, input_hw
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, Letterbox | str]:
+        try:
+            image = self.dataset[i].image
+        except DataError as exc:
+            return i, None, str(exc)
+        x, lb = letterbox(image, self.input_hw)
+        return i, x, lb
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def ground_truth(dataset: DetectionDataset, skipped: set[int]) -> dict[str, Any]:
+    """The metric's ground truth: a COCO annotation file itself (COCO's own areas), every
+    other format converted to COCO's; without the images whose ids are in ``skipped``."""
+    gt = dataset.ground_truth() if isinstance(dataset, CocoDataset) else coco_dict(dataset)
+    if skipped:
+        gt["images"] = [im for im in gt["images"] if im["id"] not in skipped]
+        gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] not in skipped]
+    return gt
+
+
+def coco_results(image_id: int, dets: Detections, category: np.ndarray) -> list[dict[str, Any]]:
+    """Detections of one image in COCO's results format; ``category`` maps a model class to
+    the dataset's category id (-1: not a dataset class, dropped)."""
+    cats = category[dets.labels.numpy()]
+    keep = cats >= 0
+    xywh = dets.boxes.numpy()[keep].astype(np.float64)
+    xywh[:, 2:] -= xywh[:, :2]
+    return [{"image_id": image_id, "category_id": c, "bbox": [round(v, 2) for v in box],
+             "score": round(s, 5)}
+            for c, box, s in zip(cats[keep].tolist(), xywh.tolist(),
+                                 dets.scores.numpy()[keep].tolist(), strict=True)]
+
+
+def evaluate(
+    model: Darknet,
+    dataset: DetectionDataset,
+    img_size: int = 416,
+    conf_thresh: float = 0.005,
+    iou_thresh: float = 0.45,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    out_dir: str | Path | None = None,
+    workers: int = 0,
+    model_names: list[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """COCO AP of ``model`` on ``dataset`` with darknet's protocol (``multi_label``: one
+    detection per box and class whose objectness x class probability exceeds ``conf_thresh``;
+    per-class NMS at ``iou_thresh``).
+
+    Returns the metrics: ``AP``, ``AP50``, ``AP75``, ``APs``, ``APm``, ``APl``, ``AR1``,
+    ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl``, ``per_class``, plus ``images`` and
+    ``timing`` (seconds in the network with NMS, in COCOeval, images per second), and
+    ``table``, the printable summary. With ``out_dir``, writes ``metrics.json``,
+    ``predictions.json`` and ``pr_curve.png`` there. An unreadable image is added to
+    ``dataset.problems`` (an error if the dataset is strict) and left out of the ground truth.
+    ``model_names`` name the model's classes when they differ from the dataset's (default:
+    COCO's names for 80 classes). The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    detector = Detector(model, img_size, conf_thresh, iou_thresh, multi_label=True, device=device)
+    to_dataset = class_mapping(model_names or default_names(model.num_classes), dataset.names)
+    category = np.append(np.asarray(dataset.category_ids, np.int64), -1)[to_dataset]
+    loader = DataLoader(_Letterboxed(dataset, detector.input_hw), batch_size=batch_size,
+                        num_workers=workers, collate_fn=_collate)
+    predictions: list[dict[str, Any]] = []
+    skipped: set[int] = set()
+    start, network = time.perf_counter(), 0.0
+    try:
+        with tqdm(total=len(dataset), unit="img", desc="val", disable=not progress) as bar:
+            for items in loader:
+                for i, _, message in (it for it in items if it[1] is None):
+                    dataset.problems.add(message)  # raises with strict
+                    skipped.add(int(dataset.image_ids[i]))
+                good = [it for it in items if it[1] is not None]
+                if good:
+                    t = time.perf_counter()
+                    dets = detector.detect_prepared(torch.stack([it[1] for it in good]),
+                                                    [it[2] for it in good])
+                    network += time.perf_counter() - t
+                    for (i, _, _), d in zip(good, dets, strict=True):
+                        predictions += coco_results(int(dataset.image_ids[i]), d, category)
+                bar.update(len(items))
+    finally:
+        model.train(was_training)
+    inference = time.perf_counter() - start
+    t = time.perf_counter()
+    metrics: CocoMetrics = coco_metrics(ground_truth(dataset, skipped), predictions)
+    cocoeval = time.perf_counter() - t
+    result = metrics_dict(metrics)
+    result["images"] = len(dataset) - len(skipped)
+    result["timing"] = {
+        "images_per_second": len(dataset) / inference,
+        "inference_s": inference, "network_and_nms_s": network, "cocoeval_s": cocoeval,
+    }
+    if out_dir is not None:
+        write_report(Path(out_dir), result, metrics, predictions)
+    result["table"] = format_table(metrics)
+    return result
