@@ -81,8 +81,14 @@ def _place(symlink: bool) -> Placer:
     return place
 
 
+def _write_yaml(path: Path, spec: dict[str, Any]) -> None:
+    with atomic_write(path) as f:
+        f.write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).encode())
+
+
 def write_coco(splits: dict[str, DetectionDataset], out: Path, place: Placer) -> None:
-    """``out/annotations/instances_SPLIT.json`` and ``out/images/SPLIT/``."""
+    """``out/annotations/instances_SPLIT.json``, ``out/images/SPLIT/`` and ``out/data.yaml``
+    (so that ``out`` is a ``--data`` with all its splits)."""
     for split, ds in splits.items():
         files = [ds.annotations(i).file for i in range(len(ds))]
         names = unique_names(files, {})
@@ -90,6 +96,9 @@ def write_coco(splits: dict[str, DetectionDataset], out: Path, place: Placer) ->
             place(file, out / "images" / split / name)
         with atomic_write(out / "annotations" / f"instances_{split}.json") as f:
             f.write(json.dumps(coco_dict(ds, names)).encode())
+    _write_yaml(out / "data.yaml", {"format": "coco", "path": ".", **{
+        s: {"annotations": f"annotations/instances_{s}.json", "images": f"images/{s}"}
+        for s in splits}})
 
 
 def write_yolo(splits: dict[str, DetectionDataset], out: Path, place: Placer) -> None:
@@ -115,10 +124,8 @@ def write_yolo(splits: dict[str, DetectionDataset], out: Path, place: Placer) ->
         log.warning("%d crowd/difficult boxes written as ordinary boxes: YOLO txt cannot mark "
                     "them", ignored)
     first = next(iter(splits.values()))
-    spec = {"format": "yolo", "path": ".", **{s: f"images/{s}" for s in splits},
-            "names": first.names}
-    with atomic_write(out / "data.yaml") as f:
-        f.write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).encode())
+    _write_yaml(out / "data.yaml", {"format": "yolo", "path": ".",
+                                    **{s: f"images/{s}" for s in splits}, "names": first.names})
 
 
 def _voc_xml(file_name: str, size: tuple[int, int], names: list[str], boxes: np.ndarray,

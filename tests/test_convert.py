@@ -1,0 +1,111 @@
+"""Conversion between the formats: exact for boxes, class names and splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_factory import CATEGORY_IDS, IMAGES, NAMES, write_coco, write_voc, write_yolo
+from yolov3.cli.main import main
+from yolov3.data.convert import convert, number
+from yolov3.data.datasets import dataset_splits, open_dataset
+
+WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc}
+
+
+def by_name(data: Path, split: str) -> tuple[dict[str, tuple], object]:
+    ds = open_dataset(data, split)
+    assert not ds.problems
+    out = {}
+    for i in range(len(ds)):
+        ann = ds.annotations(i)
+        out[ann.file.name] = (ann.boxes, ann.labels, ann.ignore, ann.size)
+    return out, ds
+
+
+def assert_same(got: dict, want: dict, ignore_flags: bool) -> None:
+    assert got.keys() == want.keys()
+    for name in want:
+        for k in (0, 1, 2) if ignore_flags else (0, 1):
+            np.testing.assert_array_equal(got[name][k], want[name][k], err_msg=name)
+        assert got[name][3] == want[name][3]
+
+
+@pytest.mark.parametrize("src", ["coco", "yolo", "voc"])
+@pytest.mark.parametrize("dst", ["coco", "yolo", "voc"])
+def test_round_trip_is_exact(tmp_path: Path, src: str, dst: str) -> None:
+    source = WRITERS[src](tmp_path / "src")
+    splits = dataset_splits(source)
+    assert splits == {"coco": ["val"], "yolo": ["train", "val"], "voc": ["train", "val"]}[src]
+    convert(source, dst, tmp_path / "there")
+    convert(tmp_path / "there", src, tmp_path / "back")
+    flags = "yolo" not in (src, dst)  # YOLO txt cannot mark crowd / difficult boxes
+    for split in splits:
+        want, _ = by_name(source, split)
+        for folder in ("there", "back"):
+            got, ds = by_name(tmp_path / folder, split)
+            assert_same(got, want, flags)
+            assert ds.names == NAMES
+
+
+def test_coco_ids_and_sizes_survive_yolo_and_voc(tmp_path: Path) -> None:
+    source = write_coco(tmp_path / "src")
+    for fmt in ("yolo", "voc"):
+        convert(source, fmt, tmp_path / fmt)
+        got, ds = by_name(tmp_path / fmt, "val")
+        assert sorted(ds.image_ids.tolist()) == [1, 2, 3, 4]  # numeric file names
+        assert {k: v[3] for k, v in got.items()} == {n: s for n, s, _ in IMAGES}
+    convert(source, "coco", tmp_path / "coco")
+    data = json.loads((tmp_path / "coco" / "annotations" / "instances_val.json").read_text())
+    assert [c["id"] for c in data["categories"]] == CATEGORY_IDS
+    assert [c["name"] for c in data["categories"]] == NAMES
+    assert sorted(im["id"] for im in data["images"]) == [1, 2, 3, 4]
+
+
+def test_voc_output_keeps_the_class_order(tmp_path: Path) -> None:
+    root = write_yolo(tmp_path / "src").parent
+    (root / "data.yaml").write_text("path: .\nval: images/val\nnames: [zebra, cat, dog]\n")
+    convert(root, "voc", tmp_path / "voc")
+    assert (tmp_path / "voc" / "classes.txt").read_text().split() == ["zebra", "cat", "dog"]
+    assert open_dataset(tmp_path / "voc", "val").names == ["zebra", "cat", "dog"]
+
+
+def test_same_stem_different_files_get_distinct_names(tmp_path: Path) -> None:
+    root = write_yolo(tmp_path / "src").parent
+    (root / "images" / "other").mkdir()
+    (root / "images" / "val" / "1.png").rename(root / "images" / "other" / "1.png")
+    (root / "labels" / "other").mkdir()
+    (root / "labels" / "val" / "1.txt").rename(root / "labels" / "other" / "1.txt")
+    write_yolo(tmp_path / "again")
+    (root / "data.yaml").write_text(
+        f"path: .\nval: [images/val, images/other, {tmp_path / 'again' / 'images' / 'val'}]\n"
+        "names: [cat, dog, zebra]\n")
+    convert(root, "voc", tmp_path / "voc")
+    names = sorted(p.name for p in (tmp_path / "voc" / "JPEGImages").iterdir())
+    assert len(names) == 2 * len(IMAGES)
+    assert len({Path(n).stem for n in names}) == len(names)  # one XML per image
+
+
+def test_numbers_read_back_exactly() -> None:
+    for v in (233.0, 0.1 + 0.2, 1 / 3, 10.5, 1e-7):
+        assert float(number(v)) == v
+    assert number(233.0) == "233"
+
+
+def test_convert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_voc(tmp_path / "voc")
+    rc = main(["data", "convert", str(source), "--to", "yolo", "--out", str(tmp_path / "y"),
+               "--symlink"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "train:" in out and "val:" in out
+    images = [p for p in (tmp_path / "y" / "images").rglob("*") if p.suffix]
+    assert len(images) == len(IMAGES) and all(p.is_symlink() for p in images)
+    with pytest.raises(SystemExit):
+        main(["data", "convert", str(source), "--to", "nope", "--out", str(tmp_path / "z")])
+    assert main(["data", "convert", str(tmp_path / "missing.json"), "--to", "voc", "--out",
+                 str(tmp_path / "z")]) == 1
+    assert "missing.json: no such file" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""The metric (pycocotools' COCOeval through our wrapper), class mapping, and evaluate() on a
+model in memory with real weights."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from data_factory import CATEGORY_IDS, NAMES, coco_json, write_coco, write_photo_dataset
+from yolov3 import from_darknet
+from yolov3.data.datasets import open_dataset
+from yolov3.errors import DataError
+from yolov3.evaluation import STAT_NAMES, coco_metrics, evaluate
+from yolov3.evaluation.class_map import class_mapping
+from yolov3.evaluation.report import format_table, plot_pr_curve
+
+
+def perfect(gt: dict) -> list[dict]:
+    return [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+             "score": 0.9} for a in gt["annotations"] if not a["iscrowd"]]
+
+
+def one_box(box: list[float]) -> tuple[dict, list[dict]]:
+    gt = {"images": [{"id": 7, "file_name": "a.jpg", "width": 200, "height": 200}],
+          "annotations": [{"id": 1, "image_id": 7, "category_id": 90, "bbox": [0, 0, 100, 100],
+                           "area": 10000, "iscrowd": 0}],
+          "categories": [{"id": 90, "name": "zebra"}]}
+    return gt, [{"image_id": 7, "category_id": 90, "bbox": box, "score": 0.8}]
+
+
+def test_perfect_predictions_give_ap_one_with_ids_1_3_90() -> None:
+    gt = coco_json()
+    m = coco_metrics(gt, perfect(gt))
+    assert m.stats["AP"] == pytest.approx(1.0) and m.stats["AP50"] == pytest.approx(1.0)
+    assert [c["id"] for c in m.per_class] == CATEGORY_IDS
+    assert [c["name"] for c in m.per_class] == NAMES
+    assert all(c["AP"] == pytest.approx(1.0) for c in m.per_class)
+    # a prediction under the wrong category id is a miss for both classes
+    wrong = perfect(gt)
+    for p in wrong:
+        p["category_id"] = {1: 3, 3: 1, 90: 90}[p["category_id"]]
+    m = coco_metrics(gt, wrong)
+    assert [c["AP50"] for c in m.per_class] == [0.0, 0.0, pytest.approx(1.0)]
+
+
+def test_shifted_box_gives_the_known_ap() -> None:
+    # IoU 0.62: a hit at thresholds 0.50, 0.55, 0.60 of the ten -> AP 0.3, AP50 1, AP75 0
+    gt, dets = one_box([0, 0, 100, 62])
+    m = coco_metrics(gt, dets)
+    assert m.stats["AP"] == pytest.approx(0.3)
+    assert m.stats["AP50"] == pytest.approx(1.0) and m.stats["AP75"] == pytest.approx(0.0)
+    assert m.stats["APs"] == -1 and m.stats["APl"] == pytest.approx(0.3)  # one large box
+    assert m.per_class[0]["AP"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("shift", [(3, 8, 100, 100), (30, 0, 100, 100), (0, 0, 80, 130)])
+def test_metrics_equal_pycocotools_on_the_same_inputs(shift: tuple, tmp_path: Path) -> None:
+    gt = coco_json()
+    dets = perfect(gt)
+    dets[0]["bbox"] = [dets[0]["bbox"][0] + shift[0] / 10, dets[0]["bbox"][1] + shift[1] / 10,
+                       dets[0]["bbox"][2] * shift[2] / 100, dets[0]["bbox"][3] * shift[3] / 100]
+    dets.append({"image_id": 1, "category_id": 3, "bbox": [1, 1, 20, 20], "score": 0.95})
+    ours = coco_metrics(gt, dets)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref_gt = COCO(str(tmp_path / "gt.json"))
+        ev = COCOeval(ref_gt, ref_gt.loadRes(dets), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert [ours.stats[k] for k in STAT_NAMES] == pytest.approx(list(ev.stats), abs=1e-12)
+
+
+def test_no_detections_gives_zero() -> None:
+    gt, _ = one_box([0, 0, 1, 1])
+    m = coco_metrics(gt, [])
+    assert m.stats["AP"] == 0 and m.per_class[0]["AP50"] == 0
+
+
+def test_table_and_plot(tmp_path: Path) -> None:
+    gt = coco_json()
+    m = coco_metrics(gt, perfect(gt))
+    table = format_table(m)
+    assert "AP50  AP  @[IoU=0.50      | area=   all | maxDets=100] = 1.000" in table
+    assert "zebra" in table and "   90" in table
+    plot_pr_curve(m, tmp_path / "pr.png")
+    with Image.open(tmp_path / "pr.png") as im:
+        assert im.size == (700, 600)
+
+
+def test_class_mapping() -> None:
+    assert class_mapping(["a", "b"], ["x", "y"]).tolist() == [0, 1]  # same count: in order
+    coco_like = ["person", "motorbike", "aeroplane", "pottedplant", "cup"]
+    assert class_mapping(coco_like, ["cup", "Potted Plant", "motorcycle"]).tolist() == \
+        [-1, 2, -1, 1, 0]
+    with pytest.raises(DataError, match="share no name"):
+        class_mapping(coco_like, ["kangaroo"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_weights: Path):
+    return from_darknet("yolov3-tiny", tiny_weights)
+
+
+def test_evaluate_maps_category_ids_both_ways(tiny, photos, tmp_path: Path) -> None:
+    # ids 90 (cup), 3 (motorcycle) and 1 (a class without boxes) for this dataset
+    path = write_photo_dataset(tmp_path, photos, 90, 3, [{"id": 1, "name": "person"}])
+    ds = open_dataset(path)
+    assert ds.category_ids == [1, 3, 90] and ds.names == ["person", "motorcycle", "cup"]
+    result = evaluate(tiny, ds, out_dir=tmp_path / "out", progress=False)
+    assert result["AP50"] == pytest.approx(1.0)
+    per_class = {c["id"]: c for c in result["per_class"]}
+    assert per_class[90]["AP50"] == pytest.approx(1.0) and per_class[1]["AP50"] is None
+    preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert {p["category_id"] for p in preds} <= {1, 3, 90}
+    best_cup = max((p for p in preds if p["image_id"] == 1), key=lambda p: p["score"])
+    assert best_cup["category_id"] == 90 and best_cup["score"] > 0.5
+    x, y, w, h = best_cup["bbox"]
+    assert np.allclose([x, y, x + w, y + h], [151, 24, 428, 307], atol=3)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(STAT_NAMES) <= metrics.keys() and metrics["AP50"] == result["AP50"]
+    assert (tmp_path / "out" / "pr_curve.png").stat().st_size > 0
+    assert not tiny.training  # the model's mode is left as it was
+
+
+def test_evaluate_restores_training_mode_and_scores_all_formats(tiny, photos,
+                                                                tmp_path: Path) -> None:
+    from yolov3.data.convert import convert
+
+    path = write_photo_dataset(tmp_path / "coco", photos, 47, 4)
+    results = {"coco": evaluate(tiny, open_dataset(path), progress=False, batch_size=2)}
+    for fmt in ("yolo", "voc"):
+        convert(path, fmt, tmp_path / fmt)
+        tiny.train()
+        results[fmt] = evaluate(tiny, open_dataset(tmp_path / fmt, "val"), progress=False)
+        assert tiny.training
+    tiny.eval()
+    for fmt, r in results.items():
+        assert r["AP50"] == pytest.approx(1.0), fmt
+        # one box per class: the same numbers whatever the format on disk (VOC's 1-based
+        # corners and YOLO's fractions come back to the same pixels)
+        assert r["AP"] == pytest.approx(results["coco"]["AP"], abs=1e-9), fmt
+
+
+def test_unreadable_image_is_skipped_and_reported(tiny, tmp_path: Path) -> None:
+    path = write_coco(tmp_path)
+    (tmp_path / "images" / "2.JPG").write_bytes(b"not a picture")
+    ds = open_dataset(path)
+    result = evaluate(tiny, ds, progress=False, img_size=128, model_names=["cat"] * 80)
+    assert result["images"] == 3
+    assert len(ds.problems) == 1 and "2.JPG: not a readable image" in ds.problems.messages[0]
+    with pytest.raises(DataError, match=r"2\.JPG: not a readable image"):
+        evaluate(tiny, open_dataset(path, strict=True), progress=False, img_size=128,
+                 model_names=["cat"] * 80)
