@@ -1,0 +1,251 @@
+"""The training configuration: typed sections read from YAML, with command-line overrides.
+
+Every config starts from the packaged preset ``yolov3-coco-darknet.yaml`` (darknet's COCO recipe,
+one comment per value), which is the single place where the default values live. A user's YAML
+file then replaces the keys it lists, and ``section.key=value`` overrides replace single values.
+Unknown keys and values of the wrong type are errors that name the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yolov3.errors import ConfigError
+
+#: The packaged config that every training config starts from.
+BASE_PRESET = "yolov3-coco-darknet"
+
+
+@dataclass
+class ModelConfig:
+    """The network and its initial weights."""
+
+    cfg: str
+    weights: str | None
+    num_classes: int | None
+
+
+@dataclass
+class DataConfig:
+    """The dataset and what the data pipeline keeps of it."""
+
+    dataset: str | None
+    img_size: int
+    max_labels: int
+
+
+@dataclass
+class OptimizerConfig:
+    """Darknet's SGD: per-image ``lr`` and ``decay``, ``batch`` images per optimiser step, taken
+    as ``subdivisions`` accumulated forward/backward passes."""
+
+    lr: float
+    momentum: float
+    decay: float
+    batch: int
+    subdivisions: int
+
+    @property
+    def minibatch(self) -> int:
+        """Images per forward/backward pass: darknet's ``batch / subdivisions``."""
+        return self.batch // self.subdivisions
+
+
+@dataclass
+class ScheduleConfig:
+    """Darknet's ``steps`` learning-rate policy with a polynomial burn-in."""
+
+    burn_in: int
+    burn_in_power: float
+    steps: list[int]
+    scales: list[float]
+    max_iter: int
+
+
+@dataclass
+class AugmentConfig:
+    """Darknet's training augmentation."""
+
+    jitter: float
+    random_placing: bool
+    hue: float
+    saturation: float
+    exposure: float
+    flip: float
+
+
+@dataclass
+class MultiscaleConfig:
+    """Darknet's random input resizing during training."""
+
+    interval: int
+    min_size: int
+    max_size: int
+    step: int
+
+
+@dataclass
+class TrainConfig:
+    """A whole training configuration, one attribute per YAML section."""
+
+    model: ModelConfig
+    data: DataConfig
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    augment: AugmentConfig
+    multiscale: MultiscaleConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dicts and lists, as in the YAML file (for checkpoints and logs)."""
+        return dataclasses.asdict(self)
+
+
+def preset_path(name: str) -> Path:
+    """The packaged config file called ``name`` (without ``.yaml``)."""
+    return Path(str(resources.files("yolov3") / "configs" / f"{name}.yaml"))
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """The preset, updated by the YAML file ``path`` (a file, or the name of a packaged config)
+    and then by ``overrides`` such as ``optimizer.lr=0.002`` or ``schedule.steps=[1000,2000]``
+    (values are read as YAML)."""
+    data: dict[str, Any] = {}
+    base = preset_path(BASE_PRESET)
+    _merge(data, _read_yaml(base), TrainConfig, str(base))
+    if path is not None:
+        file = Path(path)
+        if not file.is_file() and preset_path(str(path)).is_file():
+            file = preset_path(str(path))
+        _merge(data, _read_yaml(file), TrainConfig, str(file))
+    for item in overrides:
+        _merge(data, _parse_override(item), TrainConfig, f"override '{item}'")
+    config = _build(TrainConfig, data, str(base), "")
+    _validate(config)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections")
+    return data
+
+
+def _parse_override(item: str) -> dict[str, Any]:
+    """``a.b=value`` -> ``{"a": {"b": value}}`` with the value read as YAML."""
+    key, sep, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ConfigError(f"override '{item}': expected section.key=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def _merge(
+    into: dict[str, Any], new: Mapping[str, Any], schema: type, source: str, prefix: str = ""
+) -> None:
+    """Copy ``new`` into ``into`` key by key, checking names and types against ``schema``."""
+    hints = typing.get_type_hints(schema)
+    for key, value in new.items():
+        name = f"{prefix}{key}"
+        if key not in hints:
+            known = ", ".join(prefix + k for k in hints)
+            raise ConfigError(f"{source}: unknown key '{name}' (known: {known})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{name}' is a section; set its keys, as {name}.KEY")
+            _merge(into.setdefault(key, {}), value, hint, source, f"{name}.")
+        else:
+            into[key] = _coerce(value, hint, name, source)
+
+
+def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
+    """``value`` as type ``hint`` (int, float, bool, str, ``X | None``, ``list[X]``)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        return _coerce(value, hint, name, source)
+    if typing.get_origin(hint) is list:
+        if isinstance(value, list):
+            return [_coerce(v, args[0], name, source) for v in value]
+    elif hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    elif hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    elif isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    expected = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"{source}: '{name}' must be {expected}, got {value!r}")
+
+
+def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:
+    """The dataclass ``cls`` from merged ``data``; a missing key is an error of the preset."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            raise ConfigError(f"{source}: missing key '{prefix}{f.name}'")
+        hint = typing.get_type_hints(cls)[f.name]
+        value = data[f.name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value, source, f"{prefix}{f.name}.")
+        values[f.name] = value
+    return cls(**values)
+
+
+def _validate(config: TrainConfig) -> None:
+    """Relations between values that the types alone do not ensure."""
+    opt, sched, ms = config.optimizer, config.schedule, config.multiscale
+    problems = []
+    if opt.batch < 1 or opt.subdivisions < 1 or opt.batch % opt.subdivisions:
+        problems.append(
+            f"optimizer.batch ({opt.batch}) must be a positive multiple of "
+            f"optimizer.subdivisions ({opt.subdivisions})"
+        )
+    if len(sched.steps) != len(sched.scales):
+        problems.append(
+            f"schedule.steps has {len(sched.steps)} values and schedule.scales "
+            f"{len(sched.scales)}; give one scale per step"
+        )
+    if sched.burn_in < 0:
+        problems.append(f"schedule.burn_in must be >= 0, got {sched.burn_in}")
+    sizes = {
+        "data.img_size": config.data.img_size,
+        "multiscale.min_size": ms.min_size,
+        "multiscale.max_size": ms.max_size,
+        "multiscale.step": ms.step,
+    }
+    for name, size in sizes.items():
+        if size < 32 or size % 32:
+            problems.append(f"{name} must be a positive multiple of 32, got {size}")
+    if ms.min_size > ms.max_size:
+        problems.append("multiscale.min_size must not exceed multiscale.max_size")
+    if problems:
+        raise ConfigError("config: " + "; ".join(problems))
