@@ -94,6 +94,19 @@ class MultiscaleConfig:
 
 
 @dataclass
+class RunConfig:
+    """How the trainer runs: where, with what seed, and how often it evaluates and saves."""
+
+    device: str
+    seed: int
+    workers: int
+    eval_interval: int
+    checkpoint_interval: int
+    log_interval: int
+    max_nonfinite: int
+
+
+@dataclass
 class TrainConfig:
     """A whole training configuration, one attribute per YAML section."""
 
@@ -103,6 +116,7 @@ class TrainConfig:
     schedule: ScheduleConfig
     augment: AugmentConfig
     multiscale: MultiscaleConfig
+    train: RunConfig
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dicts and lists, as in the YAML file (for checkpoints and logs)."""
@@ -114,14 +128,21 @@ def preset_path(name: str) -> Path:
     return Path(str(resources.files("yolov3") / "configs" / f"{name}.yaml"))
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    saved: tuple[Mapping[str, Any], str] | None = None,
+) -> TrainConfig:
     """The preset, updated by the YAML file ``path`` (a file, or the name of a packaged config)
     and then by ``overrides`` such as ``optimizer.lr=0.002`` or ``schedule.steps=[1000,2000]``
-    (values are read as YAML)."""
+    (values are read as YAML). ``saved`` is a config stored in a checkpoint, with the name of
+    its file, which replaces the preset and ``path`` (a resumed run)."""
     data: dict[str, Any] = {}
     base = preset_path(BASE_PRESET)
     _merge(data, _read_yaml(base), TrainConfig, str(base))
-    if path is not None:
+    if saved is not None:
+        _merge(data, saved[0], TrainConfig, saved[1])
+    elif path is not None:
         file = Path(path)
         if not file.is_file() and preset_path(str(path)).is_file():
             file = preset_path(str(path))

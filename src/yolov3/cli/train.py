@@ -1,0 +1,98 @@
+"""``yolov3 train``: darknet's recipe on COCO, fine-tuning on your data, or the built-in demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from yolov3.errors import YoloError
+
+# Command-line options that are shorthands for config keys.
+SHORTHANDS = {
+    "data": "data.dataset",
+    "model": "model.cfg",
+    "weights": "model.weights",
+    "img_size": "data.img_size",
+    "batch_size": "optimizer.batch",
+    "subdivisions": "optimizer.subdivisions",
+    "max_iter": "schedule.max_iter",
+    "workers": "train.workers",
+    "device": "train.device",
+    "eval_interval": "train.eval_interval",
+    "seed": "train.seed",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a detector with darknet's recipe",
+        description="Train YOLOv3. Values come from the packaged darknet COCO preset, then "
+        "--config FILE, then the options below, then --set KEY=VALUE (later wins). Without "
+        "--data the built-in generated demo dataset is used.",
+    )
+    p.add_argument("--config", metavar="FILE",
+                   help="training config YAML (a file, or a packaged config name)")
+    p.add_argument("--data", metavar="DATASET",
+                   help="dataset YAML, COCO JSON, VOC folder or darknet .data (data.dataset)")
+    p.add_argument("--model", metavar="NAME|CFG", help="architecture (model.cfg)")
+    p.add_argument("--weights", metavar="NAME|FILE",
+                   help="initial weights: official name, .weights, checkpoint, or 'none' "
+                   "(model.weights)")
+    p.add_argument("--img-size", type=int, help="evaluation input size (data.img_size)")
+    p.add_argument("--batch-size", type=int,
+                   help="images per optimiser step, darknet's batch (optimizer.batch)")
+    p.add_argument("--subdivisions", type=int,
+                   help="minibatches accumulated per step (optimizer.subdivisions)")
+    p.add_argument("--max-iter", type=int, help="iterations to train (schedule.max_iter)")
+    p.add_argument("--workers", type=int, help="data-loader processes (train.workers)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (train.device)")
+    p.add_argument("--eval-interval", type=int,
+                   help="evaluate every N iterations, 0 for never (train.eval_interval)")
+    p.add_argument("--seed", type=int, help="seed of data order and augmentation (train.seed)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config value, e.g. --set optimizer.lr=0.0005 "
+                   "--set schedule.steps=[800,900]; repeatable")
+    p.add_argument("--out", default="runs/train", metavar="DIR",
+                   help="output folder (default: %(default)s)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from its last.pt (its config, plus any "
+                   "options given here)")
+    p.set_defaults(run=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    """The options given on the command line as ``key=value`` config overrides, in order."""
+    out = []
+    for option, key in SHORTHANDS.items():
+        value = getattr(args, option)
+        if value is not None:
+            if option == "weights" and str(value).lower() == "none":
+                value = "null"
+            out.append(f"{key}={value}")
+    return out + list(args.set)
+
+
+def run(args: argparse.Namespace) -> int:
+    from yolov3.checkpoint import load_checkpoint
+    from yolov3.train.config import load_config
+    from yolov3.train.trainer import StopRequestedError, Trainer
+
+    overrides = overrides_from_args(args)
+    if args.resume:
+        out = Path(args.resume)
+        last = out / "last.pt"
+        if not last.is_file():
+            raise YoloError(f"--resume {out}: no last.pt there to resume from")
+        config = load_config(None, overrides, saved=(load_checkpoint(last)["config"], str(last)))
+    else:
+        out = Path(args.out)
+        config = load_config(args.config, overrides)
+    trainer = Trainer(config, out, resume=bool(args.resume))
+    try:
+        results = trainer.train()
+    except StopRequestedError:
+        return 130
+    print(json.dumps(results, indent=2))
+    return 0

@@ -1,0 +1,265 @@
+"""The training loop: darknet's recipe, checkpoints, evaluation and what the user sees.
+
+One iteration is one optimiser step of ``optimizer.batch`` images, taken as ``subdivisions``
+minibatches whose gradients add up (darknet's loss is a sum). Everything that decides the
+course of a run (the learning rate, the data order, the input sizes and the augmentation) is a
+pure function of the iteration and the seed, so a run resumed from a checkpoint continues
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from yolov3.checkpoint import load_checkpoint, save_checkpoint
+from yolov3.darknet_io import save_darknet_weights
+from yolov3.data.augment import TrainTransform
+from yolov3.data.loader import MultiScale, make_train_loader
+from yolov3.errors import YoloError
+from yolov3.evaluation import evaluate
+from yolov3.fileio import atomic_write
+from yolov3.inference import Detector
+from yolov3.inference.draw import draw_detections
+from yolov3.model.cfg import format_cfg
+from yolov3.model.darknet import build_model
+from yolov3.pretrained import load_pretrained
+from yolov3.train.config import TrainConfig
+from yolov3.train.datasets import open_training_data
+from yolov3.train.optim import build_optimizer, train_iteration
+from yolov3.train.report import LOSS_PARTS, plot_curves, write_json
+
+log = logging.getLogger("yolov3")
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores besides the tensors: progress and history."""
+
+    iteration: int = 0
+    best_ap50: float = -1.0
+    best_iteration: int = 0
+    wall_time: float = 0.0
+    losses: list[dict[str, float]] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+
+
+class StopRequestedError(Exception):
+    """SIGINT or SIGTERM arrived: the trainer saves a checkpoint and stops cleanly."""
+
+
+class Trainer:
+    """Runs ``config`` and writes everything into ``out``: checkpoints ``last.pt`` and
+    ``best.pt``, ``model.cfg`` with ``last.weights`` (darknet), TensorBoard logs, ``curves.png``,
+    ``results.json`` and annotated validation images."""
+
+    def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
+        self.config, self.out = config, Path(out)
+        run = config.train
+        self.device = torch.device(run.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise YoloError("train.device is cuda but no CUDA GPU is available; use cpu")
+        torch.manual_seed(run.seed)
+        self.train_data, self.val_data = open_training_data(config)
+        self.names = list(self.train_data.names)
+        self.model = build_model(config.model.cfg, num_classes=len(self.names)).to(self.device)
+        self.optimizer = build_optimizer(self.model, config.optimizer)
+        self.state = TrainState()
+        if resume:
+            self._restore(self.out / "last.pt")
+        elif config.model.weights:
+            log.info("%s", load_pretrained(self.model, config.model.weights))
+        self._stop_signal: int | None = None
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def _restore(self, path: Path) -> None:
+        if not path.is_file():
+            raise YoloError(f"--resume: {path} does not exist; nothing to resume")
+        payload = load_checkpoint(path)
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as exc:
+            raise YoloError(f"{path}: the checkpoint does not fit this model ({exc})") from None
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.state = TrainState(**payload["state"])
+        torch.set_rng_state(payload["torch_rng"])
+        log.info("resuming %s at iteration %d", path, self.state.iteration)
+
+    def save(self, name: str = "last.pt") -> Path:
+        path = self.out / name
+        save_checkpoint(
+            path, self.model, self.names,
+            optimizer=self.optimizer.state_dict(),
+            config=self.config.to_dict(),
+            state=self.state.__dict__,
+            torch_rng=torch.get_rng_state(),
+        )
+        return path
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def _iterations(self) -> Iterator[list[tuple[Tensor, list[Tensor]]]]:
+        """The minibatches of each iteration from the current one on, on the device."""
+        cfg = self.config
+        aug = cfg.augment
+        ms = cfg.multiscale
+        multiscale = (MultiScale(ms.min_size, ms.max_size, ms.interval, ms.step)
+                      if ms.interval > 0 else MultiScale(cfg.data.img_size, cfg.data.img_size))
+        loader = make_train_loader(
+            self.train_data, cfg.optimizer.minibatch,
+            transform=TrainTransform(aug.jitter, aug.random_placing, aug.hue, aug.saturation,
+                                     aug.exposure, aug.flip, cfg.data.max_labels),
+            multiscale=multiscale, subdivisions=cfg.optimizer.subdivisions,
+            workers=cfg.train.workers, seed=cfg.train.seed,
+            start_iteration=self.state.iteration, max_iterations=cfg.schedule.max_iter,
+            pin_memory=self.device.type == "cuda",
+        )
+        self.loader = loader
+        minibatches: list[tuple[Tensor, list[Tensor]]] = []
+        for images, targets, _ in loader:
+            images = images.to(self.device, non_blocking=True)
+            minibatches.append((images, [t.to(self.device) for t in targets]))
+            if len(minibatches) == cfg.optimizer.subdivisions:
+                yield minibatches
+                minibatches = []
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._stop_signal = signum
+
+    def train(self) -> dict[str, Any]:
+        """Train to ``schedule.max_iter``; returns the results summary (``results.json``)."""
+        cfg, run = self.config, self.config.train
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "model.cfg").write_text(format_cfg(self.model.sections))
+        writer = SummaryWriter(str(self.out / "tensorboard"))
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        start_time, start_wall = time.perf_counter(), self.state.wall_time
+        nonfinite_in_row = 0
+        self.model.train()
+        bar = tqdm(total=cfg.schedule.max_iter, initial=self.state.iteration, unit="it",
+                   desc="train", dynamic_ncols=True)
+        try:
+            step_start = time.perf_counter()
+            for minibatches in self._iterations():
+                iteration = self.state.iteration + 1
+                stats = train_iteration(self.model, self.optimizer, minibatches, iteration, cfg)
+                images = sum(len(m[0]) for m in minibatches)
+                self.state.iteration = iteration
+                self.state.wall_time = start_wall + time.perf_counter() - start_time
+                if not math.isfinite(stats["total"]):
+                    nonfinite_in_row += 1
+                    log.warning("iteration %d: non-finite loss (%s); the step was skipped",
+                                iteration, ", ".join(f"{k}={stats[k]:.4g}" for k in LOSS_PARTS))
+                    if nonfinite_in_row >= run.max_nonfinite:
+                        self.save()
+                        raise YoloError(
+                            f"{nonfinite_in_row} non-finite losses in a row up to iteration "
+                            f"{iteration}: training diverged. A checkpoint was written to "
+                            f"{self.out / 'last.pt'}; lower optimizer.lr or check the labels."
+                        )
+                else:
+                    nonfinite_in_row = 0
+                    self._log(writer, iteration, stats, images, step_start)
+                step_start = time.perf_counter()
+                bar.update(1)
+                bar.set_postfix_str(self._postfix(stats, images, minibatches[0][0].shape[-1]))
+                last = iteration == cfg.schedule.max_iter
+                if run.eval_interval and (iteration % run.eval_interval == 0 or last):
+                    self._evaluate(writer, iteration)
+                if last or (run.checkpoint_interval and iteration % run.checkpoint_interval == 0):
+                    self.save()
+                if self._stop_signal is not None:
+                    raise StopRequestedError
+        except StopRequestedError:
+            self.save()
+            bar.close()
+            name = signal.Signals(self._stop_signal).name
+            log.info("%s: checkpoint written at iteration %d to %s; resume with --resume %s",
+                     name, self.state.iteration, self.out / "last.pt", self.out)
+            raise
+        finally:
+            bar.close()
+            writer.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        skipped = len(getattr(self, "loader", None).skipped) if hasattr(self, "loader") else 0
+        return self._finish(skipped)
+
+    def _postfix(self, stats: dict[str, float], images: int, size: int) -> str:
+        parts = " ".join(f"{k} {stats[k]:.3g}" for k in LOSS_PARTS)
+        return f"lr {stats['lr']:.2e} {parts} size {size}"
+
+    def _log(self, writer: SummaryWriter, iteration: int, stats: dict[str, float], images: int,
+             step_start: float) -> None:
+        per_image = {k: stats[k] / images for k in (*LOSS_PARTS, "total")}
+        rate = images / max(time.perf_counter() - step_start, 1e-9)
+        for k, v in per_image.items():
+            writer.add_scalar(f"loss/{k}", v, iteration)
+        writer.add_scalar("lr", stats["lr"], iteration)
+        writer.add_scalar("images_per_second", rate, iteration)
+        if iteration % self.config.train.log_interval == 0 or iteration == 1:
+            self.state.losses.append({"iteration": iteration, **per_image})
+
+    def _evaluate(self, writer: SummaryWriter, iteration: int) -> None:
+        metrics = evaluate(self.model, self.val_data, img_size=self.config.data.img_size,
+                           device=self.device, batch_size=self.config.optimizer.minibatch,
+                           model_names=self.names, progress=False)
+        self.model.train()
+        ap, ap50 = float(metrics["AP"]), float(metrics["AP50"])
+        writer.add_scalar("val/AP", ap, iteration)
+        writer.add_scalar("val/AP50", ap50, iteration)
+        self.state.evals.append({"iteration": iteration, "AP": ap, "AP50": ap50})
+        tqdm.write(f"iteration {iteration}: val AP {ap:.4f} AP50 {ap50:.4f}")
+        if ap50 > self.state.best_ap50:
+            self.state.best_ap50, self.state.best_iteration = ap50, iteration
+            self.save("best.pt")
+
+    # --- the end of a run --------------------------------------------------------------------
+
+    def _finish(self, skipped: int) -> dict[str, Any]:
+        save_darknet_weights(self.model, self.out / "last.weights",
+                             seen=self.state.iteration * self.config.optimizer.batch)
+        plot_curves(self.state.losses, self.state.evals, self.out / "curves.png")
+        self._annotate_val_images()
+        final = self.state.evals[-1] if self.state.evals else {}
+        best = next((e for e in self.state.evals
+                     if e["iteration"] == self.state.best_iteration), {})
+        results = {
+            "iterations": self.state.iteration,
+            "images_seen": self.state.iteration * self.config.optimizer.batch,
+            "wall_time_s": round(self.state.wall_time, 1),
+            "final": {k: final.get(k) for k in ("AP", "AP50")},
+            "best": {"AP": best.get("AP"), "AP50": best.get("AP50"),
+                     "iteration": self.state.best_iteration or None},
+            "unreadable_images_skipped": skipped,
+            "out": str(self.out),
+        }
+        write_json(self.out / "results.json", results)
+        return results
+
+    def _annotate_val_images(self, count: int = 4) -> None:
+        folder = self.out / "val_images"
+        folder.mkdir(exist_ok=True)
+        detector = Detector(self.model, self.config.data.img_size, conf_thresh=0.25,
+                            device=self.device)
+        picks = np.linspace(0, len(self.val_data) - 1, min(count, len(self.val_data)))
+        for i in sorted({round(float(p)) for p in picks}):
+            sample = self.val_data[i]
+            dets = detector.detect([sample.image])[0]
+            picture = draw_detections(sample.image, dets, self.names)
+            with atomic_write(folder / f"{i:05d}.jpg") as f:
+                picture.save(f, format="JPEG", quality=90)
+        self.model.train()
