@@ -105,7 +105,7 @@ def _open_darknet(path: Path, split: str, strict: bool) -> DetectionDataset:
             raise DataError(f"{path}: has no '{needed} = ...' line (for the {split} split)")
     bases = [path.parent, path.parent.parent, Path.cwd()]
     names = read_names(resolve(fields["names"], bases))
-    if "classes" in fields and int(fields["classes"]) != len(names):
+    if "classes" in fields and fields["classes"] != str(len(names)):
         raise DataError(f"{path}: classes = {fields['classes']} but {fields['names']} has "
                         f"{len(names)} names")
     problems = Problems(strict)

@@ -25,7 +25,8 @@ from yolov3.model.darknet import Darknet
 
 
 class _Letterboxed(Dataset):
-    """Dataset images decoded and letterboxed (in data-loader workers); an unreadable image
+    """Dataset images decoded and letterboxed (in data-loader workers) exactly as
+    ``Detector.prepare`` does, without sending the model to the workers; an unreadable image
     gives its error message instead."""
 
     def __init__(self, dataset: DetectionDataset, input_hw: tuple[int, int]) -> None:
