@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from yolov3.cli.common import add_model_args, device_from_args, model_from_args
 from yolov3.errors import DataError, YoloError
-from yolov3.inference import Detector, Letterbox, letterbox, load_image
+from yolov3.inference import Letterbox, letterbox, load_image
+from yolov3.inference.backends import BACKENDS, make_detector
 from yolov3.inference.draw import draw_detections
 from yolov3.inference.letterbox import IMAGE_EXTENSIONS
 
@@ -41,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     p.add_argument("--workers", type=int, default=0,
                    help="processes that decode and letterbox images ahead of the model")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="engine: torch (batch norm folded into the convolutions) or "
+                   "onnxruntime (CPU; the model is exported to ONNX first) (default: %(default)s)")
     p.add_argument("--out", default="runs/detect", metavar="DIR",
                    help="output folder for the pictures and detections.json "
                    "(default: %(default)s)")
@@ -103,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
     files = collect_images(args.paths)
     device = device_from_args(args)
     model, names = model_from_args(args)
-    detector = Detector(model, args.img_size, args.conf, args.iou,
-                        multi_label=not args.single_label, device=device)
+    detector = make_detector(model, args.backend, args.img_size, args.conf, args.iou,
+                             multi_label=not args.single_label, device=device)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

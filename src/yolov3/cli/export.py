@@ -1,0 +1,59 @@
+"""``yolov3 export``: a model as an ONNX graph or a TorchScript module."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from yolov3.cli.common import add_model_args, device_from_args, model_from_args
+from yolov3.errors import YoloError
+from yolov3.export import FORMATS, export_onnx, export_torchscript
+
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX or TorchScript",
+        description="Export a model, batch norm folded into the convolutions and darknet's "
+        "decoding included: input 'images' (B, 3, H, W) in [0, 1], output 'output' (B, N, 5+C) "
+        "of cx, cy, w, h (input pixels), objectness and class probabilities.",
+    )
+    add_model_args(p)
+    p.add_argument("--format", choices=FORMATS, default="onnx",
+                   help="onnx (ONNX Runtime, TensorRT, OpenVINO...) or torchscript "
+                   "(torch.jit.load) (default: %(default)s)")
+    p.add_argument("--img-size", type=int, default=416,
+                   help="input size, a multiple of 32 (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="ONNX: leave batch, height and width free")
+    p.add_argument("--half", action="store_true",
+                   help="float16 weights and input (for GPU runtimes; decoding stays float32)")
+    p.add_argument("--include-nms", action="store_true",
+                   help="ONNX: add thresholds and per-class NMS to the graph; it outputs "
+                   "'detections' (K, 7): image, x1, y1, x2, y2, score, class, and takes the "
+                   "inputs 'score_threshold' and 'iou_threshold'")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="output file (default: the model's name with .onnx or .torchscript)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format == "torchscript" and (args.dynamic or args.include_nms):
+        raise YoloError("--dynamic and --include-nms are ONNX options; drop them or use "
+                        "--format onnx")
+    model, _ = model_from_args(args)
+    model.to(device_from_args(args))
+    out = Path(args.out or Path(args.model).stem + SUFFIXES[args.format])
+    try:
+        if args.format == "onnx":
+            export_onnx(model, out, args.img_size, args.batch, args.dynamic, args.half,
+                        args.include_nms)
+        else:
+            export_torchscript(model, out, args.img_size, args.batch, args.half)
+    except OSError as exc:
+        raise YoloError(f"{out}: cannot write the exported model ({exc.strerror})") from None
+    print(f"{args.format} model written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0

@@ -1,0 +1,161 @@
+"""Export a network for other runtimes: ONNX (ONNX Runtime, TensorRT, OpenVINO...) and
+TorchScript.
+
+The exported graph is the batch-norm-folded network with darknet's decoding: input ``images``
+(B, 3, H, W) in [0, 1], output ``output`` (B, N, 5+C) rows of cx, cy, w, h (input pixels),
+objectness and class probabilities, as ``Darknet`` gives in eval mode. With ``include_nms``
+the graph goes on to darknet's detection protocol (score = objectness x class probability,
+threshold, per-class NMS, ONNX's ``NonMaxSuppression``) and outputs ``detections`` (K, 7): image
+index, x1, y1, x2, y2 (input pixels), score, class, grouped by image and class, best first;
+the thresholds are the graph inputs ``score_threshold`` and ``iou_threshold`` (shape (1,)).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import batched_nms, box_convert
+
+from yolov3.errors import YoloError
+from yolov3.fileio import atomic_write
+from yolov3.inference.fast import fold_batch_norm
+from yolov3.model.darknet import Darknet
+
+Format = Literal["onnx", "torchscript"]
+FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+OPSET = 17
+MAX_DETECTIONS_PER_CLASS = 300
+
+
+class _NonMaxSuppression(torch.autograd.Function):
+    """ONNX's ``NonMaxSuppression``: in PyTorch, torchvision's per-class NMS giving the same
+    (K, 3) ``image, class, box`` indices in the same order; in an ONNX graph, the ONNX op."""
+
+    @staticmethod
+    def forward(ctx, boxes: Tensor, scores: Tensor, max_per_class: Tensor, iou: Tensor,
+                score: Tensor) -> Tensor:
+        num_classes = scores.shape[1]
+        img, cls, box = (scores > score).nonzero(as_tuple=True)
+        group = img * num_classes + cls
+        keep = batched_nms(boxes[img, box], scores[img, cls, box], group, float(iou))
+        keep = keep[torch.argsort(group[keep], stable=True)]  # by image and class, best first
+        first = torch.searchsorted(group[keep], group[keep])  # rank within (image, class)
+        keep = keep[torch.arange(len(keep), device=keep.device) - first < max_per_class]
+        return torch.stack([img[keep], cls[keep], box[keep]], dim=1)
+
+    @staticmethod
+    def symbolic(g, boxes, scores, max_per_class, iou, score):
+        return g.op("NonMaxSuppression", boxes, scores, max_per_class, iou, score)
+
+
+class DetectionGraph(nn.Module):
+    """A network followed by darknet's detection protocol, as one exportable graph: the
+    (K, 7) ``detections`` described in this module's docstring."""
+
+    def __init__(self, net: nn.Module, max_per_class: int = MAX_DETECTIONS_PER_CLASS) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("max_per_class", torch.tensor([max_per_class]), persistent=False)
+
+    def forward(self, images: Tensor, score_threshold: Tensor, iou_threshold: Tensor) -> Tensor:
+        out = self.net(images).float()
+        boxes = box_convert(out[..., :4], "cxcywh", "xyxy")
+        scores = (out[..., 4:5] * out[..., 5:]).transpose(1, 2)  # (B, C, N), as ONNX wants
+        img, cls, box = _NonMaxSuppression.apply(
+            boxes, scores, self.max_per_class, iou_threshold, score_threshold
+        ).unbind(1)
+        return torch.cat([img[:, None].float(), boxes[img, box], scores[img, cls, box, None],
+                          cls[:, None].float()], dim=1)
+
+
+def _example(model: Darknet, img_size: int | tuple[int, int], batch: int, half: bool) -> Tensor:
+    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    if h % 32 or w % 32:
+        raise YoloError(f"image size {h}x{w}: height and width must be multiples of 32")
+    device = next(model.parameters()).device
+    return torch.full((batch, 3, h, w), 0.5, dtype=torch.float16 if half else torch.float32,
+                      device=device)
+
+
+class _HalfNetwork(nn.Module):
+    """A network run in float16 whose decoding runs in float32 (ONNX has no float16 Range)."""
+
+    def __init__(self, net: Darknet) -> None:
+        super().__init__()
+        self.net = net.half()
+
+    def forward(self, images: Tensor) -> Tensor:
+        raw = [r.float() for r in self.net.forward_raw(images)]
+        return self.net.decode(raw, (images.shape[2], images.shape[3]))
+
+
+def _prepared(model: Darknet, half: bool) -> nn.Module:
+    """The batch-norm-folded copy of ``model`` that is exported."""
+    net = fold_batch_norm(model)
+    return _HalfNetwork(net) if half else net
+
+
+def export_onnx(
+    model: Darknet,
+    path: str | Path,
+    img_size: int | tuple[int, int] = 416,
+    batch: int = 1,
+    dynamic: bool = False,
+    half: bool = False,
+    include_nms: bool = False,
+    opset: int = OPSET,
+) -> Path:
+    """Write ``model`` (batch norm folded) as an ONNX graph for a (batch, 3, H, W) input.
+
+    ``dynamic`` leaves batch, height and width free (any multiple of 32); ``half`` stores
+    weights and the input in float16 (for GPU runtimes); ``include_nms`` adds the detection
+    protocol (see the module docstring). Uses ``torch.onnx``'s TorchScript-based exporter, which
+    needs no extra package and handles the custom NMS op.
+    """
+    net = _prepared(model, half)
+    example: tuple[Tensor, ...] = (_example(model, img_size, batch, half),)
+    inputs, outputs = ["images"], ["output"]
+    image_axes = {"images": {0: "batch", 2: "height", 3: "width"}} if dynamic else {}
+    axes = image_axes | ({"output": {0: "batch", 1: "rows"}} if dynamic else {})
+    if include_nms:
+        net = DetectionGraph(net)
+        device = example[0].device
+        example += (torch.tensor([0.25], device=device), torch.tensor([0.45], device=device))
+        inputs += ["score_threshold", "iou_threshold"]
+        outputs = ["detections"]
+        axes = image_axes | {"detections": {0: "detections"}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and trace notes
+        torch.onnx.export(
+            net, example, buffer, input_names=inputs, output_names=outputs, opset_version=opset,
+            dynamic_axes=axes or None, dynamo=False,
+        )
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+    return Path(path)
+
+
+def export_torchscript(
+    model: Darknet,
+    path: str | Path,
+    img_size: int | tuple[int, int] = 416,
+    batch: int = 1,
+    half: bool = False,
+) -> Path:
+    """Write ``model`` (batch norm folded) as a traced TorchScript module for ``torch.jit.load``;
+    it takes (batch, 3, H, W) images and returns (B, N, 5+C) decoded rows."""
+    net = _prepared(model, half)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(net, _example(model, img_size, batch, half), check_trace=False)
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+    return Path(path)

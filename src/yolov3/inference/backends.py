@@ -1,0 +1,43 @@
+"""The engines a :class:`Detector` can run on: PyTorch (the fast path when it is exact) or
+ONNX Runtime on a graph exported on the fly."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from yolov3.errors import YoloError
+from yolov3.inference.detector import Detector
+from yolov3.inference.fast import fast_if_exact
+from yolov3.model.darknet import Darknet
+
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+
+
+def make_detector(
+    model: Darknet,
+    backend: str = "torch",
+    img_size: int = 416,
+    conf_thresh: float = 0.25,
+    iou_thresh: float = 0.45,
+    multi_label: bool = True,
+    device: str | torch.device = "cpu",
+) -> Detector:
+    """A :class:`Detector` for ``model`` on ``backend``: ``torch`` runs the batch-norm-folded
+    fast copy (the plain model if the copy is not exact to 1e-4); ``onnxruntime`` exports the
+    model to ONNX (any batch size) and runs it on the CPU."""
+    if backend == "torch":
+        return Detector(fast_if_exact(model.to(device)), img_size, conf_thresh, iou_thresh,
+                        multi_label, device)
+    if backend != "onnxruntime":
+        raise YoloError(f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
+    if torch.device(device).type != "cpu":
+        raise YoloError("the onnxruntime backend runs on the CPU; use --device cpu")
+    from yolov3.export import export_onnx
+    from yolov3.inference.onnx_backend import OnnxDetector
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx", img_size, dynamic=True)
+        return OnnxDetector(path, img_size, conf_thresh, iou_thresh, multi_label)

@@ -1,0 +1,122 @@
+"""An inference-only copy of a network, tuned for speed on the CPU.
+
+Darknet's ``fuse_conv_batchnorm`` folds each batch norm into the convolution before it, so a
+[convolutional] layer costs one convolution and one activation. On top of that the fast copy
+has no autograd state, keeps activations in channels-last order (what oneDNN's convolutions run
+best on) and can be traced and frozen by TorchScript (oneDNN weight prepacking, conv +
+activation fusion) or compiled by Inductor. Its output is the plain model's, to float rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from yolov3.model.darknet import Darknet
+from yolov3.model.layers import ConvBlock
+
+log = logging.getLogger("yolov3")
+
+Mode = Literal["eager", "trace", "compile"]
+MODES: tuple[str, ...] = ("eager", "trace", "compile")
+
+
+def fold_batch_norm(model: Darknet) -> Darknet:
+    """A copy of ``model`` in eval mode whose batch norms are folded into their convolutions
+    (darknet's ``fuse_conv_batchnorm``): ``conv' = gamma * conv / sqrt(var + eps)``, with the
+    bias ``beta - gamma * mean / sqrt(var + eps)``. Parameters no longer require grad."""
+    fused = copy.deepcopy(model).eval()
+    for block in fused.modules():
+        if isinstance(block, ConvBlock) and block.bn is not None:
+            block.conv = fuse_conv_bn_eval(block.conv, block.bn)
+            block.bn = None
+    fused.requires_grad_(False)
+    return fused
+
+
+class FastModel(nn.Module):
+    """``model``'s inference output (``Darknet`` in eval mode: (B, N, 5+C) decoded rows), from a
+    folded, channels-last, autograd-free copy.
+
+    ``mode`` picks how the copy runs: ``eager`` (no start-up cost), ``trace`` (TorchScript
+    trace + freeze, one trace per input shape, a few seconds each) or ``compile``
+    (``torch.compile`` with Inductor and frozen weights; a minute or more on the first shape).
+    ``num_threads`` sets PyTorch's intra-op threads when given.
+    """
+
+    def __init__(
+        self,
+        model: Darknet,
+        mode: Mode = "eager",
+        channels_last: bool = True,
+        num_threads: int | None = None,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        self.net = fold_batch_norm(model)
+        self.mode = mode
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
+        self._traced: dict[tuple, torch.jit.ScriptModule] = {}
+        self._compiled = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    def _apply(self, fn, recurse=True):  # nn.Module.to, .cuda, .half... go through here
+        self._traced.clear()  # traces hold the old device's weights
+        self._compiled = None
+        return super()._apply(fn, recurse)
+
+    def _runner(self, x: Tensor):
+        if self.mode == "eager":
+            return self.net
+        if self.mode == "compile":
+            if self._compiled is None:
+                import torch._inductor.config as inductor_config
+
+                inductor_config.freezing = True
+                self._compiled = torch.compile(self.net)
+            return self._compiled
+        key = (tuple(x.shape), x.dtype, x.device)
+        if key not in self._traced:
+            with warnings.catch_warnings():  # TorchScript's deprecation notice
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(self.net, x, check_trace=False)
+                self._traced[key] = torch.jit.freeze(traced)
+        return self._traced[key]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(self.mode != "compile"), torch.no_grad():
+            return self._runner(x)(x)
+
+
+def is_exact(fast: nn.Module, model: Darknet, input_hw: tuple[int, int] = (64, 64),
+             tol: float = 1e-4) -> bool:
+    """Whether ``fast`` gives ``model``'s inference output to ``tol`` (relative or absolute,
+    as ``torch.allclose``) on a fixed random batch of two ``input_hw`` images."""
+    device = next(model.parameters()).device
+    x = torch.rand((2, 3, *input_hw), generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.inference_mode():
+        return torch.allclose(fast(x), model.eval()(x), rtol=tol, atol=tol)
+
+
+def fast_if_exact(model: Darknet, mode: Mode = "eager") -> nn.Module:
+    """:class:`FastModel` of ``model`` when :func:`is_exact` holds, else ``model`` itself."""
+    fast = FastModel(model, mode).to(next(model.parameters()).device)
+    if is_exact(fast, model):
+        return fast
+    log.warning("the fast inference path differs from the plain model by more than 1e-4; "
+                "using the plain model")
+    return model
