@@ -127,7 +127,7 @@ def test_size_must_be_a_multiple_of_32(tiny, tmp_path) -> None:
 def test_unloadable_graph_is_a_clear_error(tmp_path) -> None:
     path = tmp_path / "broken.onnx"
     path.write_bytes(b"not a graph")
-    with pytest.raises(YoloError, match="broken.onnx"):
+    with pytest.raises(YoloError, match=r"broken\.onnx"):
         OnnxRuntimeModel(path)
 
 

@@ -4,7 +4,9 @@ Darknet's ``fuse_conv_batchnorm`` folds each batch norm into the convolution bef
 [convolutional] layer costs one convolution and one activation. On top of that the fast copy
 has no autograd state, keeps activations in channels-last order (what oneDNN's convolutions run
 best on) and can be traced and frozen by TorchScript (oneDNN weight prepacking, conv +
-activation fusion) or compiled by Inductor. Its output is the plain model's, to float rounding.
+activation fusion). Its output is the plain model's, to float rounding. (``torch.compile`` with
+Inductor was measured too: a minute or more to compile yolov3, and no faster than ONNX Runtime,
+see ``benchmarks/infer.py``.)
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from yolov3.model.layers import ConvBlock
 
 log = logging.getLogger("yolov3")
 
-Mode = Literal["eager", "trace", "compile"]
-MODES: tuple[str, ...] = ("eager", "trace", "compile")
+Mode = Literal["eager", "trace"]
+MODES: tuple[str, ...] = ("eager", "trace")
 
 
 def fold_batch_norm(model: Darknet) -> Darknet:
@@ -44,9 +46,8 @@ class FastModel(nn.Module):
     """``model``'s inference output (``Darknet`` in eval mode: (B, N, 5+C) decoded rows), from a
     folded, channels-last, autograd-free copy.
 
-    ``mode`` picks how the copy runs: ``eager`` (no start-up cost), ``trace`` (TorchScript
-    trace + freeze, one trace per input shape, a few seconds each) or ``compile``
-    (``torch.compile`` with Inductor and frozen weights; a minute or more on the first shape).
+    ``mode`` picks how the copy runs: ``eager`` (no start-up cost) or ``trace`` (TorchScript
+    trace + freeze, one trace per input shape, a few seconds each).
     ``num_threads`` sets PyTorch's intra-op threads when given.
     """
 
@@ -67,27 +68,14 @@ class FastModel(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
-        self._compiled = None
-
-    @property
-    def num_classes(self) -> int:
-        return self.net.num_classes
 
     def _apply(self, fn, recurse=True):  # nn.Module.to, .cuda, .half... go through here
         self._traced.clear()  # traces hold the old device's weights
-        self._compiled = None
         return super()._apply(fn, recurse)
 
     def _runner(self, x: Tensor):
         if self.mode == "eager":
             return self.net
-        if self.mode == "compile":
-            if self._compiled is None:
-                import torch._inductor.config as inductor_config
-
-                inductor_config.freezing = True
-                self._compiled = torch.compile(self.net)
-            return self._compiled
         key = (tuple(x.shape), x.dtype, x.device)
         if key not in self._traced:
             with warnings.catch_warnings():  # TorchScript's deprecation notice
@@ -98,7 +86,7 @@ class FastModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.contiguous(memory_format=self.memory_format)
-        with torch.inference_mode(self.mode != "compile"), torch.no_grad():
+        with torch.inference_mode():
             return self._runner(x)(x)
 
 
