@@ -1,0 +1,57 @@
+"""Images per second of the training data loader (darknet's augmentation, collate) at a fixed
+input size, with 0 and N worker processes, on the demo dataset and, when it is there, the
+kangaroo VOC folder.
+
+    .venv/bin/python benchmarks/dataloader.py [--size 416] [--batch 8] [--batches 30]
+        [--workers 0 2] [--kangaroo ../shared/datasets/kangaroo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from yolov3.data.datasets import open_dataset
+from yolov3.data.loader import MultiScale, make_train_loader
+from yolov3.data.synthetic import SyntheticShapes
+
+KANGAROO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "kangaroo"
+
+
+def images_per_second(data: Dataset, size: int, batch: int, batches: int, workers: int) -> float:
+    """Loader throughput after the first batch (worker start-up excluded)."""
+    loader = make_train_loader(data, batch, multiscale=MultiScale(size, size), workers=workers,
+                               max_iterations=batches + 1)
+    stream = iter(loader)
+    next(stream)
+    start = time.perf_counter()
+    count = sum(len(images) for images, _, _ in stream)
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=416)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--kangaroo", type=Path, default=KANGAROO)
+    args = parser.parse_args()
+
+    datasets: dict[str, Dataset] = {"demo shapes 256x256": SyntheticShapes("train", 1000)}
+    if args.kangaroo.is_dir():
+        datasets["kangaroo VOC (JPEG decode)"] = open_dataset(args.kangaroo, "all")
+    print(f"training loader, input {args.size}, batch {args.batch}, {args.batches} batches")
+    for name, data in datasets.items():
+        rates = {w: images_per_second(data, args.size, args.batch, args.batches, w)
+                 for w in args.workers}
+        base = rates[args.workers[0]]
+        cells = ", ".join(f"{w} workers {r:6.1f} img/s ({r / base:.2f}x)" for w, r in rates.items())
+        print(f"  {name:28s} {cells}")
+
+
+if __name__ == "__main__":
+    main()

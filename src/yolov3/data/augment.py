@@ -1,0 +1,209 @@
+"""Darknet's training augmentation (as DeNA's PyTorch_YOLOv3 runs it) and the plain evaluation
+letterbox, both turning a :class:`Sample` into a network input and its training targets.
+
+Training (REFERENCE.md, "Training recipe"): aspect-ratio jitter, the jittered image resized so
+that it fits the input (its longer side set to the input size: no random scale), placed at a
+random position on a grey (127) canvas, HSV distortion of the whole canvas, horizontal flip.
+The boxes follow every step, are clipped to the canvas, dropped when under one pixel wide or
+high, and at most ``max_labels`` are kept. Boxes marked ``ignore`` (COCO crowd, VOC difficult)
+are not training targets and are dropped first.
+
+Both transforms return the image as a float32 (3, H, W) tensor in [0, 1] and the targets as an
+(n, 5) float32 tensor of ``class, xc, yc, w, h`` normalised to the network input: what
+``Darknet.loss`` takes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.ops import box_convert
+
+from yolov3.data.boxes import clip_boxes, large_enough
+from yolov3.data.sample import Sample
+from yolov3.errors import ConfigError
+from yolov3.inference.letterbox import letterbox, letterbox_geometry
+
+# DeNA's ``max_labels``: the targets of one image are capped at this many boxes.
+MAX_LABELS = 50
+# The grey of darknet's canvas around the placed image (uint8).
+CANVAS_GREY = 127
+
+
+class Transform(Protocol):
+    """A sample -> (image (3, H, W) float32 in [0, 1], targets (n, 5)) at a given input size."""
+
+    def __call__(
+        self, sample: Sample, input_hw: tuple[int, int], rng: np.random.Generator
+    ) -> tuple[Tensor, Tensor]: ...
+
+
+def place_boxes(
+    sample: Sample,
+    scale_xy: tuple[float, float],
+    offset_xy: tuple[float, float],
+    input_hw: tuple[int, int],
+    flip: bool = False,
+    max_labels: int = MAX_LABELS,
+) -> Tensor:
+    """The training targets of ``sample`` once its image is resized by ``scale_xy``, placed at
+    ``offset_xy`` in an input of ``input_hw`` and, with ``flip``, mirrored left-right.
+
+    Ignored boxes are dropped, the others clipped to the input, dropped when under one pixel wide
+    or high, and the first ``max_labels`` kept. Returns (n, 5) float32 ``class, xc, yc, w, h``
+    normalised to the input (DeNA's ``label2yolobox``).
+    """
+    in_h, in_w = input_hw
+    sx, sy = scale_xy
+    dx, dy = offset_xy
+    boxes = sample.boxes[~sample.ignore].astype(np.float64) * [sx, sy, sx, sy] + [dx, dy, dx, dy]
+    labels = sample.labels[~sample.ignore]
+    if flip:
+        boxes[:, [0, 2]] = in_w - boxes[:, [2, 0]]
+    boxes = clip_boxes(boxes, np.array(input_hw))
+    keep = large_enough(boxes)
+    boxes, labels = boxes[keep][:max_labels], labels[keep][:max_labels]
+    cxcywh = box_convert(torch.from_numpy(boxes), "xyxy", "cxcywh")
+    cxcywh /= torch.tensor([in_w, in_h, in_w, in_h], dtype=cxcywh.dtype)
+    return torch.cat([torch.from_numpy(labels).to(cxcywh.dtype)[:, None], cxcywh], 1).float()
+
+
+def random_scale(rng: np.random.Generator, s: float) -> float:
+    """Darknet's ``rand_scale``: a factor drawn from U(1, s), inverted with probability 1/2."""
+    scale = rng.uniform(1.0, s)
+    return scale if rng.random() < 0.5 else 1.0 / scale
+
+
+def distort_hsv(image: np.ndarray, dhue: float, dsat: float, dexp: float) -> np.ndarray:
+    """Darknet's ``distort_image`` on an (H, W, 3) float32 RGB image in [0, 1]: the hue shifted
+    by ``dhue`` of a full turn (wrapping), saturation and value (exposure) multiplied by
+    ``dsat`` and ``dexp``, back to RGB, clamped to [0, 1] (``constrain_image``). Returns a new
+    float32 RGB image."""
+    # Float input: hue in degrees [0, 360). OpenCV's HSV -> RGB wraps hues in [360, 720), so a
+    # shift taken modulo 360 (never negative) needs no wrapping here; like darknet's
+    # ``hsv_to_rgb`` it applies the formula to saturation or value above 1.
+    hsv = cv2.multiply(cv2.cvtColor(image, cv2.COLOR_RGB2HSV), (1.0, dsat, dexp, 0.0))
+    hsv = cv2.add(hsv, (dhue * 360.0 % 360.0, 0.0, 0.0, 0.0))
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
+def _to_tensor(image: np.ndarray) -> Tensor:
+    """(H, W, 3) float32 -> contiguous (3, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class TrainTransform:
+    """Darknet's / DeNA's training augmentation. Every step can be switched off:
+
+    - ``jitter``: aspect-ratio jitter, new_ar = (w ± U(jitter·w)) / (h ± U(jitter·h)); 0 keeps
+      the aspect. The jittered image is resized so that it fits the input, its longer side (in
+      proportion to the input) set to the input size (DeNA's ``preprocess``).
+    - ``random_placing``: a random position on the grey canvas instead of the centre.
+    - ``hue``, ``saturation``, ``exposure``: HSV distortion after letterboxing, hue shifted by
+      U(-hue, hue) of a turn, saturation and value scaled by U(1, s) inverted with probability
+      1/2 (darknet's ``random_distort_image``); hue 0 and both factors 1 switch it off.
+    - ``flip``: probability of the horizontal flip (darknet's ``flip``, DeNA's ``LRFLIP``).
+    - ``max_labels``: the targets kept per image.
+
+    The image is resized with bilinear interpolation (OpenCV, half-pixel centres), so that a
+    box edge at image coordinate x lands at x * new_w / w + dx.
+    """
+
+    def __init__(
+        self,
+        jitter: float = 0.3,
+        random_placing: bool = True,
+        hue: float = 0.1,
+        saturation: float = 1.5,
+        exposure: float = 1.5,
+        flip: float = 0.5,
+        max_labels: int = MAX_LABELS,
+    ) -> None:
+        if not 0 <= jitter < 1:
+            raise ConfigError(f"augment.jitter must be in [0, 1), got {jitter}")
+        if not 0 <= hue <= 0.5:
+            raise ConfigError(f"augment.hue must be in [0, 0.5], got {hue}")
+        if saturation < 1 or exposure < 1:
+            raise ConfigError("augment.saturation and augment.exposure are factors >= 1 "
+                              f"(1 = off), got {saturation} and {exposure}")
+        if not 0 <= flip <= 1:
+            raise ConfigError(f"augment.flip is a probability in [0, 1], got {flip}")
+        if max_labels < 1:
+            raise ConfigError(f"max_labels must be at least 1, got {max_labels}")
+        self.jitter, self.random_placing = jitter, random_placing
+        self.hue, self.saturation, self.exposure = hue, saturation, exposure
+        self.flip, self.max_labels = flip, max_labels
+
+    def __repr__(self) -> str:
+        return (f"TrainTransform(jitter={self.jitter}, random_placing={self.random_placing}, "
+                f"hue={self.hue}, saturation={self.saturation}, exposure={self.exposure}, "
+                f"flip={self.flip}, max_labels={self.max_labels})")
+
+    @property
+    def distorts(self) -> bool:
+        """Whether the HSV distortion is on."""
+        return self.hue > 0 or self.saturation > 1 or self.exposure > 1
+
+    def __call__(
+        self, sample: Sample, input_hw: tuple[int, int], rng: np.random.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """The augmented network input of ``input_hw`` (height, width) and its targets. Every
+        random draw comes from ``rng``, the geometric ones first, so that switching the HSV
+        distortion on or off leaves the geometry of a given ``rng`` unchanged."""
+        h, w = sample.size
+        in_h, in_w = input_hw
+        jit_w = w + rng.uniform(-self.jitter * w, self.jitter * w) if self.jitter else w
+        jit_h = h + rng.uniform(-self.jitter * h, self.jitter * h) if self.jitter else h
+        # The jittered size only sets the aspect: fit it to the input as darknet's letterbox.
+        new_h, new_w, centred = letterbox_geometry((jit_h, jit_w), input_hw)
+        if self.random_placing:
+            dx = int(rng.integers(0, in_w - new_w, endpoint=True))
+            dy = int(rng.integers(0, in_h - new_h, endpoint=True))
+        else:
+            dx, dy = int(centred.pad_x), int(centred.pad_y)
+        flip = bool(rng.random() < self.flip) if self.flip else False
+
+        canvas = np.full((in_h, in_w, 3), CANVAS_GREY, np.uint8)
+        canvas[dy : dy + new_h, dx : dx + new_w] = cv2.resize(
+            np.ascontiguousarray(sample.image), (new_w, new_h), interpolation=cv2.INTER_LINEAR
+        )
+        image = canvas.astype(np.float32) * np.float32(1 / 255)
+        if self.distorts:
+            dhue = rng.uniform(-self.hue, self.hue)
+            dsat = random_scale(rng, self.saturation)
+            dexp = random_scale(rng, self.exposure)
+            image = distort_hsv(image, dhue, dsat, dexp)
+        if flip:
+            image = cv2.flip(image, 1)
+        targets = place_boxes(sample, (new_w / w, new_h / h), (dx, dy), input_hw, flip,
+                              self.max_labels)
+        return _to_tensor(image), targets
+
+
+class EvalTransform:
+    """Darknet's plain letterbox (:func:`yolov3.inference.letterbox`, as the detector feeds the
+    network): the image scaled to fit, centred on grey, no randomness. Same output as
+    :class:`TrainTransform`; ``rng`` is accepted and unused."""
+
+    def __init__(self, max_labels: int = MAX_LABELS) -> None:
+        self.max_labels = max_labels
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(max_labels={self.max_labels})"
+
+    def __call__(
+        self,
+        sample: Sample,
+        input_hw: tuple[int, int],
+        rng: np.random.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The letterboxed network input of ``input_hw`` and its targets."""
+        image, info = letterbox(sample.image, input_hw)
+        targets = place_boxes(sample, (info.scale, info.scale), (info.pad_x, info.pad_y),
+                              input_hw, max_labels=self.max_labels)
+        return image, targets

@@ -1,0 +1,273 @@
+"""The training data pipeline: a seeded endless stream of samples, multi-scale batches, augmented
+in worker processes, reproducible to the bit whatever the number of workers or ranks.
+
+The stream: epoch e is a permutation of the dataset drawn from (seed, e); the epochs follow one
+another without a gap, and minibatch ``step`` holds stream positions ``step * batch_size`` to
+``(step + 1) * batch_size - 1`` (a minibatch may straddle two epochs; no image is dropped).
+An iteration (one optimiser step, darknet's "batch") is ``subdivisions`` consecutive minibatches.
+The input size of iteration i is drawn from (seed, i // interval) (darknet's multi-scale
+training, ``random=1``). The augmentation of stream position p draws from a generator seeded
+with (seed, p). Every one of these is a pure function of its arguments, so that a resumed run
+sees exactly the data of an uninterrupted one, and ``world_size`` ranks, each taking its share
+of every minibatch, see together what one process sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from yolov3.data.augment import TrainTransform, Transform
+from yolov3.data.sample import Sample
+from yolov3.errors import ConfigError, DataError
+
+# The network's total stride: every input side must be a multiple of it.
+STRIDE = 32
+# Distinct seed streams, so that the data order, the sizes and the augmentation never share
+# random numbers.
+_ORDER, _SCALE, _AUGMENT = 0, 1, 2
+# How many following images are tried in place of one that cannot be read.
+MAX_SUBSTITUTES = 16
+
+
+@dataclass(frozen=True)
+class MultiScale:
+    """Darknet's multi-scale training: every ``interval`` iterations a square input size drawn
+    uniformly from ``min_size, min_size + step, ..., max_size``. ``MultiScale(416, 416)`` is a
+    fixed input size."""
+
+    min_size: int = 320
+    max_size: int = 608
+    interval: int = 10
+    step: int = STRIDE
+
+    def __post_init__(self) -> None:
+        if any(v % STRIDE or v <= 0 for v in (self.min_size, self.max_size, self.step)):
+            raise ConfigError(f"multiscale min_size, max_size and step must be positive multiples"
+                              f" of {STRIDE}, got {self.min_size}, {self.max_size}, {self.step}")
+        if self.max_size < self.min_size:
+            raise ConfigError(f"multiscale max ({self.max_size}) is below min ({self.min_size})")
+        if self.interval < 1:
+            raise ConfigError(f"multiscale interval must be at least 1, got {self.interval}")
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The sizes drawn from."""
+        return tuple(range(self.min_size, self.max_size + 1, self.step))
+
+    def size_at(self, seed: int, iteration: int) -> int:
+        """The input side at ``iteration``: a pure function of (seed, iteration // interval)."""
+        sizes = self.sizes
+        rng = np.random.default_rng([seed, _SCALE, iteration // self.interval])
+        return sizes[int(rng.integers(len(sizes)))] if len(sizes) > 1 else sizes[0]
+
+
+class SampleKey(NamedTuple):
+    """What a worker needs to produce one training sample: the dataset ``index``, the stream
+    ``position`` (which seeds its augmentation), its ``iteration`` and the ``input_hw``."""
+
+    index: int
+    position: int
+    iteration: int
+    input_hw: tuple[int, int]
+
+
+def augment_rng(seed: int, position: int) -> np.random.Generator:
+    """The generator of the augmentation at stream ``position``."""
+    return np.random.default_rng([seed, _AUGMENT, position])
+
+
+def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
+    """The data order of ``epoch``: a permutation of ``range(size)`` drawn from (seed, epoch)."""
+    return np.random.default_rng([seed, _ORDER, epoch]).permutation(size)
+
+
+class TrainBatchSampler(Sampler[list[SampleKey]]):
+    """Minibatches of :class:`SampleKey` for this rank, from ``start_iteration`` on.
+
+    ``batch_size`` is the global minibatch (all ranks together); each of ``world_size`` ranks
+    takes a contiguous share of ``batch_size // world_size``. ``max_iterations`` ends the stream
+    (None: endless).
+    """
+
+    def __init__(
+        self,
+        dataset_size: int,
+        batch_size: int,
+        *,
+        multiscale: MultiScale | None = None,
+        seed: int = 0,
+        subdivisions: int = 1,
+        start_iteration: int = 0,
+        max_iterations: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if dataset_size < 1:
+            raise DataError("the training dataset holds no image")
+        if batch_size < 1 or subdivisions < 1:
+            raise ConfigError(f"batch size ({batch_size}) and subdivisions ({subdivisions}) "
+                              "must be at least 1")
+        if not 0 <= rank < world_size or batch_size % world_size:
+            raise ConfigError(f"rank {rank} of {world_size}: the batch size ({batch_size}) must "
+                              "be a multiple of the number of processes")
+        self.dataset_size, self.batch_size = dataset_size, batch_size
+        self.multiscale = multiscale or MultiScale()
+        self.seed, self.subdivisions = seed, subdivisions
+        self.start_iteration, self.max_iterations = start_iteration, max_iterations
+        self.rank, self.world_size = rank, world_size
+        self._orders: dict[int, np.ndarray] = {}
+
+    def input_hw(self, iteration: int) -> tuple[int, int]:
+        """(height, width) of the input at ``iteration``."""
+        side = self.multiscale.size_at(self.seed, iteration)
+        return side, side
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            if len(self._orders) >= 2:
+                del self._orders[min(self._orders)]
+            self._orders[epoch] = epoch_order(self.seed, epoch, self.dataset_size)
+        return self._orders[epoch]
+
+    def indices(self, positions: np.ndarray) -> np.ndarray:
+        """The dataset indices at stream ``positions``."""
+        epochs, offsets = np.divmod(positions, self.dataset_size)
+        out = np.empty_like(positions)
+        for epoch in np.unique(epochs):
+            sel = epochs == epoch
+            out[sel] = self._order(int(epoch))[offsets[sel]]
+        return out
+
+    def batch(self, step: int) -> list[SampleKey]:
+        """This rank's share of minibatch ``step`` (counted from iteration 0)."""
+        share = self.batch_size // self.world_size
+        first = step * self.batch_size + self.rank * share
+        positions = np.arange(first, first + share, dtype=np.int64)
+        iteration = step // self.subdivisions
+        hw = self.input_hw(iteration)
+        return [SampleKey(int(i), int(p), iteration, hw)
+                for i, p in zip(self.indices(positions), positions, strict=True)]
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        step = self.start_iteration * self.subdivisions
+        end = None if self.max_iterations is None else self.max_iterations * self.subdivisions
+        while end is None or step < end:
+            yield self.batch(step)
+            step += 1
+
+    def __len__(self) -> int:
+        if self.max_iterations is None:
+            raise TypeError("an endless sampler (max_iterations=None) has no length")
+        return max(self.max_iterations - self.start_iteration, 0) * self.subdivisions
+
+
+class AugmentedDataset(Dataset):
+    """A detection dataset seen through a transform: ``self[key]`` is the augmented sample of a
+    :class:`SampleKey`, as ``(image (3, H, W), targets (n, 5), key, skipped)``.
+
+    An image that cannot be read (:class:`DataError`) is replaced by the next readable one in
+    dataset order, augmented with the same random draws, and its message returned in
+    ``skipped``; after ``MAX_SUBSTITUTES`` unreadable images in a row the error is raised.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Transform | None = None, seed: int = 0):
+        self.dataset = dataset
+        self.transform = transform or TrainTransform()
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: SampleKey) -> tuple[Tensor, Tensor, SampleKey, list[str]]:
+        skipped: list[str] = []
+        for attempt in range(min(MAX_SUBSTITUTES, len(self.dataset))):
+            index = (key.index + attempt) % len(self.dataset)
+            try:
+                sample: Sample = self.dataset[index]
+            except DataError as exc:
+                skipped.append(str(exc))
+                continue
+            image, targets = self.transform(sample, key.input_hw, augment_rng(self.seed,
+                                                                              key.position))
+            return image, targets, key._replace(index=index), skipped
+        raise DataError(f"{len(skipped)} images in a row could not be read, the last: "
+                        f"{skipped[-1]}")
+
+
+@dataclass
+class BatchInfo:
+    """What a training batch is: its ``iteration``, ``input_hw``, the stream ``positions`` and
+    dataset ``indices`` of its images, and the messages of the images ``skipped`` as unreadable
+    (each replaced by another)."""
+
+    iteration: int
+    input_hw: tuple[int, int]
+    positions: list[int]
+    indices: list[int]
+    skipped: list[str]
+
+
+def collate(
+    items: Sequence[tuple[Tensor, Tensor, SampleKey, list[str]]],
+) -> tuple[Tensor, list[Tensor], BatchInfo]:
+    """Stack the images to (B, 3, H, W); keep the targets as a list of (n_i, 5), one per image."""
+    images, targets, keys, skipped = zip(*items, strict=True)
+    info = BatchInfo(keys[0].iteration, keys[0].input_hw, [k.position for k in keys],
+                     [k.index for k in keys], [m for s in skipped for m in s])
+    return torch.stack(images), list(targets), info
+
+
+class TrainLoader(DataLoader):
+    """The training :class:`DataLoader`; ``skipped`` gathers, in the training process, the
+    message of every image replaced because it could not be read (one per occurrence)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.skipped: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple[Tensor, list[Tensor], BatchInfo]]:
+        for images, targets, info in super().__iter__():
+            self.skipped += info.skipped
+            yield images, targets, info
+
+
+def make_train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    transform: Transform | None = None,
+    multiscale: MultiScale | None = None,
+    subdivisions: int = 1,
+    workers: int = 0,
+    seed: int = 0,
+    start_iteration: int = 0,
+    max_iterations: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> TrainLoader:
+    """The training loader over ``dataset`` (``dataset[i]`` a :class:`Sample`): yields
+    ``(images (B, 3, H, W), targets [(n_i, 5)], BatchInfo)`` from ``start_iteration`` on, each
+    iteration being ``subdivisions`` minibatches of ``batch_size // world_size`` images for this
+    rank. ``transform`` defaults to darknet's augmentation, ``multiscale`` to 320..608 every 10
+    iterations. With ``workers`` > 0 the worker processes persist across epochs."""
+    sampler = TrainBatchSampler(
+        len(dataset), batch_size, multiscale=multiscale, seed=seed, subdivisions=subdivisions,
+        start_iteration=start_iteration, max_iterations=max_iterations, rank=rank,
+        world_size=world_size,
+    )
+    return TrainLoader(
+        AugmentedDataset(dataset, transform, seed),
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+    )
