@@ -104,6 +104,7 @@ class RunConfig:
     checkpoint_interval: int
     log_interval: int
     max_nonfinite: int
+    time_limit: float
 
 
 @dataclass
@@ -219,12 +220,22 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
             return [_coerce(v, args[0], name, source) for v in value]
     elif hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    elif hint is float and isinstance(value, str) and _is_number(value):
+        return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
     elif hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
     elif isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     expected = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{source}: '{name}' must be {expected}, got {value!r}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _build(cls: type, data: dict[str, Any], source: str, prefix: str) -> Any:

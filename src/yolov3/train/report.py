@@ -35,8 +35,8 @@ def plot_curves(
         its = [r["iteration"] for r in evals]
         for key in ("AP50", "AP"):
             ax_ap.plot(its, [r[key] for r in evals], marker="o", label=key)
+        ax_ap.legend()
     ax_ap.set(xlabel="iteration", ylabel="COCO metric", title="validation", ylim=(0, 1))
-    ax_ap.legend()
     ax_ap.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_write(path) as f:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from yolov3.checkpoint import load_checkpoint, save_checkpoint
 from yolov3.darknet_io import save_darknet_weights
 from yolov3.data.augment import TrainTransform
-from yolov3.data.loader import MultiScale, make_train_loader
+from yolov3.data.loader import MultiScale, TrainLoader, make_train_loader
 from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
 from yolov3.fileio import atomic_write
@@ -82,6 +82,7 @@ class Trainer:
         elif config.model.weights:
             log.info("%s", load_pretrained(self.model, config.model.weights))
         self._stop_signal: int | None = None
+        self._nonfinite_in_row = 0
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -111,14 +112,15 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def _iterations(self) -> Iterator[list[tuple[Tensor, list[Tensor]]]]:
-        """The minibatches of each iteration from the current one on, on the device."""
+    def _loader(self) -> TrainLoader:
+        """The training data from the current iteration on (darknet's augmentation and
+        multi-scale inputs)."""
         cfg = self.config
         aug = cfg.augment
         ms = cfg.multiscale
         multiscale = (MultiScale(ms.min_size, ms.max_size, ms.interval, ms.step)
                       if ms.interval > 0 else MultiScale(cfg.data.img_size, cfg.data.img_size))
-        loader = make_train_loader(
+        return make_train_loader(
             self.train_data, cfg.optimizer.minibatch,
             transform=TrainTransform(aug.jitter, aug.random_placing, aug.hue, aug.saturation,
                                      aug.exposure, aug.flip, cfg.data.max_labels),
@@ -127,12 +129,14 @@ class Trainer:
             start_iteration=self.state.iteration, max_iterations=cfg.schedule.max_iter,
             pin_memory=self.device.type == "cuda",
         )
-        self.loader = loader
+
+    def _iterations(self, loader: TrainLoader) -> Iterator[list[tuple[Tensor, list[Tensor]]]]:
+        """The minibatches of each iteration, on the device."""
         minibatches: list[tuple[Tensor, list[Tensor]]] = []
         for images, targets, _ in loader:
             images = images.to(self.device, non_blocking=True)
             minibatches.append((images, [t.to(self.device) for t in targets]))
-            if len(minibatches) == cfg.optimizer.subdivisions:
+            if len(minibatches) == self.config.optimizer.subdivisions:
                 yield minibatches
                 minibatches = []
 
@@ -140,72 +144,86 @@ class Trainer:
         self._stop_signal = signum
 
     def train(self) -> dict[str, Any]:
-        """Train to ``schedule.max_iter``; returns the results summary (``results.json``)."""
+        """Train to ``schedule.max_iter`` (or ``train.time_limit``); returns the results
+        summary that is also written to ``results.json``."""
         cfg, run = self.config, self.config.train
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "model.cfg").write_text(format_cfg(self.model.sections))
         writer = SummaryWriter(str(self.out / "tensorboard"))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start_time, start_wall = time.perf_counter(), self.state.wall_time
-        nonfinite_in_row = 0
         self.model.train()
         bar = tqdm(total=cfg.schedule.max_iter, initial=self.state.iteration, unit="it",
                    desc="train", dynamic_ncols=True)
+        loader = self._loader()
         try:
             step_start = time.perf_counter()
-            for minibatches in self._iterations():
+            for minibatches in self._iterations(loader):
                 iteration = self.state.iteration + 1
                 stats = train_iteration(self.model, self.optimizer, minibatches, iteration, cfg)
-                images = sum(len(m[0]) for m in minibatches)
+                now = time.perf_counter()
                 self.state.iteration = iteration
-                self.state.wall_time = start_wall + time.perf_counter() - start_time
-                if not math.isfinite(stats["total"]):
-                    nonfinite_in_row += 1
-                    log.warning("iteration %d: non-finite loss (%s); the step was skipped",
-                                iteration, ", ".join(f"{k}={stats[k]:.4g}" for k in LOSS_PARTS))
-                    if nonfinite_in_row >= run.max_nonfinite:
-                        self.save()
-                        raise YoloError(
-                            f"{nonfinite_in_row} non-finite losses in a row up to iteration "
-                            f"{iteration}: training diverged. A checkpoint was written to "
-                            f"{self.out / 'last.pt'}; lower optimizer.lr or check the labels."
-                        )
-                else:
-                    nonfinite_in_row = 0
-                    self._log(writer, iteration, stats, images, step_start)
-                step_start = time.perf_counter()
+                self.state.wall_time = start_wall + now - start_time
+                images = sum(len(m[0]) for m in minibatches)
+                rate = images / max(now - step_start, 1e-9)
+                if self._check_finite(stats, iteration):
+                    self._log(writer, iteration, stats, images, rate)
                 bar.update(1)
-                bar.set_postfix_str(self._postfix(stats, images, minibatches[0][0].shape[-1]))
-                last = iteration == cfg.schedule.max_iter
+                bar.set_postfix_str(self._postfix(stats, rate, minibatches[0][0].shape[-1]))
+                out_of_time = bool(run.time_limit) and now - start_time > run.time_limit
+                last = iteration == cfg.schedule.max_iter or out_of_time
                 if run.eval_interval and (iteration % run.eval_interval == 0 or last):
                     self._evaluate(writer, iteration)
                 if last or (run.checkpoint_interval and iteration % run.checkpoint_interval == 0):
                     self.save()
                 if self._stop_signal is not None:
                     raise StopRequestedError
+                if out_of_time:
+                    tqdm.write(f"train.time_limit of {run.time_limit} s reached at iteration "
+                               f"{iteration}")
+                    break
+                step_start = time.perf_counter()
         except StopRequestedError:
             self.save()
-            bar.close()
             name = signal.Signals(self._stop_signal).name
-            log.info("%s: checkpoint written at iteration %d to %s; resume with --resume %s",
-                     name, self.state.iteration, self.out / "last.pt", self.out)
+            tqdm.write(f"{name}: checkpoint written at iteration {self.state.iteration} to "
+                       f"{self.out / 'last.pt'}; continue with --resume {self.out}")
             raise
         finally:
             bar.close()
             writer.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        skipped = len(getattr(self, "loader", None).skipped) if hasattr(self, "loader") else 0
-        return self._finish(skipped)
+        if loader.skipped:
+            log.warning("%d unreadable training images were replaced by others; the first: %s",
+                        len(loader.skipped), loader.skipped[0])
+        return self._finish(len(loader.skipped))
 
-    def _postfix(self, stats: dict[str, float], images: int, size: int) -> str:
+    def _check_finite(self, stats: dict[str, float], iteration: int) -> bool:
+        """True for a finite loss. A non-finite one was not applied (``train_iteration`` skips
+        the step); after ``train.max_nonfinite`` in a row the run stops with a checkpoint."""
+        if math.isfinite(stats["total"]):
+            self._nonfinite_in_row = 0
+            return True
+        self._nonfinite_in_row += 1
+        log.warning("iteration %d: non-finite loss (%s); the step was skipped", iteration,
+                    ", ".join(f"{k}={stats[k]:.4g}" for k in LOSS_PARTS))
+        if self._nonfinite_in_row >= self.config.train.max_nonfinite:
+            self.save()
+            raise YoloError(
+                f"{self._nonfinite_in_row} non-finite losses in a row up to iteration "
+                f"{iteration}: training diverged. A checkpoint was written to "
+                f"{self.out / 'last.pt'}; lower optimizer.lr or check the labels."
+            )
+        return False
+
+    def _postfix(self, stats: dict[str, float], rate: float, size: int) -> str:
         parts = " ".join(f"{k} {stats[k]:.3g}" for k in LOSS_PARTS)
-        return f"lr {stats['lr']:.2e} {parts} size {size}"
+        return f"lr {stats['lr']:.2e} {parts} | {size}px {rate:.1f} img/s"
 
     def _log(self, writer: SummaryWriter, iteration: int, stats: dict[str, float], images: int,
-             step_start: float) -> None:
+             rate: float) -> None:
         per_image = {k: stats[k] / images for k in (*LOSS_PARTS, "total")}
-        rate = images / max(time.perf_counter() - step_start, 1e-9)
         for k, v in per_image.items():
             writer.add_scalar(f"loss/{k}", v, iteration)
         writer.add_scalar("lr", stats["lr"], iteration)
