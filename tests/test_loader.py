@@ -108,6 +108,7 @@ def test_loader_is_bit_identical_whatever_the_workers_and_resumes_exactly():
     assert_same(alone[4:], batches(make_train_loader(data, 4, start_iteration=4, **common)))
     images, targets, info = alone[0]
     assert images.shape == (4, 3, *info.input_hw) and images.dtype == torch.float32
+    assert images.is_contiguous()
     assert len(targets) == 4 and all(t.shape[1] == 5 for t in targets)
     assert info.iteration == 0 and info.positions == [0, 1, 2, 3] and info.skipped == []
     # A different seed is different data.

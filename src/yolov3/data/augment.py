@@ -8,9 +8,10 @@ The boxes follow every step, are clipped to the canvas, dropped when under one p
 high, and at most ``max_labels`` are kept. Boxes marked ``ignore`` (COCO crowd, VOC difficult)
 are not training targets and are dropped first.
 
-Both transforms return the image as a float32 (3, H, W) tensor in [0, 1] and the targets as an
-(n, 5) float32 tensor of ``class, xc, yc, w, h`` normalised to the network input: what
-``Darknet.loss`` takes.
+Both transforms return the image as a float32 (3, H, W) tensor in [0, 1] (from the training
+transform, a view of channels-last memory; the loader's collate stacks it into a contiguous
+batch) and the targets as an (n, 5) float32 tensor of ``class, xc, yc, w, h`` normalised to the
+network input: what ``Darknet.loss`` takes.
 """
 
 from __future__ import annotations
@@ -86,15 +87,12 @@ def distort_hsv(image: np.ndarray, dhue: float, dsat: float, dexp: float) -> np.
     # Float input: hue in degrees [0, 360). OpenCV's HSV -> RGB wraps hues in [360, 720), so a
     # shift taken modulo 360 (never negative) needs no wrapping here; like darknet's
     # ``hsv_to_rgb`` it applies the formula to saturation or value above 1.
-    hsv = cv2.multiply(cv2.cvtColor(image, cv2.COLOR_RGB2HSV), (1.0, dsat, dexp, 0.0))
-    hsv = cv2.add(hsv, (dhue * 360.0 % 360.0, 0.0, 0.0, 0.0))
-    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    affine = np.array([[1, 0, 0, dhue * 360.0 % 360.0], [0, dsat, 0, 0], [0, 0, dexp, 0]],
+                      np.float32)
+    cv2.transform(hsv, affine, dst=hsv)  # per pixel: (h + shift, s * dsat, v * dexp)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB, dst=hsv)
     return np.clip(rgb, 0.0, 1.0, out=rgb)
-
-
-def _to_tensor(image: np.ndarray) -> Tensor:
-    """(H, W, 3) float32 -> contiguous (3, H, W) tensor."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 class TrainTransform:
@@ -134,7 +132,7 @@ class TrainTransform:
         if not 0 <= flip <= 1:
             raise ConfigError(f"augment.flip is a probability in [0, 1], got {flip}")
         if max_labels < 1:
-            raise ConfigError(f"max_labels must be at least 1, got {max_labels}")
+            raise ConfigError(f"data.max_labels must be at least 1, got {max_labels}")
         self.jitter, self.random_placing = jitter, random_placing
         self.hue, self.saturation, self.exposure = hue, saturation, exposure
         self.flip, self.max_labels = flip, max_labels
@@ -172,17 +170,19 @@ class TrainTransform:
         canvas[dy : dy + new_h, dx : dx + new_w] = cv2.resize(
             np.ascontiguousarray(sample.image), (new_w, new_h), interpolation=cv2.INTER_LINEAR
         )
-        image = canvas.astype(np.float32) * np.float32(1 / 255)
+        if flip:  # before the HSV distortion, which works pixel by pixel: the same result
+            canvas = cv2.flip(canvas, 1)
+        image = np.multiply(canvas, np.float32(1 / 255), dtype=np.float32)
         if self.distorts:
             dhue = rng.uniform(-self.hue, self.hue)
             dsat = random_scale(rng, self.saturation)
             dexp = random_scale(rng, self.exposure)
             image = distort_hsv(image, dhue, dsat, dexp)
-        if flip:
-            image = cv2.flip(image, 1)
         targets = place_boxes(sample, (new_w / w, new_h / h), (dx, dy), input_hw, flip,
                               self.max_labels)
-        return _to_tensor(image), targets
+        # A (3, H, W) view of the channels-last pixels: the collate's stack makes the batch
+        # contiguous in the same pass that copies it.
+        return torch.from_numpy(image).permute(2, 0, 1), targets
 
 
 class EvalTransform:

@@ -179,7 +179,7 @@ class AugmentedDataset(Dataset):
 
     def __init__(self, dataset: Dataset, transform: Transform | None = None, seed: int = 0):
         self.dataset = dataset
-        self.transform = transform or TrainTransform()
+        self.transform = TrainTransform() if transform is None else transform
         self.seed = seed
 
     def __len__(self) -> int:
