@@ -21,6 +21,9 @@ import yaml
 
 from yolov3.errors import ConfigError
 
+#: Mixed-precision modes of ``train.amp`` and the autocast dtype of each.
+AMP_DTYPES = {"off": None, "bf16": "bfloat16", "fp16": "float16"}
+
 #: The packaged config that every training config starts from.
 BASE_PRESET = "yolov3-coco-darknet"
 
@@ -105,6 +108,11 @@ class RunConfig:
     log_interval: int
     max_nonfinite: int
     time_limit: float
+    amp: str
+    channels_last: bool
+    compile: bool
+    sync_bn: bool
+    cudnn_benchmark: bool
 
 
 @dataclass
@@ -277,6 +285,9 @@ def _validate(config: TrainConfig) -> None:
     for name, size in sizes.items():
         if size < 32 or size % 32:
             problems.append(f"{name} must be a positive multiple of 32, got {size}")
+    if config.train.amp not in AMP_DTYPES:
+        problems.append(f"train.amp must be one of {', '.join(AMP_DTYPES)}, "
+                        f"got '{config.train.amp}'")
     if ms.min_size > ms.max_size:
         problems.append("multiscale.min_size must not exceed multiscale.max_size")
     if problems:

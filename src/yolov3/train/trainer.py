@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -36,9 +37,10 @@ from yolov3.inference.draw import draw_detections
 from yolov3.model.cfg import format_cfg
 from yolov3.model.darknet import build_model
 from yolov3.pretrained import load_pretrained
-from yolov3.train.config import TrainConfig
+from yolov3.train.config import AMP_DTYPES, TrainConfig
 from yolov3.train.datasets import open_training_data
-from yolov3.train.optim import build_optimizer, train_iteration
+from yolov3.train.distributed import minibatch_per_process, start_processes
+from yolov3.train.optim import StepOptions, build_optimizer, train_iteration
 from yolov3.train.report import LOSS_PARTS, plot_curves, write_json
 
 log = logging.getLogger("yolov3")
@@ -68,21 +70,49 @@ class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
         self.config, self.out = config, Path(out)
         run = config.train
-        self.device = torch.device(run.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
+        device = torch.device(run.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
             raise YoloError("train.device is cuda but no CUDA GPU is available; use cpu")
+        self.procs, self.device = start_processes(device)
+        self.minibatch = minibatch_per_process(
+            config.optimizer.batch, config.optimizer.subdivisions, self.procs.world_size)
         torch.manual_seed(run.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = run.cudnn_benchmark
         self.train_data, self.val_data = open_training_data(config)
         self.names = list(self.train_data.names)
         self.model = build_model(config.model.cfg, num_classes=len(self.names)).to(self.device)
+        if self.procs.distributed and run.sync_bn:
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        if run.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config.optimizer)
         self.state = TrainState()
         if resume:
             self._restore(self.out / "last.pt")
         elif config.model.weights:
-            log.info("%s", load_pretrained(self.model, config.model.weights))
+            message = load_pretrained(self.model, config.model.weights)
+            if self.procs.is_main:
+                log.info("%s", message)
+        self.step_options = self._step_options()
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
+
+    def _step_options(self) -> StepOptions:
+        """DistributedDataParallel, torch.compile, channels_last inputs and mixed precision, as
+        ``train`` asks."""
+        run = self.config.train
+        net: torch.nn.Module | None = None
+        if self.procs.distributed:
+            net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if run.compile:
+            net = torch.compile(net or self.model)
+        amp = AMP_DTYPES[run.amp]
+        dtype = getattr(torch, amp) if amp else None
+        scaler = torch.amp.GradScaler(self.device.type) if run.amp == "fp16" else None
+        return StepOptions(net, self.procs.world_size, dtype, scaler, run.channels_last)
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -99,16 +129,17 @@ class Trainer:
         torch.set_rng_state(payload["torch_rng"])
         log.info("resuming %s at iteration %d", path, self.state.iteration)
 
-    def save(self, name: str = "last.pt") -> Path:
-        path = self.out / name
+    def save(self, name: str = "last.pt") -> None:
+        """Write a checkpoint (rank 0 only; the others hold the same weights)."""
+        if not self.procs.is_main:
+            return
         save_checkpoint(
-            path, self.model, self.names,
+            self.out / name, self.model, self.names,
             optimizer=self.optimizer.state_dict(),
             config=self.config.to_dict(),
             state=self.state.__dict__,
             torch_rng=torch.get_rng_state(),
         )
-        return path
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -121,13 +152,14 @@ class Trainer:
         multiscale = (MultiScale(ms.min_size, ms.max_size, ms.interval, ms.step)
                       if ms.interval > 0 else MultiScale(cfg.data.img_size, cfg.data.img_size))
         return make_train_loader(
-            self.train_data, cfg.optimizer.minibatch,
+            self.train_data, self.minibatch * self.procs.world_size,
             transform=TrainTransform(aug.jitter, aug.random_placing, aug.hue, aug.saturation,
                                      aug.exposure, aug.flip, cfg.data.max_labels),
             multiscale=multiscale, subdivisions=cfg.optimizer.subdivisions,
             workers=cfg.train.workers, seed=cfg.train.seed,
             start_iteration=self.state.iteration, max_iterations=cfg.schedule.max_iter,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda", rank=self.procs.rank,
+            world_size=self.procs.world_size,
         )
 
     def _iterations(self, loader: TrainLoader) -> Iterator[list[tuple[Tensor, list[Tensor]]]]:
@@ -145,38 +177,42 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         """Train to ``schedule.max_iter`` (or ``train.time_limit``); returns the results
-        summary that is also written to ``results.json``."""
-        cfg, run = self.config, self.config.train
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "model.cfg").write_text(format_cfg(self.model.sections))
-        writer = SummaryWriter(str(self.out / "tensorboard"))
+        summary that rank 0 also writes to ``results.json``."""
+        cfg, run, main = self.config, self.config.train, self.procs.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "model.cfg").write_text(format_cfg(self.model.sections))
+        writer = SummaryWriter(str(self.out / "tensorboard")) if main else None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start_time, start_wall = time.perf_counter(), self.state.wall_time
         self.model.train()
         bar = tqdm(total=cfg.schedule.max_iter, initial=self.state.iteration, unit="it",
-                   desc="train", dynamic_ncols=True)
+                   desc="train", dynamic_ncols=True, disable=not main)
         loader = self._loader()
         try:
             step_start = time.perf_counter()
             for minibatches in self._iterations(loader):
                 iteration = self.state.iteration + 1
-                stats = train_iteration(self.model, self.optimizer, minibatches, iteration, cfg)
+                stats = train_iteration(self.model, self.optimizer, minibatches, iteration, cfg,
+                                        self.step_options)
                 now = time.perf_counter()
                 self.state.iteration = iteration
                 self.state.wall_time = start_wall + now - start_time
-                images = sum(len(m[0]) for m in minibatches)
+                images = sum(len(m[0]) for m in minibatches) * self.procs.world_size
                 rate = images / max(now - step_start, 1e-9)
-                if self._check_finite(stats, iteration):
+                if self._check_finite(stats, iteration) and writer is not None:
                     self._log(writer, iteration, stats, images, rate)
                 bar.update(1)
                 bar.set_postfix_str(self._postfix(stats, rate, minibatches[0][0].shape[-1]))
-                out_of_time = bool(run.time_limit) and now - start_time > run.time_limit
+                out_of_time = self.procs.any(
+                    bool(run.time_limit) and now - start_time > run.time_limit, self.device)
+                stop = self.procs.any(self._stop_signal is not None, self.device)
                 last = iteration == cfg.schedule.max_iter or out_of_time
                 if run.eval_interval and (iteration % run.eval_interval == 0 or last):
                     self._evaluate(writer, iteration)
                 if last or (run.checkpoint_interval and iteration % run.checkpoint_interval == 0):
                     self.save()
-                if self._stop_signal is not None:
+                if stop:
                     raise StopRequestedError
                 if out_of_time:
                     tqdm.write(f"train.time_limit of {run.time_limit} s reached at iteration "
@@ -185,19 +221,23 @@ class Trainer:
                 step_start = time.perf_counter()
         except StopRequestedError:
             self.save()
-            name = signal.Signals(self._stop_signal).name
-            tqdm.write(f"{name}: checkpoint written at iteration {self.state.iteration} to "
-                       f"{self.out / 'last.pt'}; continue with --resume {self.out}")
+            if main:
+                name = signal.Signals(self._stop_signal or signal.SIGTERM).name
+                tqdm.write(f"{name}: checkpoint written at iteration {self.state.iteration} to "
+                           f"{self.out / 'last.pt'}; continue with --resume {self.out}")
             raise
         finally:
             bar.close()
-            writer.close()
+            if writer is not None:
+                writer.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
         if loader.skipped:
             log.warning("%d unreadable training images were replaced by others; the first: %s",
                         len(loader.skipped), loader.skipped[0])
-        return self._finish(len(loader.skipped))
+        results = self._finish(len(loader.skipped)) if main else {}
+        self.procs.barrier()
+        return results
 
     def _check_finite(self, stats: dict[str, float], iteration: int) -> bool:
         """True for a finite loss. A non-finite one was not applied (``train_iteration`` skips
@@ -231,9 +271,13 @@ class Trainer:
         if iteration % self.config.train.log_interval == 0 or iteration == 1:
             self.state.losses.append({"iteration": iteration, **per_image})
 
-    def _evaluate(self, writer: SummaryWriter, iteration: int) -> None:
+    def _evaluate(self, writer: SummaryWriter | None, iteration: int) -> None:
+        """COCO evaluation on the validation split by rank 0, the others waiting."""
+        if writer is None:
+            self.procs.barrier()
+            return
         metrics = evaluate(self.model, self.val_data, img_size=self.config.data.img_size,
-                           device=self.device, batch_size=self.config.optimizer.minibatch,
+                           device=self.device, batch_size=max(self.minibatch, 8),
                            model_names=self.names, progress=False)
         self.model.train()
         ap, ap50 = float(metrics["AP"]), float(metrics["AP50"])
@@ -244,6 +288,7 @@ class Trainer:
         if ap50 > self.state.best_ap50:
             self.state.best_ap50, self.state.best_iteration = ap50, iteration
             self.save("best.pt")
+        self.procs.barrier()
 
     # --- the end of a run --------------------------------------------------------------------
 
