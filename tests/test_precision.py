@@ -1,0 +1,65 @@
+"""The speed switches of training: each gives the result it must (CPU checks; see README for
+the GPU figures)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import yolov3
+from yolov3.inference import letterbox, load_image
+from yolov3.train.config import load_config
+from yolov3.train.optim import StepOptions, build_optimizer, train_iteration
+
+
+def batch(photos) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    images = torch.stack([letterbox(load_image(photos[n]), (224, 224))[0]
+                          for n in ("coffee", "motorcycle_left")])
+    targets = [torch.tensor([[41.0, 0.5, 0.45, 0.45, 0.5]]),
+               torch.tensor([[3.0, 0.5, 0.5, 0.9, 0.55]])]
+    return images, targets
+
+
+def step(model, options: StepOptions, minibatch) -> dict[str, float]:
+    config = load_config(overrides=["optimizer.batch=2", "optimizer.subdivisions=1"])
+    return train_iteration(model, build_optimizer(model, config.optimizer), [minibatch],
+                           1000, config, options)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_weights) -> yolov3.Darknet:
+    return yolov3.from_darknet("yolov3-tiny", tiny_weights).train()
+
+
+def test_channels_last_steps_like_contiguous(tiny, photos) -> None:
+    # Noise images: the grey letterbox bars of photos make max-pool ties, whose gradient each
+    # memory layout may route to a different (equal) pixel.
+    images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    minibatch = (images, batch(photos)[1])
+    plain, nhwc = copy.deepcopy(tiny), copy.deepcopy(tiny).to(memory_format=torch.channels_last)
+    a = step(plain, StepOptions(), minibatch)
+    b = step(nhwc, StepOptions(channels_last=True), minibatch)
+    assert b["total"] == pytest.approx(a["total"], rel=1e-4)  # other conv kernels
+    # The update each layer received agrees to the kernels' rounding (the raw outputs differ by
+    # ~2e-4; train-mode batch norm over 2 images amplifies that in the earliest gradients).
+    for p0, p, q in zip(tiny.parameters(), plain.parameters(), nhwc.parameters(), strict=True):
+        da, db = (p - p0).detach(), (q - p0).detach()
+        assert (da - db).norm() <= 1e-2 * da.norm() + 1e-9
+
+
+def test_bf16_loss_within_one_percent_of_fp32(tiny, photos) -> None:
+    fp32 = step(copy.deepcopy(tiny), StepOptions(), batch(photos))
+    bf16 = step(copy.deepcopy(tiny), StepOptions(amp_dtype=torch.bfloat16), batch(photos))
+    assert bf16["total"] == pytest.approx(fp32["total"], rel=0.01)
+
+
+def test_fp16_with_grad_scaler_takes_a_finite_step(tiny, photos) -> None:
+    model = copy.deepcopy(tiny)
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    out = step(model, StepOptions(amp_dtype=torch.float16, scaler=scaler), batch(photos))
+    assert torch.isfinite(torch.tensor(out["total"]))
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
