@@ -91,3 +91,19 @@ def test_builtin_cfgs_parse_with_their_yolo_settings() -> None:
     assert masks == [[3, 4, 5], [1, 2, 3]]  # the 2018-05 cfg the released weights used
     sections = parse_cfg_text("[net]\nwidth=32\n[convolutional]\nfilters=3\n")
     assert sections[1].get_int("filters") == 3
+
+
+def test_frozen_layers_get_no_gradient_and_keep_batch_norm_statistics() -> None:
+    model = yolov3.build_model("yolov3-tiny", num_classes=2)
+    model.freeze(8)
+    model.train()
+    assert not any(m.training for m in model.layers[:8]) and model.layers[8].training
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    raw = model(torch.rand(2, 3, 96, 96))
+    sum(r.sum() for r in raw).backward()
+    frozen = [p for m in model.layers[:8] for p in m.parameters()]
+    assert all(p.grad is None and not p.requires_grad for p in frozen)
+    assert model.layers[8].conv.weight.grad is not None
+    after = model.state_dict()
+    assert torch.equal(before["layers.0.bn.running_mean"], after["layers.0.bn.running_mean"])
+    assert not torch.equal(before["layers.8.bn.running_mean"], after["layers.8.bn.running_mean"])

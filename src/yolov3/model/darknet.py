@@ -128,6 +128,24 @@ class Darknet(nn.Module):
         # Darknet's weights-file header, kept so that a loaded file saves back identically.
         self.header_version: tuple[int, int, int] = (0, 2, 0)
         self.seen = 0
+        self.frozen = 0
+
+    def freeze(self, num_layers: int) -> None:
+        """Train only the layers from ``num_layers`` on (darknet's ``stopbackward``): the first
+        ``num_layers`` get no gradient and their batch norms keep their statistics."""
+        if not 0 <= num_layers <= len(self.layers):
+            raise ConfigError(f"cannot freeze {num_layers} layers of a {len(self.layers)}-layer "
+                              "network")
+        self.frozen = num_layers
+        for i, layer in enumerate(self.layers):
+            layer.requires_grad_(i >= num_layers)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Darknet:
+        super().train(mode)
+        for layer in self.layers[: self.frozen]:
+            layer.eval()
+        return self
 
     @property
     def num_classes(self) -> int:

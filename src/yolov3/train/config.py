@@ -34,7 +34,7 @@ class ModelConfig:
 
     cfg: str
     weights: str | None
-    num_classes: int | None
+    freeze: int
 
 
 @dataclass

@@ -94,6 +94,7 @@ class Trainer:
             message = load_pretrained(self.model, config.model.weights)
             if self.procs.is_main:
                 log.info("%s", message)
+        self.model.freeze(config.model.freeze)
         self.step_options = self._step_options()
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
