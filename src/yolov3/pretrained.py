@@ -9,23 +9,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from yolov3.checkpoint import is_checkpoint, load_checkpoint
-from yolov3.darknet_io import count_floats, load_darknet_weights
+from yolov3.darknet_io import count_file_floats, count_floats, load_darknet_weights
 from yolov3.errors import WeightsError
 from yolov3.hub import resolve_weights
 from yolov3.model.cfg import override_head
 from yolov3.model.darknet import Darknet
+from yolov3.model.layers import YOLOLayer
 
 log = logging.getLogger("yolov3")
-
-
-def _darknet_float_count(path: Path) -> int:
-    major, minor = np.fromfile(path, np.int32, 2)
-    header = 20 if major * 10 + minor >= 2 else 16
-    return (path.stat().st_size - header) // 4
 
 
 def _infer_num_classes(model: Darknet, floats: int) -> int | None:
@@ -39,10 +33,28 @@ def _infer_num_classes(model: Darknet, floats: int) -> int | None:
     return classes + 1 if rest == 0 and classes >= 0 else None
 
 
-def transfer_matching(model: Darknet, state: dict[str, torch.Tensor]) -> list[str]:
-    """Copy every tensor of ``state`` whose name and shape fit ``model``; return those skipped."""
+def head_layers(model: Darknet) -> set[int]:
+    """Indices of the class-dependent layers: the convolutions just before each [yolo]."""
+    return {i - 1 for i, layer in enumerate(model.layers) if isinstance(layer, YOLOLayer)}
+
+
+def transfer_matching(model: Darknet, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Copy every tensor of ``state`` whose name and shape fit ``model``; return those skipped.
+
+    Only the class-dependent heads may differ: any other tensor that does not fit means that
+    ``state`` (from ``source``) is another architecture, a :class:`WeightsError`."""
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    heads = head_layers(model)
+    foreign = [k for k in own if k not in fitting and int(k.split(".")[1]) not in heads]
+    if foreign:
+        theirs = state.get(foreign[0])
+        shape = "missing" if theirs is None else f"of shape {tuple(theirs.shape)}"
+        raise WeightsError(
+            f"{source}: another architecture than this model: {len(foreign)} tensors outside "
+            f"the class-dependent heads do not fit, the first {foreign[0]} (here of shape "
+            f"{tuple(own[foreign[0]].shape)}, there {shape}); use weights made for this cfg"
+        )
     model.load_state_dict(fitting, strict=False)
     return sorted(k for k in own if k not in fitting)
 
@@ -58,7 +70,7 @@ def load_pretrained(model: Darknet, weights: str | Path) -> str:
         state = load_checkpoint(path)["model"]
         source = f"checkpoint {path.name}"
     else:
-        floats = _darknet_float_count(path)
+        floats = count_file_floats(path)
         if floats == count_floats(model):
             load_darknet_weights(model, path)
             return f"loaded all of {path.name}"
@@ -71,12 +83,34 @@ def load_pretrained(model: Darknet, weights: str | Path) -> str:
         load_darknet_weights(donor, path)
         state = donor.state_dict()
         source = f"{path.name} ({classes} classes)"
-    skipped = transfer_matching(model, state)
-    if len(skipped) == len(model.state_dict()):
-        raise WeightsError(f"{path}: no tensor fits this model; it is another architecture")
+    skipped = transfer_matching(model, state, str(path))
+    transfer_box_channels(model, state)
     heads = sorted({k.split(".")[1] for k in skipped if k.startswith("layers.")})
     return (f"loaded {source} except {len(skipped)} tensors that do not fit"
-            + (f" (layers {', '.join(heads)}: the class-dependent heads)" if heads else ""))
+            + (f" (layers {', '.join(heads)}: the class-dependent heads, whose box and "
+               "objectness channels were copied)" if heads else ""))
+
+
+def transfer_box_channels(model: Darknet, state: dict[str, torch.Tensor]) -> None:
+    """Copy the class-independent part of each head convolution that did not fit whole.
+
+    A head has ``5 + C`` output channels per anchor: ``tx, ty, tw, th, to``, then one per
+    class. When only ``C`` differs, the first five of each anchor (box and objectness) mean the
+    same in both models, so a fine-tuned detector starts from trained boxes and objectness and
+    learns only its new class channels from scratch.
+    """
+    own = model.state_dict()
+    with torch.no_grad():
+        for i in head_layers(model):
+            anchors = model.layers[i + 1].num_anchors
+            for name in (f"layers.{i}.conv.weight", f"layers.{i}.conv.bias"):
+                theirs, mine = state.get(name), own.get(name)
+                if theirs is None or mine is None or theirs.shape == mine.shape:
+                    continue
+                if theirs.shape[1:] != mine.shape[1:] or theirs.shape[0] % anchors:
+                    continue
+                src = theirs.view(anchors, -1, *theirs.shape[1:])
+                mine.view(anchors, -1, *mine.shape[1:])[:, :5] = src[:, :5]
 
 
 def load_model(cfg: str | Path, weights: str | Path | None) -> tuple[Darknet, list[str] | None]:
@@ -94,6 +128,12 @@ def load_model(cfg: str | Path, weights: str | Path | None) -> tuple[Darknet, li
             payload = load_checkpoint(path)
             return model_from_checkpoint(payload, path), list(payload["names"])
         model = build_model(cfg)
-        load_darknet_weights(model, path)
+        report = load_darknet_weights(model, path)
+        if not report.complete:
+            raise WeightsError(
+                f"{path}: covers only {report.layers_loaded} of the {report.layers_total} conv "
+                f"layers of {cfg} (a backbone to train from, or weights of another cfg); "
+                "detection needs the weights of the whole network"
+            )
         return model.eval(), None
     return build_model(cfg).eval(), None
