@@ -1,11 +1,16 @@
-"""``make demo``: the project's main job on built-in data.
+"""``make demo``: the project's main job on built-in data, in a few minutes on a laptop CPU.
 
-Runs darknet's official yolov3-tiny (fetched and cached on first use) on two real photos that
-ship with scikit-image, and writes annotated pictures and detections.json under runs/demo.
+1. Fine-tunes darknet's official yolov3-tiny (fetched and cached on first use) on the generated
+   shapes dataset with the packaged ``demo`` config, evaluates it on the validation split
+   (COCO AP), and writes annotated validation pictures and loss/AP curves.
+2. Runs the official yolov3-tiny on two real photos that ship with scikit-image.
+
+Everything is written under ``runs/demo``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -23,7 +28,16 @@ def demo_photos() -> list[Path]:
 
 
 def main(out: str = "runs/demo") -> int:
-    print("== Detection with the official yolov3-tiny weights on two real photos ==")
+    train_dir = Path(out) / "train"
+    print("== 1. Fine-tuning yolov3-tiny on the generated shapes dataset (about 4 minutes) ==")
+    code = cli(["train", "--config", "demo", "--out", str(train_dir)])
+    if code:
+        return code
+    results = json.loads((train_dir / "results.json").read_text())
+    print(f"validation AP50 {results['final']['AP50']:.3f}, AP {results['final']['AP']:.3f} "
+          f"after {results['iterations']} iterations ({results['wall_time_s']:.0f} s); "
+          f"curves: {train_dir / 'curves.png'}, pictures: {train_dir / 'val_images'}")
+    print("\n== 2. Detection with the official yolov3-tiny weights on two real photos ==")
     return cli(["detect", *map(str, demo_photos()), "--model", "yolov3-tiny",
                 "--out", f"{out}/detect"])
 
