@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from yolov3 import __version__
-from yolov3.cli import data, detect, export, train, val
+from yolov3.cli import anchors, data, detect, explain, export, train, val
 from yolov3.errors import YoloError
 
-COMMANDS = [detect, val, train, data, export]
+COMMANDS = [detect, val, train, data, export, anchors, explain]
 
 
 def build_parser() -> argparse.ArgumentParser:
