@@ -90,9 +90,14 @@ def _add_channels(what: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_channels)
 
 
+def _untrained(args: argparse.Namespace) -> bool:
+    """--weights none: the cfg's random initialisation."""
+    return args.weights is not None and args.weights.lower() == "none"
+
+
 def _model(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
     """The model of --model / --weights ('none': random initialisation) on --device."""
-    if args.weights is not None and args.weights.lower() == "none":
+    if _untrained(args):
         model = load_model(args.model, None)[0]
         names = default_names(model.num_classes, args.classes)
     else:
@@ -147,7 +152,8 @@ def run_assign(args: argparse.Namespace) -> int:
     else:
         sample = _sample_from_label_file(args.image, args.boxes, model.num_classes)
     view = explain_assignment(model, sample, args.img_size)
-    title = f"{Path(sample.file_name).name}: target assignment of {args.model}"
+    title = (f"{Path(sample.file_name).name}: target assignment, {Path(args.model).name}"
+             + (" (random weights)" if _untrained(args) else ""))
     path = save_png(draw_assignment(view, names, args.size, title), _output(args, "assign"))
     boxes = view.boxes_xyxy().round().int().tolist()
     classes = view.targets[:, 0].long().tolist()
