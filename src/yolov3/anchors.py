@@ -53,9 +53,10 @@ class AnchorQuality:
 
 def box_shapes(dataset: DetectionDataset, img_size: int = 416) -> np.ndarray:
     """(n, 2) float64 widths and heights of the dataset's training boxes in pixels of the
-    ``img_size`` square letterboxed input (darknet's ``letterbox_image`` scale, as the plain
-    training transform places them). Ignored boxes (COCO crowd, VOC difficult) and boxes under
-    one pixel at that scale are left out, as training leaves them out."""
+    ``img_size`` square letterboxed input (darknet's ``letterbox_image`` scale: the longer
+    image side fitted to ``img_size``, the aspect kept; no augmentation). Ignored boxes (COCO
+    crowd, VOC difficult) and boxes under one pixel at that scale are left out, as training
+    leaves them out."""
     input_hw = (img_size, img_size)
     parts = []
     for i in range(len(dataset)):
