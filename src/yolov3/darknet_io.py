@@ -57,18 +57,44 @@ def count_floats(model: Darknet) -> int:
 
 
 def _read_header(data: bytes, path: Path) -> tuple[tuple[int, int, int], int, int]:
+    """(major, minor, revision), ``seen`` and the offset of the first float."""
     if len(data) < 16:
-        raise WeightsError(f"{path}: {len(data)} bytes is too short for a darknet header")
+        raise WeightsError(f"{path}: {len(data)} bytes is too short for a darknet header; the "
+                           "file is truncated or not a darknet .weights file")
     major, minor, revision = (int(v) for v in np.frombuffer(data, np.int32, 3))
     if major * 10 + minor >= 2:
         if len(data) < 20:
-            raise WeightsError(f"{path}: too short for a darknet header with a 64-bit 'seen'")
+            raise WeightsError(f"{path}: too short for a darknet header with a 64-bit 'seen'; "
+                               "the file is truncated or not a darknet .weights file")
         seen, offset = int(np.frombuffer(data, np.int64, 1, 12)[0]), 20
     else:
         seen, offset = int(np.frombuffer(data, np.int32, 1, 12)[0]), 16
     if not (0 <= major < 1000 and 0 <= minor < 1000):
-        raise WeightsError(f"{path}: header version {major}.{minor} is not a darknet weights file")
+        raise WeightsError(f"{path}: header version {major}.{minor} is not a darknet weights "
+                           "file's (a yolov3 checkpoint or a darknet .weights file is expected)")
     return (major, minor, revision), seen, offset
+
+
+def _float_count(path: Path, size: int, offset: int) -> int:
+    """How many float32 values follow the header; they must be whole."""
+    if (size - offset) % 4:
+        raise WeightsError(
+            f"{path}: {size - offset} bytes after the header is not a whole number of floats; "
+            "the file is truncated or damaged (download or copy it again)"
+        )
+    return (size - offset) // 4
+
+
+def count_file_floats(path: str | Path) -> int:
+    """How many floats a darknet weights file holds after its header (reading the header only)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(20)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read the weights file ({exc.strerror})") from None
+    return _float_count(path, size, _read_header(head, path)[2])
 
 
 def load_darknet_weights(model: Darknet, path: str | Path) -> LoadReport:
@@ -84,11 +110,7 @@ def load_darknet_weights(model: Darknet, path: str | Path) -> LoadReport:
     except OSError as exc:
         raise WeightsError(f"{path}: cannot read the weights file ({exc.strerror})") from None
     version, seen, offset = _read_header(data, path)
-    if (len(data) - offset) % 4:
-        raise WeightsError(
-            f"{path}: {len(data) - offset} bytes after the header is not a whole number of floats"
-        )
-    floats = np.frombuffer(data, np.float32, offset=offset)
+    floats = np.frombuffer(data, np.float32, _float_count(path, len(data), offset), offset)
     expected = count_floats(model)
     if floats.size > expected:
         raise WeightsError(

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from yolov3.errors import YoloError
+
 
 @contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
@@ -30,3 +32,19 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def writable_dir(path: str | Path) -> Path:
+    """``path`` as a folder this process can write files in, created when missing; a
+    :class:`YoloError` naming it when it cannot be created or written (checked before a long
+    run, not at its end)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        reason = "it is a file" if path.is_file() else exc.strerror or str(exc)
+        raise YoloError(f"{path}: cannot write output files there ({reason}); choose another "
+                        "output folder or make it writable") from None
+    return path

@@ -1,12 +1,15 @@
-"""``yolov3 data``: dataset tools, one sub-command each (``convert``; more beside it)."""
+"""``yolov3 data``: dataset tools, one sub-command each (``convert``, ``check``)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
+from yolov3.data.check import check_dataset
 from yolov3.data.convert import FORMATS, convert
 from yolov3.data.datasets import FORMS
+from yolov3.fileio import writable_dir
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -45,13 +48,50 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_check_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="read every image and label of a dataset and report its problems",
+        description="Decode every image and read every label of DATASET (all its splits, or "
+        "--split) and report, with counts and first examples: unreadable or truncated images, "
+        "images without labels, labels without images, malformed labels, classes out of "
+        "range, boxes outside the image or of zero area, duplicate boxes (same class, IoU > "
+        "0.95), EXIF-rotated images whose labels fit one orientation only, images whose size "
+        "differs from their annotation, and the boxes per class. Exit status 0 when clean, 1 "
+        "when problems were found. " + FORMS.replace("--data", "DATASET"),
+    )
+    p.add_argument("dataset", metavar="DATASET", help="the dataset (any form --data takes)")
+    p.add_argument("--split", default=None,
+                   help="check this split only (default: every split the dataset defines)")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="image folder of a COCO JSON (default: images/ beside it, else its own "
+                   "folder)")
+    p.add_argument("--fix-report", default=None, metavar="FILE",
+                   help="also write every finding (not only the first examples) as JSON")
+    p.add_argument("--workers", type=int, default=None,
+                   help="threads that decode images (default: the CPU count, at most 8)")
+    p.set_defaults(run=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    if args.fix_report:
+        writable_dir(Path(args.fix_report).parent)
+    report = check_dataset(args.dataset, args.split, args.images, args.workers)
+    print(report.text())
+    if args.fix_report:
+        report.write(args.fix_report)
+        print(f"every finding written to {args.fix_report}")
+    return 1 if report.problems else 0
+
+
 # The ``yolov3 data`` sub-commands: each adds its parser (with ``run`` set) to the group.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_convert_parser]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_convert_parser,
+                                                                   add_check_parser]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="dataset tools (convert)",
-                       description="Dataset tools: convert between formats.")
+    p = sub.add_parser("data", help="dataset tools (convert, check)",
+                       description="Dataset tools: convert between formats, check a dataset.")
     group = p.add_subparsers(dest="data_command", required=True, metavar="TOOL")
     for add in SUBCOMMANDS:
         add(group)

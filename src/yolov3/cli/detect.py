@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from yolov3.cli.common import add_model_args, device_from_args, model_from_args
 from yolov3.errors import DataError, YoloError
+from yolov3.fileio import writable_dir
 from yolov3.inference import Letterbox, letterbox, load_image
 from yolov3.inference.backends import BACKENDS, make_detector
 from yolov3.inference.draw import draw_detections
@@ -109,11 +110,7 @@ def run(args: argparse.Namespace) -> int:
     model, names = model_from_args(args)
     detector = make_detector(model, args.backend, args.img_size, args.conf, args.iou,
                              multi_label=not args.single_label, device=device)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise YoloError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    out = writable_dir(args.out)
     loader = DataLoader(_ImageFiles(files, detector.input_hw), batch_size=args.batch_size,
                         num_workers=args.workers, collate_fn=_collate)
     records, failed, used, lines = [], [], set(), []

@@ -8,6 +8,7 @@ from pathlib import Path
 from yolov3.cli.common import add_model_args, device_from_args, model_from_args
 from yolov3.errors import YoloError
 from yolov3.export import FORMATS, export_onnx, export_torchscript
+from yolov3.fileio import writable_dir
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     model, _ = model_from_args(args)
     model.to(device_from_args(args))
     out = Path(args.out or Path(args.model).stem + SUFFIXES[args.format])
+    writable_dir(out.parent)
     try:
         if args.format == "onnx":
             export_onnx(model, out, args.img_size, args.batch, args.dynamic, args.half,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from yolov3.cli.common import add_model_args, device_from_args, model_from_args
 from yolov3.cli.data import add_dataset_options
 from yolov3.data.datasets import FORMS, open_dataset
 from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
+from yolov3.fileio import writable_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{dataset.format} dataset {dataset.source}, split {dataset.split}: {len(dataset)} "
           f"images, {dataset.num_boxes} boxes, {len(dataset.names)} classes")
     result = evaluate(model, dataset, args.img_size, args.conf, args.iou, args.batch_size,
-                      device, Path(args.out), args.workers, names)
+                      device, writable_dir(args.out), args.workers, names)
     print(result["table"])
     timing = result["timing"]
     print(f"{result['images']} images at {timing['images_per_second']:.1f} images/s; "

@@ -37,6 +37,13 @@ def describe_fault(fault: int, box: np.ndarray, size_hw: tuple[int, int]) -> str
     return f"box x1={x1} y1={y1} x2={x2} y2={y2} lies outside the {w}x{h} image"
 
 
+def describe_small(box: np.ndarray) -> str:
+    """Words for a clipped box that :func:`large_enough` drops."""
+    x1, y1, x2, y2 = box
+    return (f"box x1={x1:g} y1={y1:g} x2={x2:g} y2={y2:g} is {x2 - x1:g}x{y2 - y1:g} pixels "
+            f"inside the image, under {MIN_SIZE:g} pixel (zero area); dropped")
+
+
 def clip_boxes(boxes: np.ndarray, sizes_hw: np.ndarray) -> np.ndarray:
     """(n, 4) x1, y1, x2, y2 clipped to images of (n, 2) or (2,) height, width."""
     sizes_hw = np.broadcast_to(np.asarray(sizes_hw, boxes.dtype), (len(boxes), 2))

@@ -9,8 +9,16 @@ from typing import Any
 import numpy as np
 
 from yolov3.data.base import DetectionDataset
-from yolov3.data.boxes import OK, box_faults, clip_boxes, describe_fault, large_enough
-from yolov3.data.problems import Problems
+from yolov3.data.boxes import (
+    OK,
+    box_faults,
+    clip_boxes,
+    describe_fault,
+    describe_small,
+    large_enough,
+)
+from yolov3.data.images import valid_size
+from yolov3.data.problems import BOX, CLASS, NO_IMAGE, Problems
 from yolov3.errors import DataError
 
 COCO_KEYS = ("images", "annotations", "categories")
@@ -99,7 +107,9 @@ class CocoDataset(DetectionDataset):
                 ids.append(int(im["id"]))
                 files.append(self.images_dir / str(im["file_name"]))
                 sizes.append((int(im["height"]), int(im["width"])))
-            except (KeyError, TypeError, ValueError) as exc:
+                if not valid_size(*sizes[-1]) or not -(2**63) <= ids[-1] < 2**63:
+                    raise ValueError("the id or the size is out of range")
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise DataError(f"{path}: image #{k} ({im!r:.80}) needs 'id', 'file_name', "
                                 f"'width' and 'height' ({type(exc).__name__}: {exc})") from None
         if len(set(ids)) != len(ids):
@@ -108,7 +118,7 @@ class CocoDataset(DetectionDataset):
         skip = np.zeros(len(ids), bool)
         for k, file in enumerate(files):
             if not file.is_file():
-                problems.add(f"{path}: image id {ids[k]}: {file} not found")
+                problems.add(f"{path}: image id {ids[k]}: {file} not found", NO_IMAGE)
                 skip[k] = True
 
         img, labels, boxes, crowd = self._read_annotations(
@@ -170,15 +180,19 @@ class CocoDataset(DetectionDataset):
         for j in np.flatnonzero(bad & ~malformed):
             where = f"{path}: annotation id {ann_ids[j]}"
             if img[j] < 0:
-                problems.add(f"{where}: image_id {anns[j]['image_id']!r} is not in 'images'")
+                problems.add(f"{where}: image_id {anns[j]['image_id']!r} is not in 'images'",
+                             NO_IMAGE)
             elif label[j] < 0:
                 problems.add(f"{where}: category_id {anns[j]['category_id']!r} is not in "
-                             "'categories'")
+                             "'categories'", CLASS)
             else:
-                problems.add(f"{where}: {describe_fault(faults[j], boxes[j], tuple(size[j]))}")
+                problems.add(f"{where}: {describe_fault(faults[j], boxes[j], tuple(size[j]))}",
+                             BOX)
         skip[img[bad & (img >= 0)]] = True
         boxes = clip_boxes(boxes, size)
         use = ~bad & large_enough(boxes)
+        for j in np.flatnonzero(~bad & ~use):
+            problems.note(f"{path}: annotation id {ann_ids[j]}: {describe_small(boxes[j])}")
         return img[use], label[use], boxes[use], crowd[use]
 
     def ground_truth(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +16,24 @@ import yaml
 from yolov3.data.base import DetectionDataset
 from yolov3.data.datasets import dataset_splits, open_dataset
 from yolov3.errors import DataError
-from yolov3.fileio import atomic_write
+from yolov3.fileio import atomic_write, writable_dir
 
 log = logging.getLogger("yolov3")
 
 FORMATS = ("coco", "yolo", "voc")
 
 
-def coco_dict(dataset: DetectionDataset, file_names: list[str] | None = None) -> dict[str, Any]:
+def coco_dict(dataset: DetectionDataset, file_names: list[str] | None = None,
+              skip_ids: Collection[int] = ()) -> dict[str, Any]:
     """The dataset's ground truth in COCO's format: its image ids, category ids
     (``dataset.category_ids``), ``bbox`` x, y, w, h pixels, ``area`` = w * h and ``iscrowd`` =
     the ignore flag (so COCOeval ignores VOC's difficult boxes too). ``file_names`` replace the
-    image file names."""
+    image file names; the images whose ids are in ``skip_ids`` (unreadable ones) are left out."""
     images, anns = [], []
     category = np.asarray(dataset.category_ids, np.int64)
     for i in range(len(dataset)):
+        if int(dataset.image_ids[i]) in skip_ids:
+            continue
         ann = dataset.annotations(i)
         h, w = ann.size
         name = file_names[i] if file_names is not None else ann.file.name
@@ -189,5 +192,10 @@ def convert(
     names = {tuple(ds.names) for ds in splits.values()}
     if len(names) > 1:
         raise DataError(f"{data}: the splits have different class names; convert them one by one")
-    WRITERS[to](splits, Path(out), _place(symlink))
+    out = writable_dir(out)
+    try:
+        WRITERS[to](splits, out, _place(symlink))
+    except OSError as exc:
+        raise DataError(f"{out}: writing the converted dataset failed ({exc}); check the free "
+                        "space and the permissions of the output folder") from None
     return splits

@@ -7,9 +7,10 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from yolov3.errors import DataError
+from yolov3.inference.letterbox import PIL_ERRORS
 
 # EXIF orientations that turn the stored picture by 90 degrees (what ``exif_transpose`` undoes).
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
@@ -40,9 +41,15 @@ def image_size(path: Path) -> tuple[int, int]:
             width, height = im.size
             if im.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED_ORIENTATIONS:
                 width, height = height, width
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except PIL_ERRORS as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
     return height, width
+
+
+def valid_size(height: float, width: float) -> bool:
+    """Whether an annotation's declared (height, width) can be an image's: 1 to 2**31 - 1
+    pixels each (finite; fractions are truncated by the readers)."""
+    return all(1 <= v < 2**31 for v in (height, width))
 
 
 def image_ids(stems: Sequence[str]) -> np.ndarray:

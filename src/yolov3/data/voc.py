@@ -11,9 +11,16 @@ import numpy as np
 
 from yolov3.classes import read_names
 from yolov3.data.base import DetectionDataset
-from yolov3.data.boxes import OK, box_faults, clip_boxes, describe_fault, large_enough
-from yolov3.data.images import image_ids, list_images
-from yolov3.data.problems import Problems
+from yolov3.data.boxes import (
+    OK,
+    box_faults,
+    clip_boxes,
+    describe_fault,
+    describe_small,
+    large_enough,
+)
+from yolov3.data.images import image_ids, list_images, valid_size
+from yolov3.data.problems import BOX, CLASS, NO_IMAGE, NO_LABEL, Problems
 from yolov3.errors import DataError
 
 ANNOTATION_FOLDERS = ("Annotations", "annotations", "annots")
@@ -62,9 +69,10 @@ def parse_voc_xml(path: Path) -> VocFile:
     size = root.find("size")
     if size is None:
         raise DataError(f"{path}: has no <size> (the image width and height)")
-    width, height = int(_number(size, path, "width")), int(_number(size, path, "height"))
-    if width <= 0 or height <= 0:
-        raise DataError(f"{path}: <size> is {width}x{height}, not an image size")
+    width, height = _number(size, path, "width"), _number(size, path, "height")
+    if not valid_size(height, width):
+        raise DataError(f"{path}: <size> is {width:g}x{height:g}, not an image size")
+    width, height = int(width), int(height)
     names, boxes, difficult = [], [], []
     for k, obj in enumerate(root.iter("object"), 1):
         name, box = obj.findtext("name"), obj.find("bndbox")
@@ -142,29 +150,35 @@ class VocDataset(DetectionDataset):
         files, ids, sizes, boxes, labels, ignore = [], [], [], [], [], []
         for stem in wanted:
             xml = ann_dir / f"{stem}.xml"
-            item = parsed.get(stem, DataError(f"{xml}: listed in the {split} split but missing"))
+            if stem not in parsed:
+                problems.add(f"{xml}: listed in the {split} split but missing", NO_LABEL)
+                continue
+            item = parsed[stem]
             if isinstance(item, DataError):
                 problems.add(str(item))
                 continue
             image = image_of.get(stem) or self.images_dir / item.filename
             if not image.is_file():
                 problems.add(f"{xml}: its image ({stem}.* or {item.filename!r}) is not in "
-                             f"{self.images_dir}")
+                             f"{self.images_dir}", NO_IMAGE)
                 continue
             cls = np.array([label_of.get(n, -1) for n in item.names], np.int64)
             faults = box_faults(item.boxes, np.array(item.size))
-            errors = [f"{xml}: object {k + 1}: class {item.names[k]!r} is not one of the names"
-                      for k in np.flatnonzero(cls < 0)]
+            errors = [(f"{xml}: object {k + 1}: class {item.names[k]!r} is not one of the names",
+                       CLASS) for k in np.flatnonzero(cls < 0)]
             errors += [
-                f"{xml}: object {k + 1}: {describe_fault(faults[k], item.boxes[k], item.size)}"
+                (f"{xml}: object {k + 1}: {describe_fault(faults[k], item.boxes[k], item.size)}",
+                 BOX)
                 for k in np.flatnonzero(faults != OK)
             ]
-            for message in errors:
-                problems.add(message)
+            for message, kind in errors:
+                problems.add(message, kind)
             if errors:
                 continue
             xyxy = clip_boxes(item.boxes, np.array(item.size))
             keep = large_enough(xyxy)
+            for k in np.flatnonzero(~keep):
+                problems.note(f"{xml}: object {k + 1}: {describe_small(xyxy[k])}")
             files.append(image)
             ids.append(id_of[stem])
             sizes.append(item.size)

@@ -11,7 +11,7 @@ import numpy as np
 from yolov3.data.base import DetectionDataset
 from yolov3.data.boxes import OK, OUTSIDE, box_faults
 from yolov3.data.images import image_ids, is_image_file, list_images
-from yolov3.data.problems import Problems
+from yolov3.data.problems import BOX, CLASS, MALFORMED, NO_IMAGE, Problems
 from yolov3.errors import DataError
 
 # darknet's ``replace_image_to_label``: the labels tree mirrors the images tree.
@@ -52,7 +52,7 @@ def read_image_list(path: Path, problems: Problems) -> list[Path]:
             if image.is_file():
                 images.append(image)
             else:
-                problems.add(f"{path}:{number}: image {line.strip()} not found")
+                problems.add(f"{path}:{number}: image {line.strip()} not found", NO_IMAGE)
     return images
 
 
@@ -75,42 +75,56 @@ def collect_images(entries: str | Path | Sequence[str | Path], root: Path,
     return images
 
 
-def parse_label_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def parse_label_file(path: Path, num_classes: int,
+                     problems: Problems) -> tuple[np.ndarray, np.ndarray] | None:
     """Classes (n,) and boxes (n, 4) cx, cy, w, h fractions of the image from a label file,
-    clipped to the image; and the problems, each naming ``path:line``. A missing file is an
-    image without objects."""
+    clipped to the image; None when the file has problems, which are added to ``problems``,
+    each naming ``path:line``. A missing file is an image without objects; a box of zero width
+    or height (after clipping) is dropped with a note."""
+    empty = np.zeros(0, np.int64), np.zeros((0, 4))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return np.zeros(0, np.int64), np.zeros((0, 4)), []
+        return empty
     except (OSError, UnicodeDecodeError) as exc:
-        return np.zeros(0, np.int64), np.zeros((0, 4)), [f"{path}: cannot read ({exc})"]
+        problems.add(f"{path}: cannot read ({exc}); a label file is UTF-8 text")
+        return None
     numbered = [(n, line.split()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    errors = [f"{path}:{n}: expected 5 fields (class xc yc w h), found {len(f)}"
+    errors = [(f"{path}:{n}: expected 5 fields (class xc yc w h), found {len(f)}", MALFORMED)
               for n, f in numbered if len(f) != 5]
+    if not errors:
+        try:
+            values = np.array([f for _, f in numbered], np.float64).reshape(-1, 5)
+        except ValueError:
+            bad = next(n for n, f in numbered if not _all_numbers(f))
+            errors = [(f"{path}:{bad}: not numbers", MALFORMED)]
     if errors:
-        return np.zeros(0, np.int64), np.zeros((0, 4)), errors
-    try:
-        values = np.array([f for _, f in numbered], np.float64).reshape(-1, 5)
-    except ValueError:
-        bad = next(n for n, f in numbered if not _all_numbers(f))
-        return np.zeros(0, np.int64), np.zeros((0, 4)), [f"{path}:{bad}: not numbers"]
+        for message, kind in errors:
+            problems.add(message, kind)
+        return None
     lines = np.array([n for n, _ in numbered], np.int64)
     cls, cxcywh = values[:, 0], values[:, 1:]
     xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
     faults = box_faults(xyxy, np.array([1, 1]))
     bad_class = (cls != np.round(cls)) | (cls < 0) | (cls >= num_classes)
-    errors = [f"{path}:{n}: class {c:g} is out of range (the dataset has {num_classes} classes, "
-              f"0..{num_classes - 1})" for n, c in zip(lines[bad_class], cls[bad_class],
-                                                        strict=True)]
-    errors += [f"{path}:{lines[j]}: box xc={cxcywh[j, 0]:g} yc={cxcywh[j, 1]:g} "
-               f"w={cxcywh[j, 2]:g} h={cxcywh[j, 3]:g} "
-               + ("lies outside the image (beyond 0..1)" if faults[j] == OUTSIDE else
-                  "is not a box")
+    errors = [(f"{path}:{n}: class {c:g} is out of range (the dataset has {num_classes} "
+               f"classes, 0..{num_classes - 1})", CLASS)
+              for n, c in zip(lines[bad_class], cls[bad_class], strict=True)]
+    errors += [(f"{path}:{lines[j]}: box xc={cxcywh[j, 0]:g} yc={cxcywh[j, 1]:g} "
+                f"w={cxcywh[j, 2]:g} h={cxcywh[j, 3]:g} "
+                + ("lies outside the image (beyond 0..1)" if faults[j] == OUTSIDE else
+                   "is not a box"), BOX)
                for j in np.flatnonzero(faults != OK)]
+    for message, kind in errors:
+        problems.add(message, kind)
+    if errors:
+        return None
     xyxy = np.clip(xyxy, 0, 1)
     cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1)
-    return cls.astype(np.int64), cxcywh, errors
+    empty_box = (cxcywh[:, 2:] <= 0).any(axis=1)
+    for n in lines[empty_box]:
+        problems.note(f"{path}:{n}: box has zero width or height (zero area); dropped")
+    return cls[~empty_box].astype(np.int64), cxcywh[~empty_box]
 
 
 def _all_numbers(fields: list[str]) -> bool:
@@ -139,13 +153,11 @@ class YoloDataset(DetectionDataset):
     ) -> None:
         keep, labels, boxes = [], [], []
         for image in images:
-            cls, cxcywh, errors = parse_label_file(label_path(image), len(names))
-            for message in errors:
-                problems.add(message)
-            if not errors:
+            parsed = parse_label_file(label_path(image), len(names), problems)
+            if parsed is not None:
                 keep.append(image)
-                labels.append(cls)
-                boxes.append(cxcywh)
+                labels.append(parsed[0])
+                boxes.append(parsed[1])
         super().__init__(
             source=source, split=split, names=names, category_ids=None, files=keep,
             image_ids=image_ids([p.stem for p in keep]), sizes=None, boxes=boxes, labels=labels,

@@ -16,6 +16,7 @@ from yolov3.classes import default_names
 from yolov3.data.base import DetectionDataset
 from yolov3.data.coco import CocoDataset
 from yolov3.data.convert import coco_dict
+from yolov3.data.problems import UNREADABLE
 from yolov3.errors import DataError
 from yolov3.evaluation.class_map import class_mapping
 from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
@@ -51,7 +52,9 @@ def _collate(items: list) -> list:
 def ground_truth(dataset: DetectionDataset, skipped: set[int]) -> dict[str, Any]:
     """The metric's ground truth: a COCO annotation file itself (COCO's own areas), every
     other format converted to COCO's; without the images whose ids are in ``skipped``."""
-    gt = dataset.ground_truth() if isinstance(dataset, CocoDataset) else coco_dict(dataset)
+    if not isinstance(dataset, CocoDataset):
+        return coco_dict(dataset, skip_ids=skipped)
+    gt = dataset.ground_truth()
     if skipped:
         gt["images"] = [im for im in gt["images"] if im["id"] not in skipped]
         gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] not in skipped]
@@ -110,7 +113,7 @@ def evaluate(
         with tqdm(total=len(dataset), unit="img", desc="val", disable=not progress) as bar:
             for items in loader:
                 for i, _, message in (it for it in items if it[1] is None):
-                    dataset.problems.add(message)  # raises with strict
+                    dataset.problems.add(message, UNREADABLE)  # raises with strict
                     skipped.add(int(dataset.image_ids[i]))
                 good = [it for it in items if it[1] is not None]
                 if good:

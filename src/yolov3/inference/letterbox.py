@@ -14,6 +14,10 @@ from torch import Tensor
 from yolov3.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# What Pillow raises for a file that is not a readable image (a header that claims more than
+# twice Image.MAX_IMAGE_PIXELS is a DecompressionBombError, not an OSError).
+PIL_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+              SyntaxError)
 
 
 def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
@@ -27,7 +31,7 @@ def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
             if exif_transpose:
                 im = ImageOps.exif_transpose(im)
             return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except PIL_ERRORS as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
 
 

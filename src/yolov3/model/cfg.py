@@ -50,8 +50,13 @@ class Section:
         what = f"[{self.type}]" + (f" key '{key}'" if key else "")
         return f"{self.source}, line {self.line}, {what}"
 
-    def get_int(self, key: str, default: int | None = None) -> int:
-        return int(self._get(key, default, int))
+    def get_int(self, key: str, default: int | None = None, minimum: int | None = None) -> int:
+        """The integer ``key`` (``default`` when absent; required without one), which must be
+        at least ``minimum`` when that is given."""
+        value = int(self._get(key, default, int))
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{self.where(key)}: must be at least {minimum}, got {value}")
+        return value
 
     def get_float(self, key: str, default: float | None = None) -> float:
         return float(self._get(key, default, float))
@@ -74,6 +79,8 @@ class Section:
         return [float(v) for v in self._split(key, float)]
 
     def _split(self, key: str, kind: type) -> list:
+        if key not in self.options:
+            raise ConfigError(f"{self.where(key)}: required key is missing")
         raw = self.options[key]
         try:
             return [kind(v) for v in raw.split(",") if v.strip()]

@@ -46,18 +46,29 @@ def _resolve(index: int, current: int, section: Section, key: str) -> int:
     return absolute
 
 
+# The most parameters one convolution may hold: 64 M (yolov3's largest has 4.7 M), so that a typo
+# such as filters=2555555 is an error instead of a machine out of memory.
+MAX_CONV_PARAMETERS = 1 << 26
+
+
 def _build_layer(
     sec: Section, i: int, in_ch: int, out_channels: list[int]
 ) -> tuple[nn.Module, int]:
     """One module for section ``sec`` (layer ``i``) and its number of output channels."""
     if sec.type == "convolutional":
-        size = sec.get_int("size", 1)
+        size = sec.get_int("size", 1, minimum=1)
         pad = sec.get_int("pad", 0)
-        padding = sec.get_int("padding", size // 2 if pad else 0)
-        filters = sec.get_int("filters")
+        padding = sec.get_int("padding", size // 2 if pad else 0, minimum=0)
+        filters = sec.get_int("filters", minimum=1)
+        if filters * in_ch * size * size > MAX_CONV_PARAMETERS:
+            raise ConfigError(
+                f"{sec.where()}: {filters} filters of {size}x{size}x{in_ch} make "
+                f"{filters * in_ch * size * size:,} weights, more than the "
+                f"{MAX_CONV_PARAMETERS:,} a layer may have; check filters and size"
+            )
         try:
             layer = ConvBlock(
-                in_ch, filters, size, sec.get_int("stride", 1), padding,
+                in_ch, filters, size, sec.get_int("stride", 1, minimum=1), padding,
                 batch_norm=bool(sec.get_int("batch_normalize", 0)),
                 activation=sec.get_str("activation", "logistic"),
             )
@@ -76,11 +87,11 @@ def _build_layer(
         srcs = [_resolve(v, i, sec, "layers") for v in sec.get_ints("layers")]
         return Route(srcs), sum(out_channels[s] for s in srcs)
     if sec.type == "upsample":
-        return Upsample(sec.get_int("stride", 2)), in_ch
+        return Upsample(sec.get_int("stride", 2, minimum=1)), in_ch
     if sec.type == "maxpool":
-        size = sec.get_int("size", 1)
-        stride = sec.get_int("stride", size)
-        return MaxPool(size, stride, sec.get_int("padding", size - 1)), in_ch
+        size = sec.get_int("size", 1, minimum=1)
+        stride = sec.get_int("stride", size, minimum=1)
+        return MaxPool(size, stride, sec.get_int("padding", size - 1, minimum=0)), in_ch
     if sec.type == "yolo":
         flat = sec.get_floats("anchors")
         if len(flat) % 2:
@@ -89,7 +100,7 @@ def _build_layer(
         mask = sec.get_ints("mask", list(range(len(anchors))))
         if any(not 0 <= m < len(anchors) for m in mask):
             raise ConfigError(f"{sec.where('mask')}: indices must be in 0..{len(anchors) - 1}")
-        classes = sec.get_int("classes")
+        classes = sec.get_int("classes", minimum=1)
         expected = len(mask) * (5 + classes)
         if in_ch != expected:
             raise ConfigError(
@@ -107,9 +118,9 @@ class Darknet(nn.Module):
         super().__init__()
         net = sections[0]
         self.sections = sections
-        self.info = NetInfo(
-            net.get_int("width", 416), net.get_int("height", 416), net.get_int("channels", 3)
-        )
+        self.info = NetInfo(net.get_int("width", 416, minimum=1),
+                            net.get_int("height", 416, minimum=1),
+                            net.get_int("channels", 3, minimum=1))
         self.layers = nn.ModuleList()
         out_channels: list[int] = []
         in_ch = self.info.channels

@@ -1,0 +1,278 @@
+"""Property-based robustness: random bytes and mutated valid files never crash a reader.
+
+Each reader of a user's file (the darknet cfg parser and model builder, the weights and
+checkpoint readers, the three label formats, the image loader) either succeeds or raises the
+project's own :class:`YoloError` with a message; any other exception fails the test, and so
+does an example that takes too long (hypothesis' deadline) or never returns (an alarm).
+The runs are derandomised so that CI sees the same examples every time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from data_factory import write_coco, write_voc, write_yolo
+from test_train import MICRO_CFG
+from yolov3.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from yolov3.darknet_io import load_darknet_weights, save_darknet_weights
+from yolov3.data.datasets import open_dataset
+from yolov3.data.images import image_size
+from yolov3.errors import YoloError
+from yolov3.inference.letterbox import load_image
+from yolov3.model import build_model
+from yolov3.model.cfg import builtin_cfg_path, parse_cfg_text
+from yolov3.pretrained import load_model, load_pretrained
+
+FUZZ = settings(
+    max_examples=60,
+    deadline=timedelta(seconds=5),
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large],
+)
+# Values that break naive number handling: signs, zero, overflow, not-a-number, huge integers.
+EDGE_NUMBERS = ["0", "-1", "-7", "1e999", "-1e999", "nan", "inf", "1e-320", "0.5", "3.5",
+                "99999999999999999999", "2147483648", "-9223372036854775809", "", "1,2", "0x10"]
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
+
+
+class Hang(BaseException):
+    """An example that did not return in time (a BaseException, so no reader can swallow it)."""
+
+
+@contextmanager
+def no_hang(seconds: float = 20.0) -> Iterator[None]:
+    """Fail an example that runs past ``seconds`` (a deadline only measures finished ones)."""
+    def expire(_signum: int, _frame: object) -> None:
+        raise Hang(f"no answer after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def expect_yolo_error_or_success(call: Callable[[], object]) -> None:
+    """Run ``call``; the only failure allowed is a YoloError that says something."""
+    with no_hang():
+        try:
+            call()
+        except YoloError as exc:
+            assert str(exc).strip(), f"{type(exc).__name__} without a message"
+
+
+@st.composite
+def mutated(draw: st.DrawFn, valid: bytes) -> bytes:
+    """``valid`` with one to four byte-level edits: flips, deletions, insertions, truncation,
+    a repeated chunk."""
+    data = bytearray(valid)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "delete", "insert", "truncate", "repeat"]))
+        pos = draw(st.integers(0, max(len(data) - 1, 0)))
+        if op == "flip" and data:
+            data[pos] ^= draw(st.integers(1, 255))
+        elif op == "delete":
+            del data[pos:pos + draw(st.integers(1, 64))]
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+        elif op == "truncate":
+            del data[pos:]
+        elif op == "repeat":
+            data[pos:pos] = data[pos:pos + draw(st.integers(1, 256))]
+    return bytes(data)
+
+
+@st.composite
+def mutated_text(draw: st.DrawFn, valid: str) -> bytes:
+    """``valid`` text with numbers swapped for edge values or other numbers, and lines
+    deleted, repeated or swapped: the edits a hand-edited file gets."""
+    parts = _NUMBER.split(valid)
+    numbers = _NUMBER.findall(valid)
+    for _ in range(draw(st.integers(1, 5))):
+        if not numbers:
+            break
+        k = draw(st.integers(0, len(numbers) - 1))
+        numbers[k] = draw(st.one_of(st.sampled_from(EDGE_NUMBERS),
+                                    st.integers(-10, 10_000).map(str)))
+    text = parts[0] + "".join(n + p for n, p in zip(numbers, parts[1:], strict=True))
+    lines = text.splitlines()
+    for _ in range(draw(st.integers(0, 3))):
+        if not lines:
+            break
+        i, j = draw(st.integers(0, len(lines) - 1)), draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["delete", "repeat", "swap"]))
+        if op == "delete":
+            del lines[i]
+        elif op == "repeat":
+            lines.insert(j, lines[i])
+        else:
+            lines[i], lines[j] = lines[j], lines[i]
+    return "\n".join(lines).encode()
+
+
+def fuzzed(valid: bytes, text: bool = True) -> st.SearchStrategy[bytes]:
+    """Random bytes, byte-mutated ``valid`` and (for text formats) edited ``valid``."""
+    options = [st.binary(max_size=600), mutated(valid)]
+    if text:
+        options.append(mutated_text(valid.decode()))
+    return st.one_of(*options)
+
+
+# --- darknet cfg ----------------------------------------------------------------------------
+
+TINY_CFG = builtin_cfg_path("yolov3-tiny").read_text()
+
+
+@FUZZ
+@given(data=st.one_of(fuzzed(MICRO_CFG.encode()), mutated_text(TINY_CFG)))
+def test_cfg_parser_and_model_builder(data: bytes) -> None:
+    def build() -> None:
+        sections = parse_cfg_text(data.decode("utf-8", errors="replace"), "fuzz.cfg")
+        build_model(sections)
+
+    expect_yolo_error_or_success(build)
+
+
+# --- weights and checkpoints ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def micro_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A darknet weights file and a checkpoint of the micro network, as bytes."""
+    folder = tmp_path_factory.mktemp("weights")
+    model = build_model(parse_cfg_text(MICRO_CFG))
+    save_darknet_weights(model, folder / "micro.weights")
+    save_checkpoint(folder / "micro.pt", model, [f"c{k}" for k in range(5)], iteration=3)
+    return {name: (folder / name).read_bytes() for name in ("micro.weights", "micro.pt")}
+
+
+@FUZZ
+@given(data=st.data())
+def test_weights_reader(data: st.DataObject, micro_files: dict[str, bytes],
+                        tmp_path: Path) -> None:
+    content = data.draw(fuzzed(micro_files["micro.weights"], text=False))
+    path = tmp_path / "fuzz.weights"
+    path.write_bytes(content)
+    cfg = tmp_path / "micro.cfg"
+    cfg.write_text(MICRO_CFG)
+    model = build_model(cfg)
+    expect_yolo_error_or_success(lambda: load_darknet_weights(model, path))
+    expect_yolo_error_or_success(lambda: load_pretrained(model, path))
+    expect_yolo_error_or_success(lambda: load_model(cfg, path))
+
+
+@FUZZ
+@given(data=st.data())
+def test_checkpoint_reader(data: st.DataObject, micro_files: dict[str, bytes],
+                           tmp_path: Path) -> None:
+    content = data.draw(fuzzed(micro_files["micro.pt"], text=False))
+    path = tmp_path / "fuzz.pt"
+    path.write_bytes(content)
+    cfg = tmp_path / "micro.cfg"
+    cfg.write_text(MICRO_CFG)
+    expect_yolo_error_or_success(lambda: model_from_checkpoint(load_checkpoint(path), path))
+    expect_yolo_error_or_success(lambda: load_pretrained(build_model(cfg), path))
+
+
+# --- label formats --------------------------------------------------------------------------
+
+def read_everything(data: Path, split: str = "val") -> None:
+    """Open a dataset and read every annotation and image, as training does."""
+    dataset = open_dataset(data, split)
+    for i in range(len(dataset)):
+        dataset.annotations(i)
+        dataset[i]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("datasets")
+    return {"coco": write_coco(root / "coco"), "yolo": write_yolo(root / "yolo"),
+            "voc": write_voc(root / "voc")}
+
+
+@FUZZ
+@given(data=st.data())
+def test_coco_json(data: st.DataObject, datasets: dict[str, Path]) -> None:
+    path = datasets["coco"]
+    original = path.read_bytes()
+    valid = json.dumps(json.loads(original), indent=1)  # one value a line, for line edits
+    path.write_bytes(data.draw(fuzzed(valid.encode())))
+    try:
+        expect_yolo_error_or_success(lambda: read_everything(path))
+    finally:
+        path.write_bytes(original)
+
+
+@FUZZ
+@given(data=st.data(), which=st.sampled_from(["labels/val/1.txt", "labels/val/4.txt",
+                                              "data.yaml"]))
+def test_yolo_txt_and_dataset_yaml(data: st.DataObject, which: str,
+                                   datasets: dict[str, Path]) -> None:
+    path = datasets["yolo"].parent / which
+    original = path.read_bytes()
+    path.write_bytes(data.draw(fuzzed(original)))
+    try:
+        expect_yolo_error_or_success(lambda: read_everything(datasets["yolo"]))
+    finally:
+        path.write_bytes(original)
+
+
+@FUZZ
+@given(data=st.data(), which=st.sampled_from(["1.xml", "2.xml"]))
+def test_voc_xml(data: st.DataObject, which: str, datasets: dict[str, Path]) -> None:
+    path = datasets["voc"] / "Annotations" / which
+    original = path.read_bytes()
+    path.write_bytes(data.draw(fuzzed(original)))
+    try:
+        expect_yolo_error_or_success(lambda: read_everything(datasets["voc"], "all"))
+    finally:
+        path.write_bytes(original)
+
+
+# --- images ---------------------------------------------------------------------------------
+
+def encoded_images() -> dict[str, bytes]:
+    """A small picture in every common format; the JPEG carries an EXIF orientation."""
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    out = {}
+    for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"):
+        buffer = io.BytesIO()
+        if fmt == "JPEG":
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            image.save(buffer, format=fmt, exif=exif)
+        else:
+            image.save(buffer, format=fmt)
+        out[fmt] = buffer.getvalue()
+    return out
+
+
+IMAGES = encoded_images()
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=600),
+                      st.sampled_from(sorted(IMAGES)).flatmap(lambda f: mutated(IMAGES[f]))))
+def test_image_loader(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "fuzz.img"
+    path.write_bytes(data)
+    expect_yolo_error_or_success(lambda: load_image(path))
+    expect_yolo_error_or_success(lambda: image_size(path))
