@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -173,3 +174,18 @@ def test_diverging_run_stops_with_a_checkpoint_and_a_clear_message(micro_cfg, tm
     assert "training diverged" in err
     state = load_checkpoint(out / "last.pt")["state"]
     assert 2 <= state["iteration"] < 40
+
+
+def test_anchors_auto_are_fitted_written_and_kept_on_resume(micro_cfg, tmp_path) -> None:
+    from yolov3.anchors import cfg_anchors
+    from yolov3.model.cfg import load_cfg
+
+    out = tmp_path / "auto"
+    assert main(train_args(micro_cfg, out, 1, "--anchors", "auto")) == 0
+    fitted = cfg_anchors(load_cfg(out / "model.cfg"))
+    assert fitted.shape == (6, 2)
+    assert not np.array_equal(fitted, cfg_anchors(load_cfg(micro_cfg)))
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["config"]["model"]["anchors"] != "auto"
+    assert main(["train", "--resume", str(out), "--max-iter", "2"]) == 0
+    assert np.array_equal(cfg_anchors(load_cfg(out / "model.cfg")), fitted)

@@ -13,6 +13,7 @@ SHORTHANDS = {
     "data": "data.dataset",
     "model": "model.cfg",
     "weights": "model.weights",
+    "anchors": "model.anchors",
     "img_size": "data.img_size",
     "batch_size": "optimizer.batch",
     "subdivisions": "optimizer.subdivisions",
@@ -40,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="NAME|FILE",
                    help="initial weights: official name, .weights, checkpoint, or 'none' "
                    "(model.weights)")
+    p.add_argument("--anchors", metavar="auto|W,H,...",
+                   help="'auto' fits anchors to the training boxes by k-means (written into the "
+                   "run's model.cfg); or a list w,h, w,h, ... (model.anchors)")
     p.add_argument("--img-size", type=int, help="evaluation input size (data.img_size)")
     p.add_argument("--batch-size", type=int,
                    help="images per optimiser step, darknet's batch (optimizer.batch)")

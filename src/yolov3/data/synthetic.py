@@ -16,6 +16,7 @@ shapes.
 from __future__ import annotations
 
 import colorsys
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +185,21 @@ def render(rng: np.random.Generator, hw: tuple[int, int], shapes: list[Shape]) -
     return np.clip(image, 0, 255, out=image).astype(np.uint8)
 
 
+def _image_rng(seed: int, split: str, i: int) -> np.random.Generator:
+    """The random stream of image ``i`` of ``split``: its layout, then its pixels."""
+    return np.random.default_rng([seed, SPLITS[split], i])
+
+
+@functools.lru_cache(maxsize=8)
+def _layout(seed: int, split: str, n: int, hw: tuple[int, int],
+            max_objects: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """The boxes and labels of every image of a split, drawn once per process (the same
+    datasets are opened again and again by evaluation, training and tests)."""
+    layouts = [draw_shapes(_image_rng(seed, split, i), hw, max_objects) for i in range(n)]
+    return (tuple(np.array([s.box for s in shapes]).reshape(-1, 4) for shapes in layouts),
+            tuple(np.array([s.label for s in shapes], np.int64) for shapes in layouts))
+
+
 class SyntheticShapes(DetectionDataset):
     """The demo detection dataset (see the module docstring): ``num_images`` images of
     ``image_size`` (an int for square, or (height, width)) of the ``split`` ``train``, ``val``
@@ -208,7 +224,7 @@ class SyntheticShapes(DetectionDataset):
                             f"one object, got {hw} and max_objects={max_objects}")
         n = DEFAULT_IMAGES[split] if num_images is None else num_images
         self.hw, self.seed, self.max_objects = hw, seed, max_objects
-        layouts = [self.shapes(i, split) for i in range(n)]
+        boxes, labels = _layout(seed, split, n, hw, max_objects)
         super().__init__(
             source=Path(f"synthetic-shapes-seed{seed}"),
             split=split,
@@ -217,14 +233,14 @@ class SyntheticShapes(DetectionDataset):
             files=[Path(split) / f"{i:06d}.png" for i in range(n)],
             image_ids=np.arange(1, n + 1),
             sizes=np.tile(np.array(hw, np.int64), (n, 1)),
-            boxes=[np.array([s.box for s in shapes]).reshape(-1, 4) for shapes in layouts],
-            labels=[np.array([s.label for s in shapes], np.int64) for shapes in layouts],
-            ignore=[np.zeros(len(shapes), bool) for shapes in layouts],
+            boxes=list(boxes),
+            labels=list(labels),
+            ignore=[np.zeros(len(b), bool) for b in boxes],
             problems=Problems(),
         )
 
     def _rng(self, i: int, split: str | None = None) -> np.random.Generator:
-        return np.random.default_rng([self.seed, SPLITS[split or self.split], i])
+        return _image_rng(self.seed, split or self.split, i)
 
     def shapes(self, i: int, split: str | None = None) -> list[Shape]:
         """The shapes of image ``i`` (of ``split``, default this dataset's)."""

@@ -25,16 +25,17 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from yolov3.anchors import cfg_anchors, fit_anchors_for_training
 from yolov3.checkpoint import load_checkpoint, save_checkpoint
 from yolov3.darknet_io import save_darknet_weights
 from yolov3.data.augment import TrainTransform
 from yolov3.data.loader import MultiScale, TrainLoader, make_train_loader
-from yolov3.errors import YoloError
+from yolov3.errors import ConfigError, YoloError
 from yolov3.evaluation import evaluate
 from yolov3.fileio import atomic_write
 from yolov3.inference import Detector
 from yolov3.inference.draw import draw_detections
-from yolov3.model.cfg import format_cfg
+from yolov3.model.cfg import format_cfg, load_cfg
 from yolov3.model.darknet import build_model
 from yolov3.pretrained import load_pretrained
 from yolov3.train.config import AMP_DTYPES, TrainConfig
@@ -81,7 +82,8 @@ class Trainer:
             torch.backends.cudnn.benchmark = run.cudnn_benchmark
         self.train_data, self.val_data = open_training_data(config)
         self.names = list(self.train_data.names)
-        self.model = build_model(config.model.cfg, num_classes=len(self.names)).to(self.device)
+        self.model = build_model(config.model.cfg, num_classes=len(self.names),
+                                 anchors=self._anchors()).to(self.device)
         if self.procs.distributed and run.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if run.channels_last:
@@ -98,6 +100,28 @@ class Trainer:
         self.step_options = self._step_options()
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
+
+    def _anchors(self) -> list[tuple[float, float]] | None:
+        """``model.anchors``: None keeps the cfg's; ``auto`` fits as many by k-means on the
+        training boxes (YOLOv2's 1 - IoU distance) and records them in the config, so that a
+        resumed run and ``model.cfg`` use the same; else a list ``w,h, w,h, ...``."""
+        spec = self.config.model.anchors
+        if spec is None:
+            return None
+        if spec == "auto":
+            count = len(cfg_anchors(load_cfg(self.config.model.cfg)))
+            fitted = fit_anchors_for_training(self.train_data, count, self.config.data.img_size,
+                                              self.config.train.seed)
+            spec = self.config.model.anchors = ", ".join(f"{w:g},{h:g}" for w, h in fitted)
+            if self.procs.is_main:
+                log.info("anchors fitted to the training boxes: %s", spec)
+        try:
+            flat = [float(v) for v in spec.split(",")]
+        except ValueError:
+            flat = []
+        if not flat or len(flat) % 2:
+            raise ConfigError(f"model.anchors: expected 'auto' or 'w,h, w,h, ...', got '{spec}'")
+        return list(zip(flat[0::2], flat[1::2], strict=True))
 
     def _step_options(self) -> StepOptions:
         """DistributedDataParallel, torch.compile, channels_last inputs and mixed precision, as
