@@ -34,6 +34,7 @@ class ModelConfig:
 
     cfg: str
     weights: str | None
+    anchors: str | None
     freeze: int
 
 
