@@ -37,7 +37,7 @@ from yolov3.model.cfg import builtin_cfg_path, parse_cfg_text
 from yolov3.pretrained import load_model, load_pretrained
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=timedelta(seconds=5),
     derandomize=True,
     database=None,
@@ -268,6 +268,8 @@ def encoded_images() -> dict[str, bytes]:
 IMAGES = encoded_images()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on malformed metadata
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @FUZZ
 @given(data=st.one_of(st.binary(max_size=600),
                       st.sampled_from(sorted(IMAGES)).flatmap(lambda f: mutated(IMAGES[f]))))

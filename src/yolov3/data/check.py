@@ -41,7 +41,7 @@ import os
 import textwrap
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +128,6 @@ class CheckReport:
     def problems(self) -> int:
         return sum(len(messages) for messages in self.found.values())
 
-    def count(self, kind: str) -> int:
-        return len(self.found[kind])
-
     def messages(self, kind: str) -> list[str]:
         return list(self.found[kind])
 
@@ -159,7 +156,7 @@ class CheckReport:
         """Every finding (not only the first few), for ``--fix-report``."""
         return {
             "dataset": self.source,
-            "splits": [s.__dict__ for s in self.splits],
+            "splits": [asdict(s) for s in self.splits],
             "problems": {kind: {"title": title, "what_to_do": todo,
                                 "messages": self.messages(kind)}
                          for kind, (title, todo) in KINDS.items()},
