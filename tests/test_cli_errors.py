@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from data_factory import NAMES, write_coco, write_voc, write_yolo
@@ -143,6 +144,34 @@ def test_resume_from_a_model_checkpoint_without_training_state(files, tmp_path, 
     (tmp_path / "last.pt").write_bytes(files["micro.pt"].read_bytes())
     code, _, err = run(capsys, "train", "--resume", tmp_path)
     assert_one_clear_error(code, err, "train", "without the training state")
+
+
+class _Payload:
+    """Unpickling this runs ``Path(marker).touch()``: the code a crafted checkpoint carries."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("command", ["detect", "export", "train", "resume"])
+def test_checkpoint_with_a_code_payload_is_refused_and_never_runs(command, files, tmp_path,
+                                                                   capsys) -> None:
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "last.pt"
+    torch.save({"format": "yolov3-checkpoint", "cfg": MICRO3_CFG, "names": NAMES,
+                "model": _Payload(marker)}, evil)
+    if command == "resume":
+        args: list[object] = ["train", "--resume", tmp_path]
+    else:
+        args = [*model_command(command, files, tmp_path / "out"), "--model", files["micro.cfg"],
+                "--weights", evil]
+    code, _, err = run(capsys, *args)
+    assert_one_clear_error(code, err, "train" if command == "resume" else command, str(evil),
+                           "refused to load; it is not a safe yolov3 checkpoint")
+    assert not marker.exists()
 
 
 def test_training_config_that_is_not_utf8(files, tmp_path, capsys) -> None:
