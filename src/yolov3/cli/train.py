@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from yolov3.errors import YoloError
+from yolov3.fileio import writable_dir
 
 # Command-line options that are shorthands for config keys.
 SHORTHANDS = {
@@ -89,9 +90,10 @@ def run(args: argparse.Namespace) -> int:
         last = out / "last.pt"
         if not last.is_file():
             raise YoloError(f"--resume {out}: no last.pt there to resume from")
-        config = load_config(None, overrides, saved=(load_checkpoint(last)["config"], str(last)))
+        payload = load_checkpoint(last, keys=("config", "optimizer", "state"))
+        config = load_config(None, overrides, saved=(payload["config"], str(last)))
     else:
-        out = Path(args.out)
+        out = writable_dir(args.out)
         config = load_config(args.config, overrides)
     trainer = Trainer(config, out, resume=bool(args.resume))
     try:
