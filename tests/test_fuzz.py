@@ -30,6 +30,7 @@ from yolov3.checkpoint import load_checkpoint, model_from_checkpoint, save_check
 from yolov3.darknet_io import load_darknet_weights, save_darknet_weights
 from yolov3.data.datasets import open_dataset
 from yolov3.data.images import image_size
+from yolov3.data.voc import parse_voc_xml
 from yolov3.errors import YoloError
 from yolov3.inference.letterbox import load_image
 from yolov3.model import build_model
@@ -278,3 +279,59 @@ def test_image_loader(data: bytes, tmp_path: Path) -> None:
     path.write_bytes(data)
     expect_yolo_error_or_success(lambda: load_image(path))
     expect_yolo_error_or_success(lambda: image_size(path))
+
+
+# --- what fuzzing found ---------------------------------------------------------------------
+
+def test_inputs_that_fuzzing_found_stay_clear_errors(micro_files: dict[str, bytes],
+                                                     datasets: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    """Each of these crashed a reader with another exception before it was fixed."""
+    last_yolo = MICRO_CFG.rindex("[yolo]")
+    no_anchors = MICRO_CFG[:last_yolo] + re.sub(r"anchors = .*\n", "", MICRO_CFG[last_yolo:])
+    for text, expected in [(no_anchors, "key 'anchors': required key is missing"),
+                           (MICRO_CFG.replace("size=3", "size=-1", 1), "must be at least 1"),
+                           (MICRO_CFG.replace("filters=32", "filters=99999999"),
+                            "a layer may have")]:
+        with pytest.raises(YoloError, match=re.escape(expected)):
+            build_model(parse_cfg_text(text, "fuzz.cfg"))
+
+    xml = tmp_path / "inf.xml"
+    xml.write_text("<annotation><size><width>1e999</width><height>5</height></size>"
+                   "</annotation>")
+    with pytest.raises(YoloError, match="<size> is infx5, not an image size"):
+        parse_voc_xml(xml)
+
+    coco = json.loads(datasets["coco"].read_text())
+    coco["images"][0]["height"] = float("inf")
+    path = tmp_path / "instances_val.json"
+    path.write_text(json.dumps(coco))
+    with pytest.raises(YoloError, match=r"image #0 .* needs 'id', 'file_name', 'width' and"):
+        open_dataset(path, images=datasets["coco"].parent / "images")
+
+    yaml_file = datasets["yolo"].parent / "data.yaml"
+    original = yaml_file.read_text()
+    try:
+        yaml_file.write_text("val:\nnames: [a]\n")
+        with pytest.raises(YoloError, match="'val' must be an image folder"):
+            open_dataset(yaml_file)
+        yaml_file.write_text("val: images/val\nnames: {0: a, x: b}\n")
+        with pytest.raises(YoloError, match="'names' keys must be the class indices"):
+            open_dataset(yaml_file)
+    finally:
+        yaml_file.write_text(original)
+
+    bomb = bytearray(IMAGES["GIF"])
+    bomb[6:10] = b"\xff\xff\xff\xff"  # a 65535 x 65535 logical screen
+    image = tmp_path / "bomb.gif"
+    image.write_bytes(bytes(bomb))
+    with pytest.raises(YoloError, match=r"not a readable image .*decompression bomb"):
+        load_image(image)
+
+    spanning = bytearray(micro_files["micro.pt"])
+    locator = spanning.rindex(b"PK\x06\x07")  # the zip64 end locator: say it spans 2 disks
+    spanning[locator + 16:locator + 20] = (2).to_bytes(4, "little")
+    checkpoint = tmp_path / "spanning.pt"
+    checkpoint.write_bytes(bytes(spanning))
+    with pytest.raises(YoloError, match="not a complete checkpoint"):
+        load_checkpoint(checkpoint)

@@ -133,7 +133,7 @@ def _yaml_root(path: Path, cfg: dict[str, Any]) -> Path:
 def _yaml_names(path: Path, cfg: dict[str, Any]) -> list[str] | None:
     names = cfg.get("names")
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
+        if set(names) != set(range(len(names))):
             raise DataError(f"{path}: 'names' keys must be the class indices 0..{len(names) - 1}")
         names = [names[k] for k in range(len(names))]
     if names is not None and (not isinstance(names, list) or not names):
@@ -152,7 +152,8 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         dataset.split = split
         return dataset
     if split not in splits:
-        raise DataError(f"{path}: has no '{split}' split (it has: {', '.join(splits) or 'none'})")
+        raise DataError(f"{path}: has no '{split}' split (it has: "
+                        f"{', '.join(map(str, splits)) or 'none'})")
     entry = cfg[split]
     if fmt == "coco":
         if isinstance(entry, dict):
@@ -166,5 +167,9 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         return dataset
     if names is None:
         raise DataError(f"{path}: a yolo dataset YAML needs 'names' (the class names)")
+    if not (isinstance(entry, str) or isinstance(entry, list) and entry
+            and all(isinstance(e, str) for e in entry)):
+        raise DataError(f"{path}: '{split}' must be an image folder, a list file or an image, "
+                        f"or a list of those; not {entry!r}")
     problems = Problems(strict)
     return YoloDataset(collect_images(entry, root, problems), names, path, split, problems)
