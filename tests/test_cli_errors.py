@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import MICRO_CFG
 from data_factory import NAMES, write_coco, write_voc, write_yolo
-from test_train import MICRO_CFG
 from yolov3.checkpoint import save_checkpoint
 from yolov3.cli.main import main
 from yolov3.darknet_io import save_darknet_weights
@@ -53,6 +53,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     save_darknet_weights(other, root / "tiny.weights")
     out["tiny.weights"] = root / "tiny.weights"
     save_checkpoint(root / "micro.pt", model, NAMES)
+    out["micro.pt"] = root / "micro.pt"
     write("truncated.pt", (root / "micro.pt").read_bytes()[:3000])
     write("names.txt", "\n".join(NAMES) + "\n")
     Image.fromarray(np.full((40, 50, 3), 127, np.uint8)).save(root / "photo.png")
@@ -138,8 +139,6 @@ def test_resume_from_a_truncated_checkpoint(files, tmp_path, capsys) -> None:
                            "not a complete checkpoint")
 
 
-@pytest.mark.xfail(strict=True, reason="cli/train.py reads payload['config'] without "
-                   "load_checkpoint(last, keys=('config', 'optimizer', 'state')) (lead's file)")
 def test_resume_from_a_model_checkpoint_without_training_state(files, tmp_path, capsys) -> None:
     (tmp_path / "last.pt").write_bytes(files["micro.pt"].read_bytes())
     code, _, err = run(capsys, "train", "--resume", tmp_path)
@@ -324,12 +323,7 @@ OUTPUT_COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("command", [
-    *(c for c in OUTPUT_COMMANDS if c != "train"),
-    pytest.param("train", marks=pytest.mark.xfail(
-        strict=True, reason="cli/train.py does not check --out with fileio.writable_dir before "
-        "training (lead's file)")),
-])
+@pytest.mark.parametrize("command", list(OUTPUT_COMMANDS))
 def test_output_folder_that_is_not_writable(command, unwritable, files, capsys) -> None:
     code, _, err = run(capsys, *OUTPUT_COMMANDS[command](unwritable, files))
     assert_one_clear_error(code, err, "data" if command == "check" else command,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import MICRO_CFG
+from conftest import MICRO_CFG
 from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import main
 from yolov3.errors import ConfigError

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from conftest import MICRO_CFG
 from data_factory import write_coco, write_voc, write_yolo
-from test_train import MICRO_CFG
 from yolov3.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolov3.darknet_io import load_darknet_weights, save_darknet_weights
 from yolov3.data.datasets import open_dataset

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import MICRO_CFG
 from yolov3 import build_model
 from yolov3.model import parse_cfg_text
 from yolov3.train import (
@@ -20,63 +21,9 @@ from yolov3.train import (
     train_iteration,
 )
 
-# A small darknet network with two YOLO layers (strides 8 and 16, 4 classes), so that the
-# training-loop tests take milliseconds per step.
-SMALL_CFG = """
-[net]
-width=64
-height=64
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=2
-pad=1
-activation=leaky
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=leaky
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=leaky
-[convolutional]
-size=1
-filters=27
-activation=linear
-[yolo]
-mask=0,1,2
-anchors=6,8, 10,14, 20,16, 24,40, 48,36, 60,60
-classes=4
-[route]
-layers=-3
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=leaky
-[convolutional]
-size=1
-filters=27
-activation=linear
-[yolo]
-mask=3,4,5
-anchors=6,8, 10,14, 20,16, 24,40, 48,36, 60,60
-classes=4
-"""
-
 
 def small_model():
-    return build_model(parse_cfg_text(SMALL_CFG, "<small>"))
+    return build_model(parse_cfg_text(MICRO_CFG, "<micro>"))
 
 
 @pytest.fixture(scope="module")

@@ -10,86 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import MICRO_CFG
 from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import main
 from yolov3.cli.train import overrides_from_args
 from yolov3.errors import ConfigError
 from yolov3.train.config import load_config
-
-# A two-scale network in yolov3-tiny's layout with few channels: seconds per iteration on a CPU.
-MICRO_CFG = """
-[net]
-width=64
-height=64
-channels=3
-
-[convolutional]
-batch_normalize=1
-filters=8
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=16
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[convolutional]
-batch_normalize=1
-filters=32
-size=3
-stride=2
-pad=1
-activation=leaky
-
-[maxpool]
-size=2
-stride=2
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=30
-activation=linear
-
-[yolo]
-mask = 3,4,5
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=5
-num=6
-ignore_thresh = .7
-
-[route]
-layers = -4
-
-[convolutional]
-size=1
-stride=1
-pad=1
-filters=30
-activation=linear
-
-[yolo]
-mask = 0,1,2
-anchors = 10,14,  23,27,  37,58,  81,82,  135,169,  344,319
-classes=5
-num=6
-ignore_thresh = .7
-"""
 
 
 @pytest.fixture
