@@ -63,3 +63,22 @@ def test_fp16_with_grad_scaler_takes_a_finite_step(tiny, photos) -> None:
     assert torch.isfinite(torch.tensor(out["total"]))
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_compiled_model_steps_like_eager() -> None:
+    """``train.compile``: torch.compile (Inductor, a C++ compiler on the CPU) of a small
+    network gives the eager loss and update."""
+    from conftest import MICRO_CFG
+    from yolov3.model import build_model, parse_cfg_text
+
+    torch.manual_seed(0)
+    eager = build_model(parse_cfg_text(MICRO_CFG)).train()
+    compiled = copy.deepcopy(eager)
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    minibatch = (images, [torch.tensor([[1.0, 0.5, 0.5, 0.3, 0.3]]), torch.zeros(0, 5)])
+    a = step(eager, StepOptions(), minibatch)
+    b = step(compiled, StepOptions(net=torch.compile(compiled)), minibatch)
+    assert b["total"] == pytest.approx(a["total"], rel=1e-5)
+    for p, q in zip(eager.parameters(), compiled.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6)

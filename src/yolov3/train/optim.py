@@ -122,7 +122,7 @@ def train_iteration(
     """
     # The model's raw outputs whatever its mode (a test may step with frozen batch norm); a DDP
     # wrapper calls the model's forward, which gives them in training mode.
-    net = options.net or model
+    net = model if options.net is None else options.net
     forward = model.forward_raw if options.net is None else options.net
     optimizer.zero_grad(set_to_none=True)
     sums = torch.zeros(len(PARTS) + 1, dtype=torch.float64)
