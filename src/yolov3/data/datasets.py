@@ -167,8 +167,8 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         return dataset
     if names is None:
         raise DataError(f"{path}: a yolo dataset YAML needs 'names' (the class names)")
-    if not (isinstance(entry, str) or isinstance(entry, list) and entry
-            and all(isinstance(e, str) for e in entry)):
+    if not (isinstance(entry, str) or (isinstance(entry, list) and entry
+            and all(isinstance(e, str) for e in entry))):
         raise DataError(f"{path}: '{split}' must be an image folder, a list file or an image, "
                         f"or a list of those; not {entry!r}")
     problems = Problems(strict)
