@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_train import MICRO_CFG, train_args
+from conftest import MICRO_CFG
+from test_train import train_args
 from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import main
 from yolov3.errors import YoloError
