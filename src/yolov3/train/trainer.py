@@ -30,7 +30,7 @@ from yolov3.checkpoint import load_checkpoint, save_checkpoint
 from yolov3.darknet_io import save_darknet_weights
 from yolov3.data.augment import TrainTransform
 from yolov3.data.loader import MultiScale, TrainLoader, make_train_loader
-from yolov3.errors import ConfigError, YoloError
+from yolov3.errors import ConfigError, DataError, YoloError
 from yolov3.evaluation import evaluate
 from yolov3.fileio import atomic_write
 from yolov3.inference import Detector
@@ -81,6 +81,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = run.cudnn_benchmark
         self.train_data, self.val_data = open_training_data(config)
+        for split in (self.train_data, self.val_data):
+            if split.problems and self.procs.is_main:
+                log.warning("%s split: %s", split.split, split.problems.summary())
         self.names = list(self.train_data.names)
         self.model = build_model(config.model.cfg, num_classes=len(self.names),
                                  anchors=self._anchors()).to(self.device)
@@ -149,8 +152,12 @@ class Trainer:
             self.model.load_state_dict(payload["model"])
         except RuntimeError as exc:
             raise YoloError(f"{path}: the checkpoint does not fit this model ({exc})") from None
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.state = TrainState(**payload["state"])
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.state = TrainState(**payload["state"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise YoloError(f"{path}: its optimiser or training state does not fit this run "
+                            f"({exc}); start a new run with --weights {path}") from None
         torch.set_rng_state(payload["torch_rng"])
         log.info("resuming %s at iteration %d", path, self.state.iteration)
 
@@ -345,7 +352,11 @@ class Trainer:
                             device=self.device)
         picks = np.linspace(0, len(self.val_data) - 1, min(count, len(self.val_data)))
         for i in sorted({round(float(p)) for p in picks}):
-            sample = self.val_data[i]
+            try:
+                sample = self.val_data[i]
+            except DataError as exc:
+                log.warning("no annotated picture of validation image %d: %s", i, exc)
+                continue
             dets = detector.detect([sample.image])[0]
             picture = draw_detections(sample.image, dets, self.names)
             with atomic_write(folder / f"{i:05d}.jpg") as f:
