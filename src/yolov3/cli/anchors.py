@@ -13,9 +13,9 @@ from yolov3.anchors import (
     fit_anchors,
     write_anchor_cfg,
 )
+from yolov3.cli.common import check_img_size
 from yolov3.cli.data import add_dataset_options
 from yolov3.data.datasets import FORMS, open_dataset
-from yolov3.errors import YoloError
 from yolov3.fileio import writable_dir
 from yolov3.model.cfg import load_cfg
 
@@ -57,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from yolov3.explain.anchors import draw_anchors  # matplotlib: loaded only when drawing
     from yolov3.explain.figure import save_png
 
-    if args.img_size % 32 or args.img_size <= 0:
-        raise YoloError(f"--img-size {args.img_size} is not a positive multiple of 32")
+    check_img_size(args.img_size)
     cfg = args.cfg or ("yolov3-tiny" if args.n == 6 else "yolov3")
     sections = load_cfg(cfg)
     reference = cfg_anchors(sections)

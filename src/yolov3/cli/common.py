@@ -30,6 +30,24 @@ def add_model_args(parser: argparse.ArgumentParser, default_model: str = "yolov3
     )
 
 
+def add_detection_args(parser: argparse.ArgumentParser, conf: float) -> None:
+    """--img-size, --conf and --iou: darknet's detection protocol, as detect and val run it."""
+    parser.add_argument("--img-size", type=int, default=416,
+                        help="network input size, a multiple of 32 (default: %(default)s)")
+    parser.add_argument("--conf", type=float, default=conf,
+                        help="score threshold, objectness x class probability "
+                        "(default: %(default)s)")
+    parser.add_argument("--iou", type=float, default=0.45,
+                        help="IoU threshold of the per-class NMS (default: %(default)s)")
+
+
+def check_img_size(size: int) -> int:
+    """``--img-size`` as the network takes it: a positive multiple of its total stride, 32."""
+    if size <= 0 or size % 32:
+        raise YoloError(f"--img-size {size} is not a multiple of 32 greater than 0")
+    return size
+
+
 def device_from_args(args: argparse.Namespace) -> torch.device:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -11,8 +11,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from yolov3.cli.common import add_model_args, device_from_args, model_from_args
-from yolov3.errors import DataError, YoloError
+from yolov3.cli.common import (
+    add_detection_args,
+    add_model_args,
+    check_img_size,
+    device_from_args,
+    model_from_args,
+)
+from yolov3.errors import DataError
 from yolov3.fileio import writable_dir
 from yolov3.inference import Letterbox, letterbox, load_image
 from yolov3.inference.backends import BACKENDS, make_detector
@@ -29,12 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
     add_model_args(p)
-    p.add_argument("--img-size", type=int, default=416,
-                   help="network input size, a multiple of 32 (default: %(default)s)")
-    p.add_argument("--conf", type=float, default=0.25,
-                   help="score threshold, objectness x class probability (default: %(default)s)")
-    p.add_argument("--iou", type=float, default=0.45,
-                   help="IoU threshold of the per-class NMS (default: %(default)s)")
+    add_detection_args(p, conf=0.25)
     p.add_argument("--single-label", action="store_true",
                    help="keep only the best class of each box (default: every class above "
                    "--conf, as darknet does)")
@@ -103,8 +104,7 @@ def _output_name(path: Path, used: set[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.img_size % 32:
-        raise YoloError(f"--img-size {args.img_size} is not a multiple of 32")
+    check_img_size(args.img_size)
     files = collect_images(args.paths)
     device = device_from_args(args)
     model, names = model_from_args(args)

@@ -10,14 +10,19 @@ import torch
 from torchvision.ops import box_convert
 
 from yolov3.classes import default_names
-from yolov3.cli.common import add_model_args, device_from_args, model_from_args
+from yolov3.cli.common import (
+    add_model_args,
+    check_img_size,
+    device_from_args,
+    model_from_args,
+)
 from yolov3.cli.data import add_dataset_options
 from yolov3.data.base import DetectionDataset
 from yolov3.data.datasets import FORMS, open_dataset
 from yolov3.data.problems import Problems
 from yolov3.data.sample import Sample
 from yolov3.data.yolo_txt import parse_label_file
-from yolov3.errors import DataError, YoloError
+from yolov3.errors import DataError
 from yolov3.inference.letterbox import load_image
 from yolov3.model.darknet import Darknet
 from yolov3.pretrained import load_model
@@ -106,8 +111,7 @@ def _model(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.img_size % 32 or args.img_size <= 0:
-        raise YoloError(f"--img-size {args.img_size} is not a positive multiple of 32")
+    check_img_size(args.img_size)
 
 
 def _output(args: argparse.Namespace, command: str) -> Path:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from yolov3.cli.common import add_model_args, device_from_args, model_from_args
+from yolov3.cli.common import (
+    add_detection_args,
+    add_model_args,
+    check_img_size,
+    device_from_args,
+    model_from_args,
+)
 from yolov3.cli.data import add_dataset_options
 from yolov3.data.datasets import FORMS, open_dataset
 from yolov3.errors import YoloError
@@ -30,12 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the model's class names, one per line, when they are not the "
                    "dataset's (default: COCO's names for 80 classes); classes are matched by "
                    "name")
-    p.add_argument("--img-size", type=int, default=416,
-                   help="network input size, a multiple of 32 (default: %(default)s)")
-    p.add_argument("--conf", type=float, default=0.005,
-                   help="score threshold, objectness x class probability (default: %(default)s)")
-    p.add_argument("--iou", type=float, default=0.45,
-                   help="IoU threshold of the per-class NMS (default: %(default)s)")
+    add_detection_args(p, conf=0.005)
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass "
                    "(default: %(default)s)")
     p.add_argument("--workers", type=int, default=2,
@@ -46,8 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.img_size % 32:
-        raise YoloError(f"--img-size {args.img_size} is not a multiple of 32")
+    check_img_size(args.img_size)
     dataset = open_dataset(args.data, args.split, args.images, args.strict)
     if len(dataset) == 0:
         raise YoloError(f"{args.data}: the {args.split} split has no usable images\n"
