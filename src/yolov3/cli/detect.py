@@ -18,12 +18,12 @@ from yolov3.cli.common import (
     device_from_args,
     model_from_args,
 )
+from yolov3.data.images import list_images
 from yolov3.errors import DataError
 from yolov3.fileio import writable_dir
 from yolov3.inference import Letterbox, letterbox, load_image
 from yolov3.inference.backends import BACKENDS, make_detector
 from yolov3.inference.draw import draw_detections
-from yolov3.inference.letterbox import IMAGE_EXTENSIONS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -59,15 +59,14 @@ def collect_images(paths: list[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            found += list_images(path)
         elif path.is_file():
             found.append(path)
         else:
             raise DataError(f"{path}: no such file or folder")
     if not found:
-        raise DataError(f"no images found in {', '.join(paths)} (looked for {IMAGE_EXTENSIONS})")
+        raise DataError(f"no images found in {', '.join(paths)} (looked for the file types "
+                        "Pillow reads: jpg, png, bmp, webp, tif, ...)")
     return found
 
 

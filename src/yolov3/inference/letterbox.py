@@ -13,7 +13,6 @@ from torch import Tensor
 
 from yolov3.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # What Pillow raises for a file that is not a readable image (a header that claims more than
 # twice Image.MAX_IMAGE_PIXELS is a DecompressionBombError, not an OSError).
 PIL_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
