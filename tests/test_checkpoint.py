@@ -20,11 +20,19 @@ def test_checkpoint_rebuilds_model_and_names(tmp_path) -> None:
     save_checkpoint(path, model, ["cat", "dog"], iteration=7, best=0.5)
     payload = torch.load(path, weights_only=True)
     assert payload["iteration"] == 7 and payload["names"] == ["cat", "dog"]
-    again, names = load_model("yolov3", path)  # the checkpoint's own cfg wins
-    assert names == ["cat", "dog"] and again.num_classes == 2
     x = torch.rand(1, 3, 128, 96)
-    with torch.no_grad():
-        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+    for cfg in (None, "yolov3-tiny"):  # the checkpoint's own network, or a cfg that agrees
+        again, names = load_model(cfg, path)
+        assert names == ["cat", "dog"] and again.num_classes == 2
+        with torch.no_grad():
+            torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+def test_checkpoint_of_another_network_than_the_cfg_is_an_error(tmp_path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, yolov3.build_model("yolov3-tiny", num_classes=2), ["cat", "dog"])
+    with pytest.raises(WeightsError, match=r"another network than yolov3 \(layers\.0\.conv"):
+        load_model("yolov3", path)
 
 
 class _Payload:

@@ -124,12 +124,27 @@ def test_bad_weights(command, weights, expected, files, tmp_path, capsys) -> Non
     assert_one_clear_error(code, err, command, str(files[weights]), expected)
 
 
-def test_checkpoint_of_another_architecture_cannot_start_training(files, tmp_path,
-                                                                  capsys) -> None:
-    code, _, err = run(capsys, *model_command("train", files, tmp_path),
+@pytest.mark.parametrize("command", MODEL_COMMANDS)
+def test_checkpoint_of_another_network_than_model(command, files, tmp_path, capsys) -> None:
+    code, _, err = run(capsys, *model_command(command, files, tmp_path),
                        "--model", files["micro.cfg"], "--weights", files["tiny.pt"])
-    assert_one_clear_error(code, err, "train", str(files["tiny.pt"]), "another architecture",
+    expected = "another architecture" if command == "train" else "another network than"
+    assert_one_clear_error(code, err, command, str(files["tiny.pt"]), expected,
                            "layers.0.conv.weight")
+
+
+@pytest.mark.parametrize("command", ["detect", "val", "export"])
+def test_checkpoint_brings_its_own_network(command, files, tmp_path, capsys) -> None:
+    code, out, err = run(capsys, *model_command(command, files, tmp_path),
+                         "--weights", files["tiny.pt"])
+    assert code == 0, err
+    if command == "export":  # the graph is yolov3-tiny's, with its three classes
+        import onnx
+
+        graph = onnx.load(tmp_path / "model.onnx").graph
+        assert sum(n.op_type == "Conv" for n in graph.node) == 13
+        heads = [t for t in graph.initializer if t.dims[:1] == [3 * (5 + len(NAMES))]]
+        assert len(heads) == 4  # two head convolutions, each a weight and a bias
 
 
 def test_resume_from_a_truncated_checkpoint(files, tmp_path, capsys) -> None:

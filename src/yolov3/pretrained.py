@@ -113,11 +113,33 @@ def transfer_box_channels(model: Darknet, state: dict[str, torch.Tensor]) -> Non
                 mine.view(anchors, -1, *mine.shape[1:])[:, :5] = src[:, :5]
 
 
-def load_model(cfg: str | Path, weights: str | Path | None) -> tuple[Darknet, list[str] | None]:
+DEFAULT_MODEL = "yolov3"
+
+
+def first_difference(model: Darknet, other: Darknet) -> str | None:
+    """How ``other``'s layers differ from ``model``'s (the first tensor whose name or shape
+    does not match), or ``None`` when both have the same architecture."""
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in other.state_dict().items()}
+    if mine == theirs:
+        return None
+    for key in [*mine, *theirs]:
+        if mine.get(key) != theirs.get(key):
+            return (f"{key} is {mine.get(key, 'missing')} in one and "
+                    f"{theirs.get(key, 'missing')} in the other")
+    return None
+
+
+def load_model(
+    cfg: str | Path | None, weights: str | Path | None
+) -> tuple[Darknet, list[str] | None]:
     """A model in eval mode for inference, and its class names when the weights carry them.
 
-    ``weights`` may be a yolov3 checkpoint (which brings its own cfg and names, so ``cfg`` is
-    not used), a darknet file or an official name; ``None`` keeps the random initialisation.
+    ``weights`` may be a yolov3 checkpoint, a darknet file or an official name; ``None`` keeps
+    the random initialisation. A checkpoint brings its own network (cfg, anchors) and names:
+    ``cfg`` may then be left ``None``, and when given it must have the checkpoint's
+    architecture (its class count aside), else :class:`WeightsError`. Without a checkpoint,
+    ``cfg=None`` means ``yolov3``.
     """
     from yolov3.checkpoint import model_from_checkpoint
     from yolov3.model.darknet import build_model
@@ -126,7 +148,17 @@ def load_model(cfg: str | Path, weights: str | Path | None) -> tuple[Darknet, li
         path = resolve_weights(weights)
         if is_checkpoint(path):
             payload = load_checkpoint(path)
-            return model_from_checkpoint(payload, path), list(payload["names"])
+            model = model_from_checkpoint(payload, path)
+            if cfg is not None:
+                difference = first_difference(model, build_model(cfg, model.num_classes))
+                if difference:
+                    raise WeightsError(
+                        f"{path}: this checkpoint holds another network than {cfg} "
+                        f"({difference}); leave out the cfg (--model) to use the checkpoint's "
+                        "own network"
+                    )
+            return model.eval(), list(payload["names"])
+        cfg = cfg or DEFAULT_MODEL
         model = build_model(cfg)
         report = load_darknet_weights(model, path)
         if not report.complete:
@@ -136,4 +168,4 @@ def load_model(cfg: str | Path, weights: str | Path | None) -> tuple[Darknet, li
                 "detection needs the weights of the whole network"
             )
         return model.eval(), None
-    return build_model(cfg).eval(), None
+    return build_model(cfg or DEFAULT_MODEL).eval(), None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
@@ -10,14 +11,14 @@ from yolov3.classes import default_names
 from yolov3.errors import YoloError
 from yolov3.hub import PRETRAINED
 from yolov3.model import BUILTIN_CFGS, Darknet
-from yolov3.pretrained import load_model
+from yolov3.pretrained import DEFAULT_MODEL, load_model
 
 
-def add_model_args(parser: argparse.ArgumentParser, default_model: str = "yolov3") -> None:
+def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default=default_model, metavar="NAME|CFG",
+        "--model", default=None, metavar="NAME|CFG",
         help=f"architecture: a built-in name ({', '.join(BUILTIN_CFGS)}) or a darknet .cfg "
-        "file (default: %(default)s)",
+        f"file (default: {DEFAULT_MODEL}, or the network a checkpoint --weights carries)",
     )
     parser.add_argument(
         "--weights", default=None, metavar="NAME|FILE",
@@ -59,9 +60,17 @@ def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
     """The model that --model and --weights name, in eval mode, and its class names (from a
     checkpoint, else --classes when the command has it, else COCO's for 80 classes)."""
     weights = args.weights
-    if weights is None and args.model in BUILTIN_CFGS:
-        weights = args.model
+    if weights is None:
+        weights = args.model or DEFAULT_MODEL
+        weights = weights if weights in BUILTIN_CFGS else None
     model, names = load_model(args.model, weights)
     if names is None or getattr(args, "classes", None):
         names = default_names(model.num_classes, getattr(args, "classes", None))
     return model, names
+
+
+def model_label(args: argparse.Namespace) -> str:
+    """A short name for the model of --model / --weights, for titles and file names."""
+    weights = args.weights if args.weights and args.weights.lower() != "none" else None
+    source = args.model or weights
+    return Path(source).stem if source else DEFAULT_MODEL

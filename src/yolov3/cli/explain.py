@@ -15,6 +15,7 @@ from yolov3.cli.common import (
     check_img_size,
     device_from_args,
     model_from_args,
+    model_label,
 )
 from yolov3.cli.data import add_dataset_options
 from yolov3.data.base import DetectionDataset
@@ -156,7 +157,7 @@ def run_assign(args: argparse.Namespace) -> int:
     else:
         sample = _sample_from_label_file(args.image, args.boxes, model.num_classes)
     view = explain_assignment(model, sample, args.img_size)
-    title = (f"{Path(sample.file_name).name}: target assignment, {Path(args.model).name}"
+    title = (f"{Path(sample.file_name).name}: target assignment, {model_label(args)}"
              + (" (random weights)" if _untrained(args) else ""))
     path = save_png(draw_assignment(view, names, args.size, title), _output(args, "assign"))
     boxes = view.boxes_xyxy().round().int().tolist()

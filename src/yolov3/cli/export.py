@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolov3.cli.common import add_model_args, device_from_args, model_from_args
+from yolov3.cli.common import add_model_args, device_from_args, model_from_args, model_label
 from yolov3.errors import YoloError
 from yolov3.export import FORMATS, export_onnx, export_torchscript
 from yolov3.fileio import writable_dir
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                         "--format onnx")
     model, _ = model_from_args(args)
     model.to(device_from_args(args))
-    out = Path(args.out or Path(args.model).stem + SUFFIXES[args.format])
+    out = Path(args.out or model_label(args) + SUFFIXES[args.format])
     writable_dir(out.parent)
     try:
         if args.format == "onnx":
