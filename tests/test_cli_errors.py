@@ -343,3 +343,15 @@ def test_output_folder_that_is_not_writable(command, unwritable, files, capsys) 
     code, _, err = run(capsys, *OUTPUT_COMMANDS[command](unwritable, files))
     assert_one_clear_error(code, err, "data" if command == "check" else command,
                            str(unwritable), "cannot write output files there")
+
+
+def test_home_of_an_unknown_user_is_a_path_that_does_not_exist(files, tmp_path,
+                                                                 capsys) -> None:
+    code, _, err = run(capsys, "data", "check", "~no-such-user-yolov3/data.yaml")
+    assert_one_clear_error(code, err, "data", "~no-such-user-yolov3/data.yaml",
+                           "no such file or folder")
+    listed = tmp_path / "data.yaml"
+    listed.write_text("path: ~no-such-user-yolov3/set\nval: images\nnames: [cat]\n")
+    code, out, err = run(capsys, "data", "check", listed, "--workers", 1)
+    assert code == 1 and "Traceback" not in err
+    assert "~no-such-user-yolov3/set/images: the image folder or list does not exist" in out

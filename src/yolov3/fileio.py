@@ -1,4 +1,4 @@
-"""File writing that never leaves a half-written file behind."""
+"""Paths as users write them, and file writing that never leaves a half-written file behind."""
 
 from __future__ import annotations
 
@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from yolov3.errors import YoloError
+
+
+def expand_home(raw: str | Path) -> Path:
+    """``raw`` with a leading ``~`` or ``~user`` made that home folder; a ``~user`` with no
+    such user stays as written, so that the caller reports a path that does not exist."""
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory"
+        return Path(raw)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from yolov3.data.problems import Problems
 from yolov3.data.voc import VocDataset, find_voc_folders, voc_splits
 from yolov3.data.yolo_txt import YoloDataset, collect_images, read_darknet_data, resolve
 from yolov3.errors import DataError
+from yolov3.fileio import expand_home
 
 FORMS = (
     "--data takes one of: a dataset YAML (.yaml/.yml with format, path, train, val, names); "
@@ -40,7 +41,7 @@ _DIR_YAMLS = ("data.yaml", "dataset.yaml")
 
 def detect_format(data: str | Path) -> tuple[str, Path]:
     """(``yaml`` | ``coco`` | ``voc`` | ``darknet``, the file or folder to read)."""
-    path = Path(data).expanduser()
+    path = expand_home(data)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder. {FORMS}")
     if path.is_dir():
@@ -126,7 +127,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _yaml_root(path: Path, cfg: dict[str, Any]) -> Path:
-    root = Path(str(cfg.get("path") or ".")).expanduser()
+    root = expand_home(str(cfg.get("path") or "."))
     return root if root.is_absolute() else path.parent / root
 
 

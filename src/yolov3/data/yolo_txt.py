@@ -13,6 +13,7 @@ from yolov3.data.boxes import OK, OUTSIDE, box_faults
 from yolov3.data.images import image_ids, is_image_file, list_images
 from yolov3.data.problems import BOX, CLASS, MALFORMED, NO_IMAGE, Problems
 from yolov3.errors import DataError
+from yolov3.fileio import expand_home
 
 # darknet's ``replace_image_to_label``: the labels tree mirrors the images tree.
 _IMAGE_FOLDERS = ("images", "JPEGImages")
@@ -31,7 +32,7 @@ def label_path(image: Path) -> Path:
 
 def resolve(raw: str | Path, bases: Sequence[Path]) -> Path:
     """``raw`` if absolute, else the first of ``bases / raw`` that exists (else the first)."""
-    path = Path(raw).expanduser()
+    path = expand_home(raw)
     if path.is_absolute():
         return path
     candidates = [base / path for base in bases]
