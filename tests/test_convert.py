@@ -109,3 +109,22 @@ def test_convert_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["data", "convert", str(tmp_path / "missing.json"), "--to", "voc", "--out",
                  str(tmp_path / "z")]) == 1
     assert "missing.json: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dst", ["coco", "yolo", "voc"])
+def test_an_unreadable_yolo_image_is_left_out_and_counted(tmp_path: Path, dst: str,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    source = write_yolo(tmp_path / "src")
+    broken = next((source.parent / "images" / "val").iterdir())
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0")  # YOLO needs its size: it cannot be read
+    out = tmp_path / dst
+    assert main(["data", "convert", str(source), "--to", dst, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(IMAGES) - 1} images (1 unreadable left out)" in printed
+    assert f"{broken.name}: not a readable image" in printed
+    for split in dataset_splits(out):
+        got, _ = by_name(out, split)
+        assert len(got) == len(IMAGES) - 1 and broken.name not in got
+    code = main(["data", "convert", str(source), "--to", dst, "--out", str(tmp_path / "s"),
+                 "--strict"])
+    assert code == 1 and f"{broken.name}: not a readable image" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from pathlib import Path
 from yolov3.data.check import check_dataset
 from yolov3.data.convert import FORMATS, convert
 from yolov3.data.datasets import FORMS
+from yolov3.data.problems import UNREADABLE
 from yolov3.fileio import writable_dir
 
 
@@ -41,7 +42,10 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
 def run_convert(args: argparse.Namespace) -> int:
     splits = convert(args.src, args.to, args.out, args.images, args.strict, args.symlink)
     for split, ds in splits.items():
-        print(f"{split}: {len(ds)} images, {ds.num_boxes} boxes -> {args.out} ({args.to})")
+        left_out = ds.problems.kinds.count(UNREADABLE)  # found while converting
+        print(f"{split}: {len(ds) - left_out} images"
+              + (f" ({left_out} unreadable left out)" if left_out else "")
+              + f", {ds.num_boxes} boxes -> {args.out} ({args.to})")
     for split, ds in splits.items():
         if ds.problems:
             print(f"{split}: {ds.problems.summary()}")

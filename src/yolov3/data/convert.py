@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from yolov3.data.base import DetectionDataset
+from yolov3.data.base import Annotation, DetectionDataset
 from yolov3.data.datasets import dataset_splits, open_dataset
+from yolov3.data.problems import UNREADABLE
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write, writable_dir
 
@@ -72,6 +73,19 @@ def unique_names(files: list[Path], taken: dict[str, Path]) -> list[str]:
 Placer = Callable[[Path, Path], None]
 
 
+def readable_annotations(ds: DetectionDataset) -> dict[int, Annotation]:
+    """Index -> ground truth of each image whose size is known. An image whose size must come
+    from its header (YOLO labels are relative) and cannot be read is one of ``ds.problems``
+    and left out of the conversion (with ``strict``, an error)."""
+    found = {}
+    for i in range(len(ds)):
+        try:
+            found[i] = ds.annotations(i)
+        except DataError as exc:
+            ds.problems.add(str(exc), UNREADABLE)
+    return found
+
+
 def _place(symlink: bool) -> Placer:
     """Copies an image into the output (or links it, with ``symlink``)."""
     def place(src: Path, dst: Path) -> None:
@@ -93,12 +107,15 @@ def write_coco(splits: dict[str, DetectionDataset], out: Path, place: Placer) ->
     """``out/annotations/instances_SPLIT.json``, ``out/images/SPLIT/`` and ``out/data.yaml``
     (so that ``out`` is a ``--data`` with all its splits)."""
     for split, ds in splits.items():
-        files = [ds.annotations(i).file for i in range(len(ds))]
-        names = unique_names(files, {})
-        for file, name in zip(files, names, strict=True):
-            place(file, out / "images" / split / name)
+        anns = readable_annotations(ds)
+        names = unique_names([a.file for a in anns.values()], {})
+        file_names = [""] * len(ds)
+        for (i, ann), name in zip(anns.items(), names, strict=True):
+            place(ann.file, out / "images" / split / name)
+            file_names[i] = name
+        skipped = {int(ds.image_ids[i]) for i in range(len(ds)) if i not in anns}
         with atomic_write(out / "annotations" / f"instances_{split}.json") as f:
-            f.write(json.dumps(coco_dict(ds, names)).encode())
+            f.write(json.dumps(coco_dict(ds, file_names, skipped)).encode())
     _write_yaml(out / "data.yaml", {"format": "coco", "path": ".", **{
         s: {"annotations": f"annotations/instances_{s}.json", "images": f"images/{s}"}
         for s in splits}})
@@ -109,7 +126,7 @@ def write_yolo(splits: dict[str, DetectionDataset], out: Path, place: Placer) ->
     ignore flag: crowd / difficult boxes become ordinary boxes (a warning says how many)."""
     ignored = 0
     for split, ds in splits.items():
-        anns = [ds.annotations(i) for i in range(len(ds))]
+        anns = list(readable_annotations(ds).values())
         names = unique_names([a.file for a in anns], {})
         for ann, name in zip(anns, names, strict=True):
             ignored += int(ann.ignore.sum())
@@ -156,7 +173,7 @@ def write_voc(splits: dict[str, DetectionDataset], out: Path, place: Placer) -> 
     a dataset that is a single set) and ``out/classes.txt`` (the class order)."""
     taken: dict[str, Path] = {}
     for split, ds in splits.items():
-        anns = [ds.annotations(i) for i in range(len(ds))]
+        anns = list(readable_annotations(ds).values())
         names = unique_names([a.file for a in anns], taken)
         for ann, name in zip(anns, names, strict=True):
             place(ann.file, out / "JPEGImages" / name)
