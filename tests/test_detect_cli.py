@@ -41,6 +41,14 @@ def test_detect_finds_cup_and_motorbike(photos, tiny_weights, tmp_path, capsys) 
     assert "broken.jpg" in captured.err and "1 unreadable images skipped" in captured.out
 
 
+def test_official_weights_name_their_network(photos, tiny_weights, tmp_path) -> None:
+    out = tmp_path / "out"  # no --model: yolov3-tiny's weights bring the yolov3-tiny cfg
+    code = main(["detect", str(photos["coffee"]), "--weights", "yolov3-tiny", "--out", str(out)])
+    assert code == 0
+    records = json.loads((out / "detections.json").read_text())
+    assert max(records, key=lambda r: r["score"])["category_name"] == "cup"
+
+
 def test_detect_help_explains_every_option(capsys) -> None:
     try:
         main(["detect", "--help"])

@@ -59,11 +59,13 @@ def device_from_args(args: argparse.Namespace) -> torch.device:
 def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
     """The model that --model and --weights name, in eval mode, and its class names (from a
     checkpoint, else --classes when the command has it, else COCO's for 80 classes)."""
-    weights = args.weights
+    weights, cfg = args.weights, args.model
     if weights is None:
-        weights = args.model or DEFAULT_MODEL
+        weights = cfg or DEFAULT_MODEL
         weights = weights if weights in BUILTIN_CFGS else None
-    model, names = load_model(args.model, weights)
+    elif cfg is None and weights in BUILTIN_CFGS:  # official weights name their network
+        cfg = weights
+    model, names = load_model(cfg, weights)
     if names is None or getattr(args, "classes", None):
         names = default_names(model.num_classes, getattr(args, "classes", None))
     return model, names
