@@ -135,8 +135,8 @@ def test_checkpoint_of_another_network_than_model(command, files, tmp_path, caps
 
 @pytest.mark.parametrize("command", ["detect", "val", "export"])
 def test_checkpoint_brings_its_own_network(command, files, tmp_path, capsys) -> None:
-    code, out, err = run(capsys, *model_command(command, files, tmp_path),
-                         "--weights", files["tiny.pt"])
+    code, _, err = run(capsys, *model_command(command, files, tmp_path),
+                       "--weights", files["tiny.pt"])
     assert code == 0, err
     if command == "export":  # the graph is yolov3-tiny's, with its three classes
         import onnx
