@@ -49,6 +49,22 @@ def test_official_weights_name_their_network(photos, tiny_weights, tmp_path) -> 
     assert max(records, key=lambda r: r["score"])["category_name"] == "cup"
 
 
+def test_threads_option_sets_the_engines_thread_count(photos, tiny_weights, tmp_path,
+                                                      capsys) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        args = ["detect", str(photos["coffee"]), "--weights", "yolov3-tiny", "--out",
+                str(tmp_path)]
+        assert main([*args, "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main([*args, "--threads", "0"]) == 1
+        assert "--threads 0: give at least 1" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_detect_help_explains_every_option(capsys) -> None:
     try:
         main(["detect", "--help"])
@@ -56,7 +72,7 @@ def test_detect_help_explains_every_option(capsys) -> None:
         assert exc.code == 0
     text = capsys.readouterr().out
     for option in ("--model", "--weights", "--img-size", "--conf", "--iou", "--classes",
-                   "--device", "--out", "--single-label"):
+                   "--device", "--out", "--single-label", "--threads"):
         assert option in text
 
 

@@ -19,7 +19,7 @@ from yolov3.cli.common import (
     model_from_args,
 )
 from yolov3.data.images import list_images
-from yolov3.errors import DataError
+from yolov3.errors import DataError, YoloError
 from yolov3.fileio import writable_dir
 from yolov3.inference import Letterbox, letterbox, load_image
 from yolov3.inference.backends import BACKENDS, make_detector
@@ -41,9 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "--conf, as darknet does)")
     p.add_argument("--classes", default=None, metavar="FILE",
                    help="class names, one per line (default: COCO's 80 names for 80 classes)")
-    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="images per forward pass (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0,
-                   help="processes that decode and letterbox images ahead of the model")
+                   help="processes that decode and letterbox images ahead of the model "
+                   "(default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of the engine, torch or onnxruntime (default: PyTorch's, "
+                   "which follows OMP_NUM_THREADS, else one per core)")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
                    help="engine: torch (batch norm folded into the convolutions) or "
                    "onnxruntime (CPU; the model is exported to ONNX first) (default: %(default)s)")
@@ -104,6 +109,10 @@ def _output_name(path: Path, used: set[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     check_img_size(args.img_size)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise YoloError(f"--threads {args.threads}: give at least 1")
+        torch.set_num_threads(args.threads)  # ONNX Runtime's sessions take the same count
     files = collect_images(args.paths)
     device = device_from_args(args)
     model, names = model_from_args(args)
