@@ -192,6 +192,18 @@ def test_eval_transform_is_the_detectors_letterbox():
     assert torch.allclose(back, torch.from_numpy(sample.boxes), atol=1e-3)
 
 
+@pytest.mark.parametrize("image_hw", [(1000, 7), (300, 4000), (480, 640)])
+def test_letterbox_maps_back_on_each_axis(image_hw):
+    # an elongated image's short side is rounded to whole pixels, so each axis has its scale
+    _, info = letterbox(np.zeros((*image_hw, 3), np.uint8), (416, 416))
+    h, w = image_hw
+    box = torch.tensor([[w / 4, h / 4, 3 * w / 4, 3 * h / 4]], dtype=torch.float64)
+    placed = box * torch.tensor([info.scale_x, info.scale_y] * 2) + torch.tensor(
+        [info.pad_x, info.pad_y] * 2)
+    torch.testing.assert_close(info.to_image(placed), box)
+    assert info.to_image(torch.tensor([[0.0, 0.0, 416.0, 416.0]])).tolist() == [[0, 0, w, h]]
+
+
 def test_same_generator_same_result_and_empty_samples():
     sample = rectangles_sample(np.random.default_rng(2))
     a = TrainTransform()(sample, (352, 352), np.random.default_rng(11))

@@ -65,6 +65,19 @@ def test_threads_option_sets_the_engines_thread_count(photos, tiny_weights, tmp_
         torch.set_num_threads(before)
 
 
+def test_16_bit_and_float_grey_photos_read_as_their_8_bit_pixels(photos, tmp_path) -> None:
+    from yolov3.inference import load_image
+
+    grey = np.asarray(Image.open(photos["astronaut"]).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "grey8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")  # mode I;16
+    Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "grey.tif")  # mode F
+    expected = load_image(tmp_path / "grey8.png")
+    assert expected.std() > 20  # a photo, not a flat image
+    for name in ("grey16.png", "grey.tif"):
+        np.testing.assert_array_equal(load_image(tmp_path / name), expected, err_msg=name)
+
+
 def test_detect_help_explains_every_option(capsys) -> None:
     try:
         main(["detect", "--help"])

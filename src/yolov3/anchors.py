@@ -61,8 +61,9 @@ def box_shapes(dataset: DetectionDataset, img_size: int = 416) -> np.ndarray:
     parts = []
     for i in range(len(dataset)):
         ann = dataset.annotations(i)
-        scale = letterbox_geometry(ann.size, input_hw)[2].scale
-        wh = (ann.boxes[:, 2:] - ann.boxes[:, :2]).astype(np.float64) * scale
+        placed = letterbox_geometry(ann.size, input_hw)[2]
+        wh = (ann.boxes[:, 2:] - ann.boxes[:, :2]).astype(np.float64) * [placed.scale_x,
+                                                                          placed.scale_y]
         parts.append(wh[~ann.ignore])
     shapes = np.concatenate([np.zeros((0, 2)), *parts])
     return shapes[(shapes >= MIN_SIZE).all(axis=1)]

@@ -204,6 +204,6 @@ class EvalTransform:
     ) -> tuple[Tensor, Tensor]:
         """The letterboxed network input of ``input_hw`` and its targets."""
         image, info = letterbox(sample.image, input_hw)
-        targets = place_boxes(sample, (info.scale, info.scale), (info.pad_x, info.pad_y),
+        targets = place_boxes(sample, (info.scale_x, info.scale_y), (info.pad_x, info.pad_y),
                               input_hw, max_labels=self.max_labels)
         return image, targets

@@ -19,16 +19,34 @@ PIL_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, Val
               SyntaxError)
 
 
+def _eight_bit_grey(im: Image.Image) -> Image.Image:
+    """A 16-bit grey image (modes ``I;16*``, and ``I`` with values above 255) as 8 bits, its
+    top byte, as darknet's image loader keeps it; a float image (``F``) from [0, 1], or from
+    [0, 255] when its values go above 1. (Pillow's own conversion clips every value above 255
+    to white.)"""
+    values = np.asarray(im)
+    if im.mode == "F":
+        values = values * 255 if values.size and np.nanmax(values) <= 1 else values
+        return Image.fromarray(np.nan_to_num(values).clip(0, 255).astype(np.uint8))
+    values = values.astype(np.int64).clip(0, 65535)
+    if im.mode != "I" or values.max(initial=0) > 255:  # mode I may hold 8-bit values
+        values >>= 8
+    return Image.fromarray(values.astype(np.uint8))
+
+
 def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array.
 
     With ``exif_transpose`` the EXIF orientation is applied, so the pixels are those a person sees.
+    16-bit and float grey images are brought to 8 bits first (see :func:`_eight_bit_grey`).
     """
     try:
         with Image.open(path) as im:
             im.load()
             if exif_transpose:
                 im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I") or im.mode == "F":
+                im = _eight_bit_grey(im)
             return np.array(im.convert("RGB"))
     except PIL_ERRORS as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
@@ -36,18 +54,23 @@ def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How an image was placed in the network input: ``input = image * scale + (pad_x, pad_y)``."""
+    """How an image was placed in the network input: ``input_x = image_x * scale_x + pad_x``
+    and ``input_y = image_y * scale_y + pad_y``. The two scales differ only by the rounding of
+    the resized side to whole pixels, which matters for very elongated images."""
 
-    scale: float
+    scale_x: float
+    scale_y: float
     pad_x: float
     pad_y: float
     image_hw: tuple[int, int]
 
     def to_image(self, boxes_xyxy: Tensor) -> Tensor:
-        """Map (n, 4) x1, y1, x2, y2 boxes from network-input pixels to image pixels, clipped."""
+        """Map (n, 4) x1, y1, x2, y2 boxes from network-input pixels to image pixels, clipped
+        (darknet's ``correct_yolo_boxes``)."""
         h, w = self.image_hw
         pad = boxes_xyxy.new_tensor([self.pad_x, self.pad_y, self.pad_x, self.pad_y])
-        out = (boxes_xyxy - pad) / self.scale
+        scale = boxes_xyxy.new_tensor([self.scale_x, self.scale_y, self.scale_x, self.scale_y])
+        out = (boxes_xyxy - pad) / scale
         limit = boxes_xyxy.new_tensor([w, h, w, h])
         return torch.minimum(out.clamp(min=0), limit)
 
@@ -64,7 +87,7 @@ def letterbox_geometry(
         new_h, new_w = in_h, int(w * in_h / h)
     new_h, new_w = max(new_h, 1), max(new_w, 1)
     pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
-    return new_h, new_w, Letterbox(new_w / w, float(pad_x), float(pad_y), (h, w))
+    return new_h, new_w, Letterbox(new_w / w, new_h / h, float(pad_x), float(pad_y), (h, w))
 
 
 def letterbox(image: np.ndarray | Tensor, input_hw: tuple[int, int]) -> tuple[Tensor, Letterbox]:
