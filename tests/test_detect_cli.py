@@ -78,6 +78,24 @@ def test_16_bit_and_float_grey_photos_read_as_their_8_bit_pixels(photos, tmp_pat
         np.testing.assert_array_equal(load_image(tmp_path / name), expected, err_msg=name)
 
 
+def test_detect_never_overwrites_or_rereads_its_inputs(photos, tiny_weights, tmp_path,
+                                                       capsys) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(photos["coffee"], folder / "coffee.png")
+    before = (folder / "coffee.png").read_bytes()
+    weights = ["--weights", "yolov3-tiny", "--img-size", "160"]
+    assert main(["detect", str(folder), *weights, "--out", str(folder)]) == 1
+    assert "the annotated copies would overwrite the inputs" in capsys.readouterr().err
+    assert (folder / "coffee.png").read_bytes() == before
+    inside = folder / "det"
+    for _ in range(2):  # the second run does not detect on the first run's pictures
+        assert main(["detect", str(folder), *weights, "--out", str(inside)]) == 0
+    printed = capsys.readouterr().out
+    assert "left out 1 files under --out" in printed
+    assert sorted(p.name for p in inside.iterdir()) == ["coffee.png", "detections.json"]
+
+
 def test_detect_help_explains_every_option(capsys) -> None:
     try:
         main(["detect", "--help"])

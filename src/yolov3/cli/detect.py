@@ -58,13 +58,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def collect_images(paths: list[str]) -> list[Path]:
-    """Image files named directly, and the image files found under named folders, sorted."""
+def collect_images(paths: list[str], out: Path) -> tuple[list[Path], int]:
+    """Image files named directly, and the image files found under named folders, sorted; and
+    how many files of those folders were left out because they lie under the output folder
+    ``out`` (an earlier run's annotated copies)."""
+    out = out.resolve()
     found: list[Path] = []
+    earlier = 0
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += list_images(path)
+            images = list_images(path)
+            if path.resolve() in out.parents:
+                kept = [f for f in images if out not in f.resolve().parents]
+                earlier += len(images) - len(kept)
+                images = kept
+            found += images
         elif path.is_file():
             found.append(path)
         else:
@@ -72,7 +81,11 @@ def collect_images(paths: list[str]) -> list[Path]:
     if not found:
         raise DataError(f"no images found in {', '.join(paths)} (looked for the file types "
                         "Pillow reads: jpg, png, bmp, webp, tif, ...)")
-    return found
+    clash = next((f for f in found if f.resolve().parent == out), None)
+    if clash is not None:
+        raise YoloError(f"--out {out} holds the input image {clash}: the annotated copies would "
+                        "overwrite the inputs; choose another --out")
+    return found, earlier
 
 
 class _ImageFiles(Dataset):
@@ -113,7 +126,9 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise YoloError(f"--threads {args.threads}: give at least 1")
         torch.set_num_threads(args.threads)  # ONNX Runtime's sessions take the same count
-    files = collect_images(args.paths)
+    files, earlier = collect_images(args.paths, Path(args.out))
+    if earlier:
+        print(f"left out {earlier} files under --out {args.out} (earlier results)")
     device = device_from_args(args)
     model, names = model_from_args(args)
     detector = make_detector(model, args.backend, args.img_size, args.conf, args.iou,
