@@ -106,9 +106,8 @@ MODEL_COMMANDS = ["detect", "val", "export", "train"]
     ("latin1.cfg", "cannot read the cfg"),
 ])
 def test_bad_cfg(command, cfg, expected, files, tmp_path, capsys) -> None:
-    weights = ["--weights", "none"] if command == "train" else []
     code, _, err = run(capsys, *model_command(command, files, tmp_path),
-                       "--model", files[cfg], *weights)
+                       "--model", files[cfg], "--weights", "none")
     assert_one_clear_error(code, err, command, str(files[cfg]), expected)
 
 
@@ -122,6 +121,14 @@ def test_bad_weights(command, weights, expected, files, tmp_path, capsys) -> Non
     code, _, err = run(capsys, *model_command(command, files, tmp_path),
                        "--model", files["micro.cfg"], "--weights", files[weights])
     assert_one_clear_error(code, err, command, str(files[weights]), expected)
+
+
+@pytest.mark.parametrize("command", ["detect", "val", "export"])
+def test_a_cfg_without_weights_is_refused(command, files, tmp_path, capsys) -> None:
+    code, _, err = run(capsys, *model_command(command, files, tmp_path),
+                       "--model", files["micro.cfg"])
+    assert_one_clear_error(code, err, command, f"--model {files['micro.cfg']} has no official "
+                           "weights", "--weights none")
 
 
 @pytest.mark.parametrize("command", MODEL_COMMANDS)
@@ -196,7 +203,8 @@ def test_training_config_that_is_not_utf8(files, tmp_path, capsys) -> None:
 # --- datasets -------------------------------------------------------------------------------
 
 DATASET_COMMANDS = {
-    "val": lambda data, out, f: ["val", "--data", data, "--model", f["micro.cfg"], "--classes",
+    "val": lambda data, out, f: ["val", "--data", data, "--model", f["micro.cfg"],
+                                 "--weights", "none", "--classes",
                                  f["names.txt"], "--img-size", 64, "--workers", 0, "--out", out],
     "train": lambda data, out, f: ["train", "--data", data, "--model", f["micro.cfg"],
                                    "--weights", "none", "--out", out, "--max-iter", 1,
@@ -300,7 +308,8 @@ def test_convert_with_strict_stops_at_a_bad_label(files, tmp_path, capsys) -> No
 
 
 def test_detect_on_missing_and_corrupt_images(files, tmp_path, capsys) -> None:
-    model = ["--model", files["micro.cfg"], "--img-size", 64, "--out", tmp_path]
+    model = ["--model", files["micro.cfg"], "--weights", "none", "--img-size", 64, "--out",
+             tmp_path]
     code, _, err = run(capsys, "detect", tmp_path / "nope.jpg", *model)
     assert_one_clear_error(code, err, "detect", f"{tmp_path / 'nope.jpg'}: no such file")
     code, out, err = run(capsys, "detect", files["corrupt.jpg"], *model)
@@ -328,10 +337,10 @@ def unwritable(request, files, tmp_path) -> Path:
 
 OUTPUT_COMMANDS = {
     "detect": lambda out, f: ["detect", f["photo.png"], "--model", f["micro.cfg"],
-                              "--img-size", 64, "--out", out],
+                              "--weights", "none", "--img-size", 64, "--out", out],
     "val": lambda out, f: DATASET_COMMANDS["val"](f["yolo"], out, f),
-    "export": lambda out, f: ["export", "--model", f["micro.cfg"], "--img-size", 64, "--out",
-                              out / "model.onnx"],
+    "export": lambda out, f: ["export", "--model", f["micro.cfg"], "--weights", "none",
+                              "--img-size", 64, "--out", out / "model.onnx"],
     "data": lambda out, f: ["data", "convert", f["yolo"], "--to", "coco", "--out", out],
     "check": lambda out, f: ["data", "check", f["yolo"], "--fix-report", out / "report.json"],
     "train": lambda out, f: DATASET_COMMANDS["train"](f["yolo"], out, f),

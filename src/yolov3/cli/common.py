@@ -22,8 +22,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights", default=None, metavar="NAME|FILE",
-        help=f"darknet .weights file, or an official name fetched and cached on first use "
-        f"({', '.join(PRETRAINED)}); default: the official weights of a built-in --model",
+        help=f"darknet .weights file, a yolov3 checkpoint (.pt), an official name fetched and "
+        f"cached on first use ({', '.join(PRETRAINED)}), or none (untrained); default: the "
+        "official weights of a built-in --model",
     )
     parser.add_argument(
         "--device", default="cpu", metavar="cpu|cuda",
@@ -62,7 +63,11 @@ def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
     weights, cfg = args.weights, args.model
     if weights is None:
         weights = cfg or DEFAULT_MODEL
-        weights = weights if weights in BUILTIN_CFGS else None
+        if weights not in BUILTIN_CFGS:
+            raise YoloError(f"--model {cfg} has no official weights: give --weights FILE (or "
+                            "--weights none for an untrained network)")
+    elif weights.lower() == "none":
+        weights = None
     elif cfg is None and weights in BUILTIN_CFGS:  # official weights name their network
         cfg = weights
     model, names = load_model(cfg, weights)

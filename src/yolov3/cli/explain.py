@@ -26,7 +26,6 @@ from yolov3.data.yolo_txt import parse_label_file
 from yolov3.errors import DataError
 from yolov3.inference.letterbox import load_image
 from yolov3.model.darknet import Darknet
-from yolov3.pretrained import load_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -103,11 +102,7 @@ def _untrained(args: argparse.Namespace) -> bool:
 
 def _model(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
     """The model of --model / --weights ('none': random initialisation) on --device."""
-    if _untrained(args):
-        model = load_model(args.model, None)[0]
-        names = default_names(model.num_classes, args.classes)
-    else:
-        model, names = model_from_args(args)
+    model, names = model_from_args(args)
     return model.to(device_from_args(args)), names
 
 
