@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
+
+import yaml
 
 from yolov3.errors import YoloError
 from yolov3.fileio import writable_dir
@@ -62,20 +65,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/train", metavar="DIR",
                    help="output folder (default: %(default)s)")
     p.add_argument("--resume", metavar="DIR",
-                   help="continue the run in DIR from its last.pt (its config, plus any "
-                   "options given here)")
+                   help="continue the run in DIR from its last.pt (its config, changed by "
+                   "--config FILE and the options given here)")
     p.set_defaults(run=run)
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:
-    """The options given on the command line as ``key=value`` config overrides, in order."""
+    """The options given on the command line as ``key=value`` config overrides, in order.
+
+    A text option is quoted, so that it stays the text given (the override's value is read as
+    YAML, which would make ``--data 2024-05-01`` a date and ``--data on`` a boolean); only
+    ``--weights none`` means null."""
     out = []
     for option, key in SHORTHANDS.items():
         value = getattr(args, option)
-        if value is not None:
-            if option == "weights" and str(value).lower() == "none":
-                value = "null"
-            out.append(f"{key}={value}")
+        if value is None:
+            continue
+        if option == "weights" and value.lower() == "none":
+            text = "null"
+        elif isinstance(value, str):
+            text = yaml.safe_dump(value, default_style='"', width=math.inf,
+                                  allow_unicode=True).rstrip("\n")
+        else:
+            text = str(value)
+        out.append(f"{key}={text}")
     return out + list(args.set)
 
 
@@ -91,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         if not last.is_file():
             raise YoloError(f"--resume {out}: no last.pt there to resume from")
         payload = load_checkpoint(last, keys=("config", "optimizer", "state"))
-        config = load_config(None, overrides, saved=(payload["config"], str(last)))
+        config = load_config(args.config, overrides, saved=(payload["config"], str(last)))
     else:
         out = writable_dir(args.out)
         config = load_config(args.config, overrides)

@@ -84,6 +84,25 @@ def _categories(path: Path, data: dict[str, Any]) -> tuple[list[int], list[str]]
     return ids, [str(c["name"]) for c in cats]
 
 
+#: What :func:`annotation_fields` raises for a malformed annotation.
+MALFORMED_ANNOTATION = (AttributeError, KeyError, TypeError, ValueError)
+
+
+def annotation_fields(a: Any) -> tuple[Any, Any, list[float], bool]:
+    """The ``image_id``, ``category_id``, ``bbox`` (x, y, w, h) and crowd flag of annotation
+    ``a``; one of :data:`MALFORMED_ANNOTATION` when it is not an object with a (hashable)
+    image_id and category_id and a 4-number bbox. The reader skips and reports such an
+    annotation, and the metric's ground truth leaves it out."""
+    if not isinstance(a, dict):
+        raise TypeError(f"not an object but {type(a).__name__}")
+    image_id, category_id = a["image_id"], a["category_id"]
+    hash(image_id), hash(category_id)  # ids look things up: a list or an object cannot be one
+    bbox = [float(v) for v in a["bbox"]]
+    if len(bbox) != 4:
+        raise ValueError(f"bbox has {len(bbox)} numbers, not 4")
+    return image_id, category_id, bbox, bool(a.get("iscrowd", 0))
+
+
 class CocoDataset(DetectionDataset):
     """A COCO annotation file. The categories, sorted by id, are the contiguous classes 0..C-1
     (``category_ids`` maps back). ``iscrowd`` boxes are kept with ``ignore`` set; boxes under
@@ -162,12 +181,12 @@ class CocoDataset(DetectionDataset):
         malformed = np.zeros(n, bool)
         for j, a in enumerate(anns):
             try:
-                ann_ids[j] = a.get("id", f"#{j}")
+                ann_ids[j] = a.get("id", f"#{j}") if isinstance(a, dict) else f"#{j}"
+                # the image first: a malformed annotation of a known image skips that image
                 img[j] = index.get(a["image_id"], -1)
-                label[j] = label_of.get(a["category_id"], -1)
-                xywh[j] = [float(v) for v in a["bbox"]]
-                crowd[j] = bool(a.get("iscrowd", 0))
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                _, category_id, xywh[j], crowd[j] = annotation_fields(a)
+                label[j] = label_of.get(category_id, -1)
+            except MALFORMED_ANNOTATION as exc:
                 malformed[j] = True
                 problems.add(f"{path}: annotation #{j} (id {ann_ids[j]}): malformed "
                              f"({type(exc).__name__}: {exc}); needs image_id, category_id and a "
@@ -200,13 +219,17 @@ class CocoDataset(DetectionDataset):
         ground truth: COCO's own ``area`` (of the segmentation) and crowd regions kept."""
         data = read_coco_json(self.source)
         kept = set(self.image_ids.tolist())
-        renumber = any("id" not in a for a in data["annotations"])
-        anns = []
+        valid = []  # those the reader did not skip as malformed (it reported them)
         for k, a in enumerate(data["annotations"]):
-            if a["image_id"] in kept:
-                w, h = a["bbox"][2:]
-                anns.append({**a, "id": k + 1 if renumber else a["id"],
-                             "area": a.get("area", w * h), "iscrowd": a.get("iscrowd", 0)})
+            try:
+                image_id, _, bbox, _ = annotation_fields(a)
+            except MALFORMED_ANNOTATION:
+                continue
+            if image_id in kept:
+                valid.append((k, a, bbox[2] * bbox[3]))
+        renumber = any("id" not in a for _, a, _ in valid)
+        anns = [{**a, "id": k + 1 if renumber else a["id"], "area": a.get("area", area),
+                 "iscrowd": a.get("iscrowd", 0)} for k, a, area in valid]
         return {
             "images": [im for im in data["images"] if im["id"] in kept],
             "annotations": anns,

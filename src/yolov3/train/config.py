@@ -9,6 +9,7 @@ Unknown keys and values of the wrong type are errors that name the key and where
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -146,13 +147,14 @@ def load_config(
     """The preset, updated by the YAML file ``path`` (a file, or the name of a packaged config)
     and then by ``overrides`` such as ``optimizer.lr=0.002`` or ``schedule.steps=[1000,2000]``
     (values are read as YAML). ``saved`` is a config stored in a checkpoint, with the name of
-    its file, which replaces the preset and ``path`` (a resumed run)."""
+    its file, which replaces the preset (a resumed run): ``path`` and ``overrides`` then change
+    the saved values, in that order."""
     data: dict[str, Any] = {}
     base = preset_path(BASE_PRESET)
     _merge(data, _read_yaml(base), TrainConfig, str(base))
     if saved is not None:
         _merge(data, saved[0], TrainConfig, saved[1])
-    elif path is not None:
+    if path is not None:
         file = Path(path)
         if not file.is_file() and preset_path(str(path)).is_file():
             file = preset_path(str(path))
@@ -277,8 +279,37 @@ def _validate(config: TrainConfig) -> None:
             f"schedule.steps has {len(sched.steps)} values and schedule.scales "
             f"{len(sched.scales)}; give one scale per step"
         )
-    if sched.burn_in < 0:
-        problems.append(f"schedule.burn_in must be >= 0, got {sched.burn_in}")
+    run = config.train
+    at_least = {
+        "model.freeze": (config.model.freeze, 0),
+        "data.max_labels": (config.data.max_labels, 1),
+        "schedule.burn_in": (sched.burn_in, 0),
+        "schedule.max_iter": (sched.max_iter, 1),
+        "multiscale.interval": (ms.interval, 0),
+        "train.seed": (run.seed, 0),
+        "train.workers": (run.workers, 0),
+        "train.eval_interval": (run.eval_interval, 0),
+        "train.checkpoint_interval": (run.checkpoint_interval, 0),
+        "train.log_interval": (run.log_interval, 1),
+        "train.max_nonfinite": (run.max_nonfinite, 1),
+    }
+    for name, (value, low) in at_least.items():
+        if value < low:
+            problems.append(f"{name} must be >= {low}, got {value}")
+    if run.seed >= 2**63:
+        problems.append(f"train.seed must be < 2**63, got {run.seed}")
+    if not (math.isfinite(opt.lr) and opt.lr > 0):
+        problems.append(f"optimizer.lr must be a number > 0, got {opt.lr}")
+    if not 0 <= opt.momentum < 1:
+        problems.append(f"optimizer.momentum must be >= 0 and < 1, got {opt.momentum}")
+    if not (math.isfinite(opt.decay) and opt.decay >= 0):
+        problems.append(f"optimizer.decay must be a number >= 0, got {opt.decay}")
+    if not (math.isfinite(run.time_limit) and run.time_limit >= 0):
+        problems.append(f"train.time_limit must be a number of seconds >= 0 (0: none), "
+                        f"got {run.time_limit}")
+    device_problem = _device_problem(run.device)
+    if device_problem:
+        problems.append(device_problem)
     sizes = {
         "data.img_size": config.data.img_size,
         "multiscale.min_size": ms.min_size,
@@ -295,3 +326,14 @@ def _validate(config: TrainConfig) -> None:
         problems.append("multiscale.min_size must not exceed multiscale.max_size")
     if problems:
         raise ConfigError("config: " + "; ".join(problems))
+
+
+def _device_problem(device: str) -> str | None:
+    """Why ``train.device`` is not a device torch knows (None: it is)."""
+    import torch  # here, so that reading a config does not need torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        return f"train.device '{device}' is not a device: {exc} (use cpu, cuda or cuda:N)"
+    return None

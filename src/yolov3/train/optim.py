@@ -52,6 +52,22 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> SGD:
     )
 
 
+def apply_optimizer_config(optimizer: Optimizer, model: nn.Module, cfg: OptimizerConfig) -> None:
+    """Give the groups of ``optimizer`` (made by :func:`build_optimizer` for ``model``, then
+    perhaps loaded from a checkpoint, which brings the saved run's values) the momentum and
+    weight decay that :func:`build_optimizer` gives them for ``cfg``: a resumed run uses its
+    current config. The learning rate is set by every iteration and the state is kept."""
+    fresh = build_optimizer(model, cfg).param_groups
+    if len(fresh) != len(optimizer.param_groups):
+        raise ValueError(f"the optimiser has {len(optimizer.param_groups)} parameter groups, "
+                         f"expected {len(fresh)}")
+    for group, new in zip(optimizer.param_groups, fresh, strict=True):
+        if [id(p) for p in group["params"]] != [id(p) for p in new["params"]]:
+            raise ValueError("the optimiser's parameter groups are not this model's")
+        group["momentum"] = new["momentum"]
+        group["weight_decay"] = new["weight_decay"]
+
+
 def lr_factor(iteration: int, schedule: ScheduleConfig) -> float:
     """Darknet's learning-rate factor at ``iteration`` (``get_current_rate`` / learning_rate):
     ``(iteration / burn_in) ** burn_in_power`` during burn-in, then the product of the

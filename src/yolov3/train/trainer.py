@@ -41,7 +41,12 @@ from yolov3.pretrained import load_pretrained
 from yolov3.train.config import AMP_DTYPES, TrainConfig
 from yolov3.train.datasets import open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
-from yolov3.train.optim import StepOptions, build_optimizer, train_iteration
+from yolov3.train.optim import (
+    StepOptions,
+    apply_optimizer_config,
+    build_optimizer,
+    train_iteration,
+)
 from yolov3.train.report import LOSS_PARTS, plot_curves, write_json
 
 log = logging.getLogger("yolov3")
@@ -154,6 +159,8 @@ class Trainer:
             raise YoloError(f"{path}: the checkpoint does not fit this model ({exc})") from None
         try:
             self.optimizer.load_state_dict(payload["optimizer"])
+            # The checkpoint brings the saved run's momentum and decay; the config may differ.
+            apply_optimizer_config(self.optimizer, self.model, self.config.optimizer)
             self.state = TrainState(**payload["state"])
         except (ValueError, TypeError, KeyError) as exc:
             raise YoloError(f"{path}: its optimiser or training state does not fit this run "
