@@ -123,6 +123,31 @@ def test_bad_weights(command, weights, expected, files, tmp_path, capsys) -> Non
     assert_one_clear_error(code, err, command, str(files[weights]), expected)
 
 
+@pytest.mark.parametrize(("command", "option", "expected"), [
+    ("detect", ["--batch-size", 0], "argument --batch-size: must be at least 1, got 0"),
+    ("detect", ["--workers", -1], "argument --workers: must be at least 0, got -1"),
+    ("val", ["--batch-size", -2], "argument --batch-size: must be at least 1, got -2"),
+    ("val", ["--workers", -1], "argument --workers: must be at least 0, got -1"),
+    ("export", ["--batch", 0], "argument --batch: must be at least 1, got 0"),
+])
+def test_counts_below_their_minimum(command, option, expected, files, tmp_path,
+                                    capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in (*model_command(command, files, tmp_path), *option)])
+    assert_one_clear_error(exit_.value.code, capsys.readouterr().err, command, expected)
+
+
+@pytest.mark.parametrize("command", ["detect", "val", "export"])
+def test_unknown_device_and_export_size(command, files, tmp_path, capsys) -> None:
+    code, _, err = run(capsys, *model_command(command, files, tmp_path), "--model",
+                       files["micro.cfg"], "--weights", "none", "--device", "gpu")
+    assert_one_clear_error(code, err, command, "--device gpu is not a device")
+    if command == "export":  # its --img-size gets the same check as detect's and val's
+        code, _, err = run(capsys, "export", "--model", files["micro.cfg"], "--weights",
+                           "none", "--img-size", 0, "--out", tmp_path / "m.onnx")
+        assert_one_clear_error(code, err, "export", "--img-size 0 is not a multiple of 32")
+
+
 @pytest.mark.parametrize("command", ["detect", "val", "export"])
 def test_a_cfg_without_weights_is_refused(command, files, tmp_path, capsys) -> None:
     code, _, err = run(capsys, *model_command(command, files, tmp_path),

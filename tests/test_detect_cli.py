@@ -6,6 +6,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from yolov3.cli.main import main
@@ -59,8 +60,10 @@ def test_threads_option_sets_the_engines_thread_count(photos, tiny_weights, tmp_
                 str(tmp_path)]
         assert main([*args, "--threads", "1"]) == 0
         assert torch.get_num_threads() == 1
-        assert main([*args, "--threads", "0"]) == 1
-        assert "--threads 0: give at least 1" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exit_:  # argparse's own error and status
+            main([*args, "--threads", "0"])
+        assert exit_.value.code == 2
+        assert "argument --threads: must be at least 1, got 0" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
 

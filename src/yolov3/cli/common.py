@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +44,17 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float) -> None:
                         help="IoU threshold of the per-class NMS (default: %(default)s)")
 
 
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number no smaller than ``minimum``."""
+    def integer(text: str) -> int:
+        value = int(text)  # argparse turns a ValueError into "invalid integer value"
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return integer
+
+
 def check_img_size(size: int) -> int:
     """``--img-size`` as the network takes it: a positive multiple of its total stride, 32."""
     if size <= 0 or size % 32:
@@ -51,7 +63,11 @@ def check_img_size(size: int) -> int:
 
 
 def device_from_args(args: argparse.Namespace) -> torch.device:
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise YoloError(f"--device {args.device} is not a device: use cpu, cuda or "
+                        "cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise YoloError("--device cuda was asked for but no CUDA GPU is available; use cpu")
     return device

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from yolov3.cli.common import (
     add_detection_args,
     add_model_args,
+    at_least,
     check_img_size,
     device_from_args,
     model_from_args,
@@ -41,12 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "--conf, as darknet does)")
     p.add_argument("--classes", default=None, metavar="FILE",
                    help="class names, one per line (default: COCO's 80 names for 80 classes)")
-    p.add_argument("--batch-size", type=int, default=1,
+    p.add_argument("--batch-size", type=at_least(1), default=1,
                    help="images per forward pass (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=at_least(0), default=0,
                    help="processes that decode and letterbox images ahead of the model "
                    "(default: %(default)s)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=at_least(1), default=None,
                    help="CPU threads of the engine, torch or onnxruntime (default: PyTorch's, "
                    "which follows OMP_NUM_THREADS, else one per core)")
     p.add_argument("--backend", choices=BACKENDS, default="torch",
@@ -123,8 +124,6 @@ def _output_name(path: Path, used: set[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     check_img_size(args.img_size)
     if args.threads is not None:
-        if args.threads < 1:
-            raise YoloError(f"--threads {args.threads}: give at least 1")
         torch.set_num_threads(args.threads)  # ONNX Runtime's sessions take the same count
     files, earlier = collect_images(args.paths, Path(args.out))
     if earlier:

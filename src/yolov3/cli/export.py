@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from yolov3.cli.common import add_model_args, device_from_args, model_from_args, model_label
+from yolov3.cli.common import (
+    add_model_args,
+    at_least,
+    check_img_size,
+    device_from_args,
+    model_from_args,
+    model_label,
+)
 from yolov3.errors import YoloError
 from yolov3.export import FORMATS, export_onnx, export_torchscript
 from yolov3.fileio import writable_dir
@@ -27,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(torch.jit.load) (default: %(default)s)")
     p.add_argument("--img-size", type=int, default=416,
                    help="input size, a multiple of 32 (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default: %(default)s)")
+    p.add_argument("--batch", type=at_least(1), default=1, help="batch size (default: %(default)s)")
     p.add_argument("--dynamic", action="store_true",
                    help="ONNX: leave batch, height and width free")
     p.add_argument("--half", action="store_true",
@@ -42,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_img_size(args.img_size)
     if args.format == "torchscript" and (args.dynamic or args.include_nms):
         raise YoloError("--dynamic and --include-nms are ONNX options; drop them or use "
                         "--format onnx")

@@ -7,6 +7,7 @@ import argparse
 from yolov3.cli.common import (
     add_detection_args,
     add_model_args,
+    at_least,
     check_img_size,
     device_from_args,
     model_from_args,
@@ -37,9 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "dataset's (default: COCO's names for 80 classes); classes are matched by "
                    "name")
     add_detection_args(p, conf=0.005)
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass "
+    p.add_argument("--batch-size", type=at_least(1), default=8, help="images per forward pass "
                    "(default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2,
+    p.add_argument("--workers", type=at_least(0), default=2,
                    help="processes that decode and letterbox images (default: %(default)s)")
     p.add_argument("--out", default="runs/val", metavar="DIR",
                    help="output folder (default: %(default)s)")
