@@ -28,6 +28,13 @@ def test_checkpoint_rebuilds_model_and_names(tmp_path) -> None:
             torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
 
 
+def test_checkpoint_whose_names_do_not_match_its_classes_is_an_error(tmp_path) -> None:
+    path = tmp_path / "short.pt"
+    save_checkpoint(path, yolov3.build_model("yolov3-tiny", num_classes=3), ["cat", "dog"])
+    with pytest.raises(WeightsError, match="names 2 classes but its network has 3"):
+        load_model(None, path)
+
+
 def test_checkpoint_of_another_network_than_the_cfg_is_an_error(tmp_path) -> None:
     path = tmp_path / "last.pt"
     save_checkpoint(path, yolov3.build_model("yolov3-tiny", num_classes=2), ["cat", "dog"])
@@ -48,8 +55,9 @@ def test_pickle_with_code_is_refused_and_does_not_run(tmp_path) -> None:
         os.remove(marker)
     evil = tmp_path / "evil.pt"
     torch.save({"format": "yolov3-checkpoint", "model": _Payload()}, evil)
-    with pytest.raises(WeightsError, match="refused to load"):
+    with pytest.raises(WeightsError, match="refused to load") as refused:
         load_checkpoint(evil)
+    assert "\x1b" not in str(refused.value)  # torch's message without its terminal colours
     assert not os.path.exists(marker)
     with pytest.raises(WeightsError, match="refused to load"):
         load_model("yolov3-tiny", evil)

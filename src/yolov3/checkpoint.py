@@ -9,6 +9,7 @@ It carries the model's cfg text, so a checkpoint alone rebuilds its network.
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,8 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, A
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """The first line of an exception's message, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -118,5 +120,8 @@ def model_from_checkpoint(payload: dict[str, Any], source: str | Path = "<checkp
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:
         raise WeightsError(f"{source}: the weights do not fit the embedded cfg ({exc})") from None
+    if len(payload["names"]) != model.num_classes:
+        raise WeightsError(f"{source}: the checkpoint names {len(payload['names'])} classes but "
+                           f"its network has {model.num_classes}; it is damaged")
     model.seen = int(payload.get("seen", 0))
     return model.eval()
