@@ -1,6 +1,7 @@
-"""``yolov3 train`` config handling: a resumed run takes its new optimiser values and --config
-file, bad values are one clear error, text options stay text, and a malformed COCO annotation
-is left out of the metric's ground truth as the reader leaves it out of the dataset."""
+"""What ``yolov3 train`` takes in: a resumed run takes its new optimiser values and --config
+file, bad values are one clear error, text options stay text, a malformed COCO annotation is
+left out of the metric's ground truth as the reader leaves it out of the dataset, and
+validation images that are training images too are flagged."""
 
 from __future__ import annotations
 
@@ -211,3 +212,24 @@ def test_dataset_folder_named_like_a_date_trains(micro_cfg, tmp_path, monkeypatc
     assert json.loads((tmp_path / "out" / "results.json").read_text())["iterations"] == 1
     assert load_checkpoint(tmp_path / "out" / "last.pt")["config"]["data"]["dataset"] == (
         "2024-05-01")
+
+
+def test_a_coco_json_as_both_splits_is_flagged(tmp_path, caplog) -> None:
+    from yolov3.train.datasets import open_training_data
+
+    coco = write_coco(tmp_path / "coco")  # one JSON: train and val are the same images
+    with caplog.at_level("WARNING", logger="yolov3"):
+        train, val = open_training_data(load_config(None, [f"data.dataset={coco}"]))
+    assert train.files == val.files
+    assert f"{len(val.files)} of the {len(val)} validation images are training images" in \
+        caplog.text
+    caplog.clear()
+    yolo = write_yolo(tmp_path / "yolo")
+    yolo.write_text(yolo.read_text().replace("train: images/val", "train: images/train"))
+    (yolo.parent / "images" / "val").rename(yolo.parent / "images" / "train")
+    (yolo.parent / "images" / "val").mkdir()
+    held_out = next((yolo.parent / "images" / "train").iterdir())
+    held_out.rename(yolo.parent / "images" / "val" / held_out.name)
+    with caplog.at_level("WARNING", logger="yolov3"):
+        train, val = open_training_data(load_config(None, [f"data.dataset={yolo}"]))
+    assert len(val) == 1 and "training images too" not in caplog.text
