@@ -24,6 +24,7 @@ from yolov3.data.problems import (
     UNREADABLE,
     ZERO_AREA,
 )
+from yolov3.errors import DataError
 
 
 def picture(path: Path, hw: tuple[int, int], orientation: int | None = None) -> None:
@@ -57,7 +58,8 @@ def test_yolo_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:
     truncate(images / "2.JPG")
     (labels / "9.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     for name, line in [("5", "0 0.5 0.5 0.2"), ("6", "7 0.5 0.5 0.2 0.2"),
-                       ("7", "1 1.5 0.5 0.2 0.2"), ("8", "2 0.5 0.5 0 0.3\n1 0.5 0.5 0.2 0.2")]:
+                       ("7", "1 1.5 0.5 0.2 0.2"), ("8", "2 0.5 0.5 0 0.3\n1 0.5 0.5 0.2 0.2"),
+                       ("10", "0 0.5 0.5 0.002 0.2\n2 0.5 0.5 0.2 0.2")]:
         picture(images / f"{name}.png", (20, 30))
         (labels / f"{name}.txt").write_text(line + "\n")
     label = labels / "1.txt"
@@ -71,12 +73,16 @@ def test_yolo_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:
         MALFORMED: ["5.txt:1: expected 5 fields"],
         CLASS: ["6.txt:1: class 7 is out of range"],
         BOX: ["7.txt:1: box xc=1.5"],
-        ZERO_AREA: ["8.txt:1: box has zero width or height"],
+        ZERO_AREA: ["8.txt:1: box has zero width or height",
+                    "10.png (30x20): box x1=14.97 y1=8 x2=15.03 y2=12 is 0.06x4 pixels"],
         DUPLICATE: ["1.txt: boxes 1 and 3 (class cat"],
     })
     (split,) = report.splits
-    # 1 (3 boxes), 3 (none), 4 (zebra) and 8 (one dog left) are read; 2 does not decode.
-    assert split.images == 5 and split.histogram == {"cat": 2, "dog": 1, "zebra": 2}
+    # 1 (3 boxes), 3 (none), 4 (zebra), 8 (one dog left) and 10 (one zebra left) are read;
+    # 2 does not decode, and its dog and cat count as its label file has them.
+    assert split.images == 6 and split.histogram == {"cat": 3, "dog": 2, "zebra": 3}
+    with pytest.raises(DataError, match="has no 'tain' split"):
+        check_dataset(data, "tain", workers=1, progress=False)
 
 
 def test_coco_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:

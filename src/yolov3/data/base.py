@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
-from yolov3.data.boxes import large_enough
+from yolov3.data.boxes import describe_small, large_enough
 from yolov3.data.images import image_size
 from yolov3.data.problems import Problems
 from yolov3.data.sample import Sample
@@ -78,6 +78,7 @@ class DetectionDataset(Dataset):
         self._boxes = np.concatenate([np.zeros((0, 4)), *boxes]).astype(np.float64)
         self._labels = np.concatenate([np.zeros(0, np.int64), *labels]).astype(np.int64)
         self._ignore = np.concatenate([np.zeros(0, bool), *ignore]).astype(bool)
+        self._small_noted: set[int] = set()  # images whose sub-pixel boxes are in the notes
 
     def __len__(self) -> int:
         return len(self.files)
@@ -94,6 +95,11 @@ class DetectionDataset(Dataset):
         """The dataset's category id -> contiguous class index."""
         return {c: k for k, c in enumerate(self.category_ids)}
 
+    def labels(self, i: int) -> np.ndarray:
+        """The class indices of image ``i``'s boxes as read, without its size (YOLO boxes
+        under one pixel at that size are among them; :meth:`annotations` drops those)."""
+        return self._labels[self._offsets[i] : self._offsets[i + 1]]
+
     def annotations(self, i: int, image_hw: tuple[int, int] | None = None) -> Annotation:
         """The ground truth of image ``i`` without decoding it. ``image_hw`` is the image's
         (height, width) when the caller already knows it (YOLO labels need it; otherwise the
@@ -108,6 +114,10 @@ class DetectionDataset(Dataset):
             boxes = box_convert(torch.from_numpy(boxes), "cxcywh", "xyxy").numpy()
             boxes = boxes * np.array([w, h, w, h], np.float64)
             keep = large_enough(boxes)
+            if not keep.all() and i not in self._small_noted:  # known once the size is
+                self._small_noted.add(i)
+                for k in np.flatnonzero(~keep):
+                    self.problems.note(f"{self.files[i]} ({w}x{h}): {describe_small(boxes[k])}")
             boxes, labels, ignore = boxes[keep], labels[keep], ignore[keep]
         return Annotation(int(self.image_ids[i]), self.files[i], size, boxes.astype(np.float32),
                           labels, ignore)

@@ -231,6 +231,7 @@ def _check_images(dataset: DetectionDataset, report: CheckReport, workers: int,
                                         desc=f"check {dataset.split}", disable=not progress)):
             if isinstance(result, str):
                 report.add(UNREADABLE, result)
+                histogram += np.bincount(dataset.labels(i), minlength=len(dataset.names))
                 continue
             stored, shown = result
             declared = tuple(int(v) for v in dataset.sizes[i])
@@ -298,12 +299,12 @@ def check_dataset(
     for name in [split] if split else dataset_splits(data):
         try:
             dataset = open_dataset(data, name, images)
-        except DataError as exc:  # one unusable split: report it, check the others
-            report.add(MALFORMED, f"split {name}: {exc}")
+        except DataError as exc:
+            if split:  # the split asked for cannot be read: that is the answer
+                raise
+            report.add(MALFORMED, f"split {name}: {exc}")  # report it, check the others
             continue
         for message, kind in zip(dataset.problems.messages, dataset.problems.kinds, strict=True):
-            report.add(kind, message)
-        for kind, message in dataset.problems.notes:
             report.add(kind, message)
         disk, covered = _label_coverage(dataset)
         on_disk.update(disk)
@@ -311,6 +312,8 @@ def check_dataset(
         for label in _labels_without_images(dataset):
             report.add(NO_IMAGE, f"{label}: no image of this name in the image folder")
         report.splits.append(_check_images(dataset, report, workers, progress))
+        for kind, message in dataset.problems.notes:  # YOLO's sub-pixel boxes: known by now
+            report.add(kind, message)
     for image in sorted(on_disk.keys() - labelled):
         report.add(NO_LABEL, f"{image}: {on_disk[image]}")
     return report
