@@ -46,7 +46,7 @@ def conv_weight_count(cfg: Path) -> int:
     return sum(isinstance(m, torch.nn.Conv2d) for m in build_model(cfg, num_classes=3).modules())
 
 
-# --- 1: a resumed run uses the momentum and decay of its config -----------------------------
+# --- a resumed run uses the momentum and decay of its config -----------------------------
 
 def test_resume_applies_changed_momentum_decay_and_batch(micro_cfg, tmp_path) -> None:
     out = tmp_path / "run"
@@ -70,7 +70,7 @@ def test_resume_applies_changed_momentum_decay_and_batch(micro_cfg, tmp_path) ->
     assert saved["config"]["optimizer"]["decay"] == 0.1
 
 
-# --- 2: a malformed COCO annotation is skipped by the metric too ----------------------------
+# --- a malformed COCO annotation is skipped by the metric too ----------------------------
 
 def test_coco_annotation_without_image_id_is_left_out_of_the_ground_truth(tmp_path) -> None:
     path = write_coco(tmp_path / "coco")
@@ -101,7 +101,7 @@ def test_coco_annotation_without_image_id_is_left_out_of_the_ground_truth(tmp_pa
     assert 0.0 <= metrics["AP"] <= 1.0
 
 
-# --- 3: bad config values are one clear error -----------------------------------------------
+# --- bad config values are one clear error -----------------------------------------------
 
 BAD_VALUES = {
     "log_interval": (["--set", "train.log_interval=0"], "train.log_interval must be >= 1, got 0"),
@@ -154,7 +154,7 @@ def test_boundary_values_are_accepted() -> None:
     assert (config.optimizer.momentum, config.train.device) == (0.0, "cuda:1")
 
 
-# --- 4: --config on resume -----------------------------------------------------------------
+# --- --config on resume -----------------------------------------------------------------
 
 def test_config_file_changes_the_saved_config_before_the_options(tmp_path) -> None:
     saved = load_config(overrides=["optimizer.momentum=0.8", "optimizer.batch=32",
@@ -183,7 +183,7 @@ def test_resume_applies_the_config_file(micro_cfg, tmp_path) -> None:
     assert [g["weight_decay"] for g in groups] == [pytest.approx(0.003 * 4), 0.0]
 
 
-# --- 5: text options stay text --------------------------------------------------------------
+# --- text options stay text --------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["2024-05-01", "on", "123", "null", "1e3", "[a, b]", "x: y",
                                   "it's \"quoted\"", "C:\\data\\set", "données"])
