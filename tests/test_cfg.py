@@ -28,6 +28,13 @@ def test_minimal_cfg_builds(tmp_path) -> None:
         ("[convolutional]" + GOOD.split("[convolutional]")[1], "must start with a [net] section"),
         (GOOD.replace("size=1", "size 1"), "line 6: expected 'key=value'"),
         (GOOD + "[route]\nlayers=-9\n", "refers to layer -9"),
+        (GOOD.replace("[yolo]", "[shortcut]\nfrom=-1\nactivation=swish\n[yolo]"),
+         "line 8, [shortcut] key 'activation': unknown activation 'swish'"),
+        (GOOD.replace("[convolutional]", "[convolutional]\nfilters=4\nsize=3\nstride=2\n"
+                      "[convolutional]\nfilters=4\nsize=3\nstride=2\n[route]\n"
+                      "layers=-1,-2\n[convolutional]", 1),
+         "line 12, [route] key 'layers': joins maps of different sizes (layer: stride 1: 4, "
+         "0: 2)"),
     ],
 )
 def test_bad_cfg_errors_name_file_and_line(tmp_path, text: str, message: str) -> None:
@@ -47,3 +54,36 @@ def test_unknown_name_or_missing_file() -> None:
 def test_comments_and_spacing_are_accepted() -> None:
     sections = parse_cfg_text("# c\n[net]\n width = 32 # w\n\n[maxpool]\nsize=2\n")
     assert sections[0].get_int("width") == 32
+
+
+def _shapes(text: str, size: int = 64) -> list[tuple[int, ...]]:
+    """The output shape of every layer of a cfg on a (1, 3, size, size) input."""
+    import torch
+
+    model = yolov3.build_model(parse_cfg_text(text))
+    shapes = []
+    hooks = [m.register_forward_hook(lambda _m, _a, out: shapes.append(tuple(out.shape)))
+             for m in model.layers[:-1]]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return shapes
+
+
+@pytest.mark.parametrize(("options", "kernel", "side"), [
+    ("size=2", 2, 64),  # darknet: stride defaults to 1 and keeps the map (yolov3-tiny's pool)
+    ("stride=2", 2, 32),  # size defaults to the stride: a 2x2 pool
+    ("size=3\nstride=2", 3, 32),
+])
+def test_maxpool_defaults_are_darknets(options: str, kernel: int, side: int) -> None:
+    text = GOOD.replace("[convolutional]", f"[maxpool]\n{options}\n[convolutional]", 1)
+    assert yolov3.build_model(parse_cfg_text(text)).layers[0].pool.kernel_size == kernel
+    assert _shapes(text)[0] == (1, 3, side, side)
+
+
+def test_pad_sets_the_padding_whatever_padding_says() -> None:
+    # darknet reads padding, then `if(pad) padding = size/2`
+    text = GOOD.replace("[convolutional]", "[convolutional]\nfilters=4\nsize=3\npad=1\n"
+                        "padding=0\n[convolutional]", 1)
+    assert _shapes(text)[0] == (1, 4, 64, 64)

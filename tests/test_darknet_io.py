@@ -24,6 +24,13 @@ def test_real_tiny_weights_save_back_byte_identical(tiny_weights, tmp_path) -> N
     assert hashlib.sha256(out.read_bytes()).hexdigest() == TINY_SHA256
 
 
+def test_header_without_weights_is_an_error(tiny_weights, tmp_path) -> None:
+    path = tmp_path / "header.weights"
+    path.write_bytes(tiny_weights.read_bytes()[:20])  # version (0, 2, 0) and a 64-bit seen
+    with pytest.raises(WeightsError, match="holds a header and no weights"):
+        load_darknet_weights(yolov3.build_model("yolov3-tiny"), path)
+
+
 def test_old_header_with_int32_seen_round_trips(tmp_path) -> None:
     model = yolov3.build_model("yolov3-tiny")
     randomize_bn(model)

@@ -97,7 +97,9 @@ def test_table_and_plot(tmp_path: Path) -> None:
 
 
 def test_class_mapping() -> None:
-    assert class_mapping(["a", "b"], ["x", "y"]).tolist() == [0, 1]  # same count: in order
+    assert class_mapping(["a", "b"], ["x", "y"]).tolist() == [0, 1]  # names unknown: in order
+    assert class_mapping(["dog", "cat"], ["Cat", "dog"]).tolist() == [1, 0]  # by name first
+    assert class_mapping(["dog", "cat"], ["cat", "x"]).tolist() == [0, 1]  # not all: in order
     coco_like = ["person", "motorbike", "aeroplane", "pottedplant", "cup"]
     assert class_mapping(coco_like, ["cup", "Potted Plant", "motorcycle"]).tolist() == \
         [-1, 2, -1, 1, 0]

@@ -112,6 +112,8 @@ def load_darknet_weights(model: Darknet, path: str | Path) -> LoadReport:
     version, seen, offset = _read_header(data, path)
     floats = np.frombuffer(data, np.float32, _float_count(path, len(data), offset), offset)
     expected = count_floats(model)
+    if floats.size == 0:
+        raise WeightsError(f"{path}: holds a header and no weights; the file is truncated")
     if floats.size > expected:
         raise WeightsError(
             f"{path}: holds {floats.size:,} floats but the model expects {expected:,}; "

@@ -22,15 +22,18 @@ def _key(name: str) -> str:
 def class_mapping(model_names: list[str], dataset_names: list[str]) -> np.ndarray:
     """For each model class, the index of the same class in the dataset, or -1.
 
-    With as many classes on both sides the classes are taken in order (a model trained on the
-    dataset). Otherwise they are matched by name, ignoring case, spaces and ``_``, and knowing
-    darknet's names for COCO's (``motorbike`` is ``motorcycle``), so that the 80-class COCO
-    model can be scored on a dataset of some COCO classes, or on Pascal VOC.
+    Classes are matched by name, ignoring case, spaces and ``_``, and knowing darknet's names
+    for COCO's (``motorbike`` is ``motorcycle``), so that the 80-class COCO model can be scored
+    on a dataset of some COCO classes, or on Pascal VOC, and names in another order still meet.
+    With as many classes on both sides and names that do not all match (a model trained on
+    the dataset, its names unknown), the classes are taken in order.
     """
-    if len(model_names) == len(dataset_names):
-        return np.arange(len(model_names))
     index = {_key(n): k for k, n in enumerate(dataset_names)}
     mapping = np.array([index.get(_key(n), -1) for n in model_names], np.int64)
+    if len(model_names) == len(dataset_names) and not (
+        (mapping >= 0).all() and len(set(mapping.tolist())) == len(mapping)
+    ):
+        return np.arange(len(model_names))
     if (mapping < 0).all():
         raise DataError(
             f"the model's {len(model_names)} classes and the dataset's {len(dataset_names)} "

@@ -14,6 +14,7 @@ from yolov3.anchors import anchor_quality
 from yolov3.explain.figure import new_figure
 from yolov3.loss.assign import anchor_shape_iou
 from yolov3.model.cfg import Section
+from yolov3.model.darknet import layer_strides
 
 #: Box shapes drawn at most in the scatter (a seeded sample of them beyond this).
 MAX_POINTS = 4000
@@ -21,23 +22,9 @@ _LAYER_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"
 
 
 def yolo_strides(sections: Sequence[Section]) -> list[int]:
-    """The stride (input pixels per grid cell) of each ``[yolo]`` layer of a parsed cfg, from
-    the strides of its convolutions, max-pools, upsamplings and routes."""
-    strides: list[float] = []
-    for i, sec in enumerate(sections[1:]):
-        before = strides[-1] if strides else 1.0
-        if sec.type in ("convolutional", "maxpool"):
-            size = sec.get_int("size", 1)
-            step = sec.get_int("stride", 1 if sec.type == "convolutional" else size)
-            strides.append(before * step)
-        elif sec.type == "upsample":
-            strides.append(before / sec.get_int("stride", 2))
-        elif sec.type == "route":
-            first = sec.get_ints("layers")[0]
-            strides.append(strides[first + i if first < 0 else first])
-        else:
-            strides.append(before)
-    return [round(s) for s, sec in zip(strides, sections[1:], strict=True) if sec.type == "yolo"]
+    """The stride (input pixels per grid cell) of each ``[yolo]`` layer of a parsed cfg."""
+    return [round(s) for s, sec in zip(layer_strides(sections), sections[1:], strict=True)
+            if sec.type == "yolo"]
 
 
 def anchor_layers(sections: Sequence[Section], num_anchors: int) -> list[list[str]]:

@@ -8,6 +8,7 @@ each YOLO layer (what the loss needs); in eval mode it returns darknet's inferen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,10 @@ def _build_layer(
     """One module for section ``sec`` (layer ``i``) and its number of output channels."""
     if sec.type == "convolutional":
         size = sec.get_int("size", 1, minimum=1)
-        pad = sec.get_int("pad", 0)
-        padding = sec.get_int("padding", size // 2 if pad else 0, minimum=0)
+        # darknet reads padding, then `if(pad) padding = size/2;`: pad wins
+        padding = sec.get_int("padding", 0, minimum=0)
+        if sec.get_int("pad", 0):
+            padding = size // 2
         filters = sec.get_int("filters", minimum=1)
         if filters * in_ch * size * size > MAX_CONV_PARAMETERS:
             raise ConfigError(
@@ -82,15 +85,18 @@ def _build_layer(
                 f"{sec.where('from')}: adds layer {src} ({out_channels[src]} channels) to "
                 f"layer {i - 1} ({in_ch} channels); the channel counts must match"
             )
-        return ResidualAdd(src, sec.get_str("activation", "linear")), in_ch
+        try:
+            return ResidualAdd(src, sec.get_str("activation", "linear")), in_ch
+        except ValueError as exc:
+            raise ConfigError(f"{sec.where('activation')}: {exc}") from None
     if sec.type == "route":
         srcs = [_resolve(v, i, sec, "layers") for v in sec.get_ints("layers")]
         return Route(srcs), sum(out_channels[s] for s in srcs)
     if sec.type == "upsample":
         return Upsample(sec.get_int("stride", 2, minimum=1)), in_ch
     if sec.type == "maxpool":
-        size = sec.get_int("size", 1, minimum=1)
-        stride = sec.get_int("stride", size, minimum=1)
+        stride = sec.get_int("stride", 1, minimum=1)  # darknet: stride first, size = stride
+        size = sec.get_int("size", stride, minimum=1)
         return MaxPool(size, stride, sec.get_int("padding", size - 1, minimum=0)), in_ch
     if sec.type == "yolo":
         flat = sec.get_floats("anchors")
@@ -111,6 +117,24 @@ def _build_layer(
     raise ConfigError(f"{sec.where()}: unsupported layer type")  # parse_cfg rejects these
 
 
+def layer_strides(sections: Sequence[Section]) -> list[float]:
+    """Input pixels per output pixel of each layer (``sections[1:]``): convolutions and
+    max-pools multiply by their stride (1 by default), upsamplings divide, a route takes its
+    first source's."""
+    strides: list[float] = []
+    for i, sec in enumerate(sections[1:]):
+        before = strides[-1] if strides else 1.0
+        if sec.type in ("convolutional", "maxpool"):
+            strides.append(before * sec.get_int("stride", 1, minimum=1))
+        elif sec.type == "upsample":
+            strides.append(before / sec.get_int("stride", 2, minimum=1))
+        elif sec.type == "route":
+            strides.append(strides[_resolve(sec.get_ints("layers")[0], i, sec, "layers")])
+        else:
+            strides.append(before)
+    return strides
+
+
 class Darknet(nn.Module):
     """A darknet network from cfg sections: ``layers[i]`` is the cfg's layer ``i``."""
 
@@ -128,6 +152,12 @@ class Darknet(nn.Module):
             layer, in_ch = _build_layer(sec, i, in_ch, out_channels)
             self.layers.append(layer)
             out_channels.append(in_ch)
+        strides = layer_strides(sections)
+        for sec, layer in zip(sections[1:], self.layers, strict=True):
+            if isinstance(layer, Route) and len({strides[s] for s in layer.sources}) > 1:
+                steps = ", ".join(f"{s}: {strides[s]:g}" for s in layer.sources)
+                raise ConfigError(f"{sec.where('layers')}: joins maps of different sizes "
+                                  f"(layer: stride {steps}); check the strides before it")
         self.yolo_layers = [m for m in self.layers if isinstance(m, YOLOLayer)]
         if not self.yolo_layers:
             raise ConfigError(f"{net.source}: the cfg has no [yolo] layer")
