@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +24,20 @@ log = logging.getLogger("yolov3")
 FORMATS = ("coco", "yolo", "voc")
 
 
-def coco_dict(dataset: DetectionDataset, file_names: list[str] | None = None,
-              skip_ids: Collection[int] = ()) -> dict[str, Any]:
+def coco_dict(dataset: DetectionDataset, annotations: Iterable[Annotation] | None = None,
+              file_names: Sequence[str] | None = None) -> dict[str, Any]:
     """The dataset's ground truth in COCO's format: its image ids, category ids
     (``dataset.category_ids``), ``bbox`` x, y, w, h pixels, ``area`` = w * h and ``iscrowd`` =
-    the ignore flag (so COCOeval ignores VOC's difficult boxes too). ``file_names`` replace the
-    image file names; the images whose ids are in ``skip_ids`` (unreadable ones) are left out."""
+    the ignore flag (so COCOeval ignores VOC's difficult boxes too). ``annotations`` are the
+    images to write (default: every image of the dataset; leave out unreadable ones);
+    ``file_names``, one per annotation, replace the image file names."""
     images, anns = [], []
     category = np.asarray(dataset.category_ids, np.int64)
-    for i in range(len(dataset)):
-        if int(dataset.image_ids[i]) in skip_ids:
-            continue
-        ann = dataset.annotations(i)
+    if annotations is None:
+        annotations = (dataset.annotations(i) for i in range(len(dataset)))
+    for k, ann in enumerate(annotations):
         h, w = ann.size
-        name = file_names[i] if file_names is not None else ann.file.name
+        name = file_names[k] if file_names is not None else ann.file.name
         images.append({"id": ann.image_id, "file_name": name, "width": w, "height": h})
         xywh = ann.boxes.astype(np.float64)
         xywh[:, 2:] -= xywh[:, :2]
@@ -70,20 +70,20 @@ def unique_names(files: list[Path], taken: dict[str, Path]) -> list[str]:
     return names
 
 
-Placer = Callable[[Path, Path], None]
-
-
-def readable_annotations(ds: DetectionDataset) -> dict[int, Annotation]:
-    """Index -> ground truth of each image whose size is known. An image whose size must come
-    from its header (YOLO labels are relative) and cannot be read is one of ``ds.problems``
-    and left out of the conversion (with ``strict``, an error)."""
-    found = {}
+def readable_annotations(ds: DetectionDataset) -> list[Annotation]:
+    """The ground truth of each image whose size is known. An image whose size must come from
+    its header (YOLO labels are relative) and cannot be read is one of ``ds.problems`` and left
+    out of the conversion (with ``strict``, an error)."""
+    found = []
     for i in range(len(ds)):
         try:
-            found[i] = ds.annotations(i)
+            found.append(ds.annotations(i))
         except DataError as exc:
             ds.problems.add(str(exc), UNREADABLE)
     return found
+
+
+Placer = Callable[[Path, Path], None]
 
 
 def _place(symlink: bool) -> Placer:
@@ -108,14 +108,11 @@ def write_coco(splits: dict[str, DetectionDataset], out: Path, place: Placer) ->
     (so that ``out`` is a ``--data`` with all its splits)."""
     for split, ds in splits.items():
         anns = readable_annotations(ds)
-        names = unique_names([a.file for a in anns.values()], {})
-        file_names = [""] * len(ds)
-        for (i, ann), name in zip(anns.items(), names, strict=True):
+        names = unique_names([a.file for a in anns], {})
+        for ann, name in zip(anns, names, strict=True):
             place(ann.file, out / "images" / split / name)
-            file_names[i] = name
-        skipped = {int(ds.image_ids[i]) for i in range(len(ds)) if i not in anns}
         with atomic_write(out / "annotations" / f"instances_{split}.json") as f:
-            f.write(json.dumps(coco_dict(ds, file_names, skipped)).encode())
+            f.write(json.dumps(coco_dict(ds, anns, names)).encode())
     _write_yaml(out / "data.yaml", {"format": "coco", "path": ".", **{
         s: {"annotations": f"annotations/instances_{s}.json", "images": f"images/{s}"}
         for s in splits}})
@@ -126,7 +123,7 @@ def write_yolo(splits: dict[str, DetectionDataset], out: Path, place: Placer) ->
     ignore flag: crowd / difficult boxes become ordinary boxes (a warning says how many)."""
     ignored = 0
     for split, ds in splits.items():
-        anns = list(readable_annotations(ds).values())
+        anns = readable_annotations(ds)
         names = unique_names([a.file for a in anns], {})
         for ann, name in zip(anns, names, strict=True):
             ignored += int(ann.ignore.sum())
@@ -173,7 +170,7 @@ def write_voc(splits: dict[str, DetectionDataset], out: Path, place: Placer) -> 
     a dataset that is a single set) and ``out/classes.txt`` (the class order)."""
     taken: dict[str, Path] = {}
     for split, ds in splits.items():
-        anns = list(readable_annotations(ds).values())
+        anns = readable_annotations(ds)
         names = unique_names([a.file for a in anns], taken)
         for ann, name in zip(anns, names, strict=True):
             place(ann.file, out / "JPEGImages" / name)

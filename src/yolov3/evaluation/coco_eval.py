@@ -53,7 +53,8 @@ def ground_truth(dataset: DetectionDataset, skipped: set[int]) -> dict[str, Any]
     """The metric's ground truth: a COCO annotation file itself (COCO's own areas), every
     other format converted to COCO's; without the images whose ids are in ``skipped``."""
     if not isinstance(dataset, CocoDataset):
-        return coco_dict(dataset, skip_ids=skipped)
+        return coco_dict(dataset, (dataset.annotations(i) for i in range(len(dataset))
+                                   if int(dataset.image_ids[i]) not in skipped))
     gt = dataset.ground_truth()
     if skipped:
         gt["images"] = [im for im in gt["images"] if im["id"] not in skipped]
