@@ -73,6 +73,11 @@ def device_from_args(args: argparse.Namespace) -> torch.device:
     return device
 
 
+def untrained(args: argparse.Namespace) -> bool:
+    """--weights none: the cfg's random initialisation."""
+    return args.weights is not None and args.weights.lower() == "none"
+
+
 def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
     """The model that --model and --weights name, in eval mode, and its class names (from a
     checkpoint, else --classes when the command has it, else COCO's for 80 classes)."""
@@ -82,7 +87,7 @@ def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
         if weights not in BUILTIN_CFGS:
             raise YoloError(f"--model {cfg} has no official weights: give --weights FILE (or "
                             "--weights none for an untrained network)")
-    elif weights.lower() == "none":
+    elif untrained(args):
         weights = None
     elif cfg is None and weights in BUILTIN_CFGS:  # official weights name their network
         cfg = weights
@@ -94,6 +99,5 @@ def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
 
 def model_label(args: argparse.Namespace) -> str:
     """A short name for the model of --model / --weights, for titles and file names."""
-    weights = args.weights if args.weights and args.weights.lower() != "none" else None
-    source = args.model or weights
+    source = args.model or (None if untrained(args) else args.weights)
     return Path(source).stem if source else DEFAULT_MODEL

@@ -16,6 +16,7 @@ from yolov3.cli.common import (
     device_from_args,
     model_from_args,
     model_label,
+    untrained,
 )
 from yolov3.cli.data import add_dataset_options
 from yolov3.data.base import DetectionDataset
@@ -95,11 +96,6 @@ def _add_channels(what: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_channels)
 
 
-def _untrained(args: argparse.Namespace) -> bool:
-    """--weights none: the cfg's random initialisation."""
-    return args.weights is not None and args.weights.lower() == "none"
-
-
 def _model(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
     """The model of --model / --weights ('none': random initialisation) on --device."""
     model, names = model_from_args(args)
@@ -153,7 +149,7 @@ def run_assign(args: argparse.Namespace) -> int:
         sample = _sample_from_label_file(args.image, args.boxes, model.num_classes)
     view = explain_assignment(model, sample, args.img_size)
     title = (f"{Path(sample.file_name).name}: target assignment, {model_label(args)}"
-             + (" (random weights)" if _untrained(args) else ""))
+             + (" (random weights)" if untrained(args) else ""))
     path = save_png(draw_assignment(view, names, args.size, title), _output(args, "assign"))
     boxes = view.boxes_xyxy().round().int().tolist()
     classes = view.targets[:, 0].long().tolist()
