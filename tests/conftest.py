@@ -87,6 +87,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+# The micro network with the three classes of the test datasets (tests/data_factory.py).
+MICRO3_CFG = MICRO_CFG.replace("classes=5", "classes=3").replace("filters=30", "filters=24")
+
+
+@pytest.fixture
+def micro_cfg(tmp_path: Path) -> Path:
+    """MICRO_CFG written to a file."""
+    path = tmp_path / "micro.cfg"
+    path.write_text(MICRO_CFG)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_weights() -> Path:
     """The official yolov3-tiny.weights, fetched through the hub (cached between runs)."""

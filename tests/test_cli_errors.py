@@ -16,16 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import MICRO_CFG
+from conftest import MICRO3_CFG
 from data_factory import NAMES, write_coco, write_voc, write_yolo
 from yolov3.checkpoint import save_checkpoint
 from yolov3.cli.main import main
 from yolov3.darknet_io import save_darknet_weights
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
-
-# The micro network with the three classes of the test datasets.
-MICRO3_CFG = MICRO_CFG.replace("classes=5", "classes=3").replace("filters=30", "filters=24")
 
 
 @pytest.fixture(scope="module")

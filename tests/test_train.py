@@ -10,19 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MICRO_CFG
 from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import main
 from yolov3.cli.train import overrides_from_args
 from yolov3.errors import ConfigError
 from yolov3.train.config import load_config
-
-
-@pytest.fixture
-def micro_cfg(tmp_path) -> Path:
-    path = tmp_path / "micro.cfg"
-    path.write_text(MICRO_CFG)
-    return path
 
 
 def train_args(cfg: Path, out: Path, max_iter: int, *extra: str) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import MICRO_CFG
+from conftest import MICRO3_CFG
 from data_factory import NAMES, write_coco, write_yolo
 from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import build_parser, main
@@ -21,16 +21,6 @@ from yolov3.evaluation import evaluate
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
 from yolov3.train.config import load_config
-
-# The micro network with the three classes of the test datasets.
-MICRO3_CFG = MICRO_CFG.replace("classes=5", "classes=3").replace("filters=30", "filters=24")
-
-
-@pytest.fixture
-def micro_cfg(tmp_path: Path) -> Path:
-    path = tmp_path / "micro.cfg"
-    path.write_text(MICRO_CFG)
-    return path
 
 
 def train_args(cfg: Path, out: Path, max_iter: int, *extra: object) -> list[str]:
