@@ -26,7 +26,8 @@ def _infer_num_classes(model: Darknet, floats: int) -> int | None:
     """The class count for which ``model``'s cfg holds exactly ``floats`` floats, if any: the
     count is linear in the number of classes (only the head convolutions depend on it)."""
     def floats_for(classes: int) -> int:
-        return count_floats(Darknet(override_head(model.sections, num_classes=classes)))
+        with torch.device("meta"):  # shapes only: no weights made
+            return count_floats(Darknet(override_head(model.sections, num_classes=classes)))
 
     base, per_class = floats_for(1), floats_for(2) - floats_for(1)
     classes, rest = divmod(floats - base, per_class)
@@ -150,7 +151,9 @@ def load_model(
             payload = load_checkpoint(path)
             model = model_from_checkpoint(payload, path)
             if cfg is not None:
-                difference = first_difference(model, build_model(cfg, model.num_classes))
+                with torch.device("meta"):  # only the shapes are compared: no weights made
+                    other = build_model(cfg, model.num_classes)
+                difference = first_difference(model, other)
                 if difference:
                     raise WeightsError(
                         f"{path}: this checkpoint holds another network than {cfg} "
