@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from yolov3.data.augment import TrainTransform
-from yolov3.data.datasets import open_dataset
-from yolov3.data.loader import MultiScale, make_train_loader
-from yolov3.data.synthetic import SyntheticShapes
+from yolov3.datasets.open import open_dataset
+from yolov3.datasets.synthetic import SyntheticShapes
 from yolov3.errors import DataError
+from yolov3.inputs.augment import TrainTransform
+from yolov3.inputs.loader import MultiScale, make_train_loader
 
 KANGAROO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "kangaroo"
 

@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 
 from yolov3 import from_darknet
-from yolov3.data import open_dataset
+from yolov3.datasets import open_dataset
 from yolov3.errors import DataError
 from yolov3.evaluation import evaluate
-from yolov3.inference import letterbox, postprocess
+from yolov3.images import letterbox
+from yolov3.inference import postprocess
 
 KANGAROO = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "kangaroo"
 

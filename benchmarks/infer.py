@@ -5,7 +5,7 @@ the same thread count, interleaved round by round so that a busy machine slows a
 alike; the table gives the median latency per batch and images per second:
 
 - ``opencv``: OpenCV DNN's darknet importer on the same cfg and weights (network only);
-- ``plain``: the eager ``Darknet`` model behind ``Detector``;
+- ``plain``: the eager ``YOLOv3`` model behind ``Detector``;
 - ``fast-eager`` / ``fast-trace``: :class:`yolov3.inference.fast.FastModel` behind ``Detector``;
 - ``torch-compile`` (with ``--compile``): the folded model through ``torch.compile`` (Inductor,
   frozen weights) behind ``Detector``; compiling yolov3 takes a minute or more;
@@ -44,11 +44,12 @@ from PIL import Image
 import yolov3
 from yolov3.cli.main import main as yolov3_main
 from yolov3.export import export_onnx
-from yolov3.hub import fetch_weights
-from yolov3.inference import Detections, Detector, letterbox, load_image
+from yolov3.images import letterbox, load_image
+from yolov3.inference import Detections, Detector
 from yolov3.inference.fast import FastModel, fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector
 from yolov3.model.cfg import builtin_cfg_path
+from yolov3.weights.official import fetch_weights
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 PHOTO_NAMES = ("coffee", "motorcycle_left", "astronaut", "chelsea")

@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from yolov3.data.datasets import open_dataset
-from yolov3.data.loader import MultiScale, make_train_loader
-from yolov3.data.synthetic import SyntheticShapes
+from yolov3.datasets.open import open_dataset
+from yolov3.datasets.synthetic import SyntheticShapes
+from yolov3.inputs.loader import MultiScale, make_train_loader
 from yolov3.model import build_model
 from yolov3.train.config import load_config
 from yolov3.train.optim import build_optimizer, train_iteration

@@ -102,7 +102,7 @@ def micro_cfg(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights() -> Path:
     """The official yolov3-tiny.weights, fetched through the hub (cached between runs)."""
-    from yolov3.hub import fetch_weights
+    from yolov3.weights.official import fetch_weights
 
     return fetch_weights("yolov3-tiny")
 

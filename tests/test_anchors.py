@@ -21,7 +21,7 @@ from yolov3.anchors import (
     write_anchor_cfg,
 )
 from yolov3.cli.main import main
-from yolov3.data.datasets import open_dataset
+from yolov3.datasets.open import open_dataset
 from yolov3.errors import ConfigError, DataError
 from yolov3.loss import anchor_shape_iou
 from yolov3.model.cfg import load_cfg

@@ -7,16 +7,16 @@ import pytest
 import torch
 from torchvision.ops import box_convert, box_iou
 
-from yolov3.data.augment import (
+from yolov3.datasets.sample import Sample
+from yolov3.errors import ConfigError
+from yolov3.images import letterbox
+from yolov3.inputs.augment import (
     CANVAS_GREY,
     EvalTransform,
     TrainTransform,
     distort_hsv,
     place_boxes,
 )
-from yolov3.data.sample import Sample
-from yolov3.errors import ConfigError
-from yolov3.inference.letterbox import letterbox
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
 NO_HSV = {"hue": 0.0, "saturation": 1.0, "exposure": 1.0}

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import yolov3
-from yolov3.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolov3.errors import WeightsError
 from yolov3.fileio import atomic_write
-from yolov3.pretrained import load_model, load_pretrained
+from yolov3.weights.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from yolov3.weights.load import load_model, load_pretrained
 
 
 def test_checkpoint_rebuilds_model_and_names(tmp_path) -> None:

@@ -18,11 +18,11 @@ from PIL import Image
 
 from conftest import MICRO3_CFG
 from data_factory import NAMES, write_coco, write_voc, write_yolo
-from yolov3.checkpoint import save_checkpoint
 from yolov3.cli.main import main
-from yolov3.darknet_io import save_darknet_weights
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
+from yolov3.weights.checkpoint import save_checkpoint
+from yolov3.weights.darknet import save_darknet_weights
 
 
 @pytest.fixture(scope="module")

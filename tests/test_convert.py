@@ -10,8 +10,8 @@ import pytest
 
 from data_factory import CATEGORY_IDS, IMAGES, NAMES, write_coco, write_voc, write_yolo
 from yolov3.cli.main import main
-from yolov3.data.convert import convert, number
-from yolov3.data.datasets import dataset_splits, open_dataset
+from yolov3.datasets.convert import convert, number
+from yolov3.datasets.open import dataset_splits, open_dataset
 
 WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc}
 

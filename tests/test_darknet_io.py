@@ -10,8 +10,8 @@ import torch
 
 import yolov3
 from conftest import randomize_bn
-from yolov3.darknet_io import count_floats, load_darknet_weights
 from yolov3.errors import WeightsError
+from yolov3.weights.darknet import count_floats, load_darknet_weights
 
 TINY_SHA256 = "dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c"
 

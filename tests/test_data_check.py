@@ -11,8 +11,8 @@ from PIL import Image
 
 from data_factory import NAMES, write_coco, write_voc, write_yolo
 from yolov3.cli.main import main
-from yolov3.data.check import check_dataset, duplicate_pairs, orientation_problem
-from yolov3.data.problems import (
+from yolov3.datasets.check import check_dataset, duplicate_pairs, orientation_problem
+from yolov3.datasets.problems import (
     BOX,
     CLASS,
     DUPLICATE,

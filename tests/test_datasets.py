@@ -19,10 +19,10 @@ from data_factory import (
     write_voc,
     write_yolo,
 )
-from yolov3.data.coco import CocoDataset
-from yolov3.data.datasets import dataset_splits, detect_format, open_dataset
-from yolov3.data.voc import VocDataset
-from yolov3.data.yolo_txt import YoloDataset, label_path
+from yolov3.datasets.coco import CocoDataset
+from yolov3.datasets.open import dataset_splits, detect_format, open_dataset
+from yolov3.datasets.voc import VocDataset
+from yolov3.datasets.yolo_txt import YoloDataset, label_path
 from yolov3.errors import DataError
 
 

@@ -69,7 +69,7 @@ def test_threads_option_sets_the_engines_thread_count(photos, tiny_weights, tmp_
 
 
 def test_16_bit_and_float_grey_photos_read_as_their_8_bit_pixels(photos, tmp_path) -> None:
-    from yolov3.inference import load_image
+    from yolov3.images import load_image
 
     grey = np.asarray(Image.open(photos["astronaut"]).convert("L"))
     Image.fromarray(grey).save(tmp_path / "grey8.png")

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import MICRO_CFG
-from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import main
 from yolov3.errors import ConfigError
 from yolov3.train.distributed import minibatch_per_process
+from yolov3.weights.checkpoint import load_checkpoint
 
 
 def common_args(cfg: Path, out: Path, max_iter: int, subdivisions: int) -> list[str]:

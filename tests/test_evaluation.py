@@ -16,7 +16,7 @@ from pycocotools.cocoeval import COCOeval
 
 from data_factory import CATEGORY_IDS, NAMES, coco_json, write_coco, write_photo_dataset
 from yolov3 import from_darknet
-from yolov3.data.datasets import open_dataset
+from yolov3.datasets.open import open_dataset
 from yolov3.errors import DataError
 from yolov3.evaluation import STAT_NAMES, coco_metrics, evaluate
 from yolov3.evaluation.class_map import class_mapping
@@ -135,7 +135,7 @@ def test_evaluate_maps_category_ids_both_ways(tiny, photos, tmp_path: Path) -> N
 
 def test_evaluate_restores_training_mode_and_scores_all_formats(tiny, photos,
                                                                 tmp_path: Path) -> None:
-    from yolov3.data.convert import convert
+    from yolov3.datasets.convert import convert
 
     path = write_photo_dataset(tmp_path / "coco", photos, 47, 4)
     results = {"coco": evaluate(tiny, open_dataset(path), progress=False, batch_size=2)}

@@ -12,10 +12,10 @@ from PIL import Image
 
 import yolov3
 from yolov3.cli.main import main
-from yolov3.data.augment import TrainTransform
-from yolov3.data.sample import Sample
+from yolov3.datasets.sample import Sample
 from yolov3.explain import draw_assignment, draw_channels, explain_assignment, explain_channels
-from yolov3.inference.letterbox import letterbox, load_image
+from yolov3.images import letterbox, load_image
+from yolov3.inputs.augment import TrainTransform
 from yolov3.loss import assign_targets, ignore_mask, padded_gt_boxes
 
 S = 416

@@ -14,13 +14,14 @@ import yolov3
 from yolov3.cli.main import main
 from yolov3.errors import YoloError
 from yolov3.export import DetectionGraph, export_onnx, export_torchscript
-from yolov3.inference import Detector, letterbox, load_image
+from yolov3.images import letterbox, load_image
+from yolov3.inference import Detector
 from yolov3.inference.fast import fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector, OnnxRuntimeModel
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_weights) -> yolov3.Darknet:
+def tiny(tiny_weights) -> yolov3.YOLOv3:
     return yolov3.from_darknet("yolov3-tiny", tiny_weights)
 
 
@@ -45,7 +46,7 @@ def exports(tiny, tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def plain(model: yolov3.Darknet, x: torch.Tensor) -> torch.Tensor:
+def plain(model: yolov3.YOLOv3, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x)
 

@@ -7,14 +7,15 @@ import torch
 
 import yolov3
 from conftest import randomize_bn
-from yolov3.inference import Detector, letterbox, load_image
+from yolov3.images import letterbox, load_image
+from yolov3.inference import Detector
 from yolov3.inference.backends import make_detector
 from yolov3.inference.fast import FastModel, fast_if_exact, fold_batch_norm, is_exact
 from yolov3.model.layers import ConvBlock
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_weights) -> yolov3.Darknet:
+def tiny(tiny_weights) -> yolov3.YOLOv3:
     return yolov3.from_darknet("yolov3-tiny", tiny_weights)
 
 
@@ -24,7 +25,7 @@ def photo_batch(photos) -> torch.Tensor:
                         for n in ("coffee", "motorcycle_left")])
 
 
-def plain(model: yolov3.Darknet, x: torch.Tensor) -> torch.Tensor:
+def plain(model: yolov3.YOLOv3, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model.eval()(x)
 
@@ -80,7 +81,7 @@ def test_an_inexact_copy_is_caught(tiny) -> None:
 
 
 def test_fast_if_exact_falls_back_to_the_plain_model(caplog) -> None:
-    class Wrong(yolov3.Darknet):  # a network whose batch norm the folding cannot see
+    class Wrong(yolov3.YOLOv3):  # a network whose batch norm the folding cannot see
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return super().forward(x) * (1.01 if self.layers[0].bn is not None else 1.0)
 

@@ -26,16 +26,15 @@ from PIL import Image
 
 from conftest import MICRO_CFG
 from data_factory import write_coco, write_voc, write_yolo
-from yolov3.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from yolov3.darknet_io import load_darknet_weights, save_darknet_weights
-from yolov3.data.datasets import open_dataset
-from yolov3.data.images import image_size
-from yolov3.data.voc import parse_voc_xml
+from yolov3.datasets.open import open_dataset
+from yolov3.datasets.voc import parse_voc_xml
 from yolov3.errors import YoloError
-from yolov3.inference.letterbox import load_image
+from yolov3.images import image_size, load_image
 from yolov3.model import build_model
 from yolov3.model.cfg import builtin_cfg_path, parse_cfg_text
-from yolov3.pretrained import load_model, load_pretrained
+from yolov3.weights.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from yolov3.weights.darknet import load_darknet_weights, save_darknet_weights
+from yolov3.weights.load import load_model, load_pretrained
 
 FUZZ = settings(
     max_examples=100,

@@ -21,9 +21,9 @@ import torch
 
 from conftest import MICRO_CFG
 from test_train import train_args
-from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import main
 from yolov3.errors import YoloError
+from yolov3.weights.checkpoint import load_checkpoint
 
 MAX_ITER = 12
 pytestmark = pytest.mark.slow

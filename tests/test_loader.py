@@ -11,15 +11,15 @@ import pytest
 import torch
 from PIL import Image
 
-from yolov3.data.datasets import open_dataset
-from yolov3.data.loader import (
+from yolov3.datasets.open import open_dataset
+from yolov3.datasets.synthetic import SyntheticShapes
+from yolov3.errors import ConfigError, DataError
+from yolov3.inputs.loader import (
     MultiScale,
     TrainBatchSampler,
     epoch_order,
     make_train_loader,
 )
-from yolov3.data.synthetic import SyntheticShapes
-from yolov3.errors import ConfigError, DataError
 
 SMALL = MultiScale(64, 160, interval=10)
 

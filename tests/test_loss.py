@@ -12,7 +12,7 @@ import torch
 
 import yolov3
 from yolov3 import build_model
-from yolov3.inference.letterbox import letterbox, load_image
+from yolov3.images import letterbox, load_image
 from yolov3.loss import PARTS, assign_targets, ignore_mask, padded_gt_boxes, yolo_loss
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"

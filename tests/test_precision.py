@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import yolov3
-from yolov3.inference import letterbox, load_image
+from yolov3.images import letterbox, load_image
 from yolov3.train.config import load_config
 from yolov3.train.optim import StepOptions, build_optimizer, train_iteration
 
@@ -29,7 +29,7 @@ def step(model, options: StepOptions, minibatch) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_weights) -> yolov3.Darknet:
+def tiny(tiny_weights) -> yolov3.YOLOv3:
     return yolov3.from_darknet("yolov3-tiny", tiny_weights).train()
 
 

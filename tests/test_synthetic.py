@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from yolov3.data.base import DetectionDataset
-from yolov3.data.synthetic import (
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.synthetic import (
     MAX_OCCLUSION,
     SHAPES,
     SyntheticShapes,

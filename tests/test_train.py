@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import main
 from yolov3.cli.train import overrides_from_args
 from yolov3.errors import ConfigError
 from yolov3.train.config import load_config
+from yolov3.weights.checkpoint import load_checkpoint
 
 
 def train_args(cfg: Path, out: Path, max_iter: int, *extra: str) -> list[str]:

@@ -13,14 +13,14 @@ import torch
 
 from conftest import MICRO3_CFG
 from data_factory import NAMES, write_coco, write_yolo
-from yolov3.checkpoint import load_checkpoint
 from yolov3.cli.main import build_parser, main
 from yolov3.cli.train import overrides_from_args
-from yolov3.data.coco import CocoDataset
+from yolov3.datasets.coco import CocoDataset
 from yolov3.evaluation import evaluate
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
 from yolov3.train.config import load_config
+from yolov3.weights.checkpoint import load_checkpoint
 
 
 def train_args(cfg: Path, out: Path, max_iter: int, *extra: object) -> list[str]:

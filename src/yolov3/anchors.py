@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from yolov3.data.base import DetectionDataset
-from yolov3.data.boxes import MIN_SIZE
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.boxes import MIN_SIZE
 from yolov3.errors import ConfigError, DataError
 from yolov3.fileio import atomic_write
-from yolov3.inference.letterbox import letterbox_geometry
+from yolov3.images import letterbox_geometry
 from yolov3.loss.assign import anchor_shape_iou
 from yolov3.model.cfg import Section, format_cfg, load_cfg, override_head
 

@@ -3,7 +3,7 @@ TorchScript.
 
 The exported graph is the batch-norm-folded network with darknet's decoding: input ``images``
 (B, 3, H, W) in [0, 1], output ``output`` (B, N, 5+C) rows of cx, cy, w, h (input pixels),
-objectness and class probabilities, as ``Darknet`` gives in eval mode. With ``include_nms``
+objectness and class probabilities, as ``YOLOv3`` gives in eval mode. With ``include_nms``
 the graph goes on to darknet's detection protocol (score = objectness x class probability,
 threshold, per-class NMS, ONNX's ``NonMaxSuppression``) and outputs ``detections`` (K, 7): image
 index, x1, y1, x2, y2 (input pixels), score, class, grouped by image and class, best first;
@@ -24,7 +24,7 @@ from torchvision.ops import batched_nms, box_convert
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write
 from yolov3.inference.fast import fold_batch_norm
-from yolov3.model.darknet import Darknet
+from yolov3.model.network import YOLOv3
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -73,7 +73,7 @@ class DetectionGraph(nn.Module):
                           cls[:, None].float()], dim=1)
 
 
-def _example(model: Darknet, img_size: int | tuple[int, int], batch: int, half: bool) -> Tensor:
+def _example(model: YOLOv3, img_size: int | tuple[int, int], batch: int, half: bool) -> Tensor:
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
     if h % 32 or w % 32:
         raise YoloError(f"image size {h}x{w}: height and width must be multiples of 32")
@@ -85,7 +85,7 @@ def _example(model: Darknet, img_size: int | tuple[int, int], batch: int, half: 
 class _HalfNetwork(nn.Module):
     """A network run in float16 whose decoding runs in float32 (ONNX has no float16 Range)."""
 
-    def __init__(self, net: Darknet) -> None:
+    def __init__(self, net: YOLOv3) -> None:
         super().__init__()
         self.net = net.half()
 
@@ -94,14 +94,14 @@ class _HalfNetwork(nn.Module):
         return self.net.decode(raw, (images.shape[2], images.shape[3]))
 
 
-def _prepared(model: Darknet, half: bool) -> nn.Module:
+def _prepared(model: YOLOv3, half: bool) -> nn.Module:
     """The batch-norm-folded copy of ``model`` that is exported."""
     net = fold_batch_norm(model)
     return _HalfNetwork(net) if half else net
 
 
 def export_onnx(
-    model: Darknet,
+    model: YOLOv3,
     path: str | Path,
     img_size: int | tuple[int, int] = 416,
     batch: int = 1,
@@ -142,7 +142,7 @@ def export_onnx(
 
 
 def export_torchscript(
-    model: Darknet,
+    model: YOLOv3,
     path: str | Path,
     img_size: int | tuple[int, int] = 416,
     batch: int = 1,

@@ -15,7 +15,7 @@ from yolov3.anchors import (
 )
 from yolov3.cli.common import check_img_size
 from yolov3.cli.data import add_dataset_options
-from yolov3.data.datasets import FORMS, open_dataset
+from yolov3.datasets.open import FORMS, open_dataset
 from yolov3.fileio import writable_dir
 from yolov3.model.cfg import load_cfg
 

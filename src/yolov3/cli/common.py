@@ -10,9 +10,9 @@ import torch
 
 from yolov3.classes import default_names
 from yolov3.errors import YoloError
-from yolov3.hub import PRETRAINED
-from yolov3.model import BUILTIN_CFGS, Darknet
-from yolov3.pretrained import DEFAULT_MODEL, load_model
+from yolov3.model import BUILTIN_CFGS, YOLOv3
+from yolov3.weights.load import DEFAULT_MODEL, load_model
+from yolov3.weights.official import PRETRAINED
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +78,7 @@ def untrained(args: argparse.Namespace) -> bool:
     return args.weights is not None and args.weights.lower() == "none"
 
 
-def model_from_args(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
+def model_from_args(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
     """The model that --model and --weights name, in eval mode, and its class names (from a
     checkpoint, else --classes when the command has it, else COCO's for 80 classes)."""
     weights, cfg = args.weights, args.model

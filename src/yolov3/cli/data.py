@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from yolov3.data.check import check_dataset
-from yolov3.data.convert import FORMATS, convert
-from yolov3.data.datasets import FORMS
-from yolov3.data.problems import UNREADABLE
+from yolov3.datasets.check import check_dataset
+from yolov3.datasets.convert import FORMATS, convert
+from yolov3.datasets.open import FORMS
+from yolov3.datasets.problems import UNREADABLE
 from yolov3.fileio import writable_dir
 
 

@@ -19,10 +19,9 @@ from yolov3.cli.common import (
     device_from_args,
     model_from_args,
 )
-from yolov3.data.images import list_images
 from yolov3.errors import DataError, YoloError
 from yolov3.fileio import writable_dir
-from yolov3.inference import Letterbox, letterbox, load_image
+from yolov3.images import Letterbox, letterbox, list_images, load_image
 from yolov3.inference.backends import BACKENDS, make_detector
 from yolov3.inference.draw import draw_detections
 

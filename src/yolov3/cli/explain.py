@@ -19,14 +19,14 @@ from yolov3.cli.common import (
     untrained,
 )
 from yolov3.cli.data import add_dataset_options
-from yolov3.data.base import DetectionDataset
-from yolov3.data.datasets import FORMS, open_dataset
-from yolov3.data.problems import Problems
-from yolov3.data.sample import Sample
-from yolov3.data.yolo_txt import parse_label_file
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.open import FORMS, open_dataset
+from yolov3.datasets.problems import Problems
+from yolov3.datasets.sample import Sample
+from yolov3.datasets.yolo_txt import parse_label_file
 from yolov3.errors import DataError
-from yolov3.inference.letterbox import load_image
-from yolov3.model.darknet import Darknet
+from yolov3.images import load_image
+from yolov3.model.network import YOLOv3
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -96,7 +96,7 @@ def _add_channels(what: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_channels)
 
 
-def _model(args: argparse.Namespace) -> tuple[Darknet, list[str]]:
+def _model(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
     """The model of --model / --weights ('none': random initialisation) on --device."""
     model, names = model_from_args(args)
     return model.to(device_from_args(args)), names

@@ -93,9 +93,9 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolov3.checkpoint import load_checkpoint
     from yolov3.train.config import load_config
     from yolov3.train.trainer import StopRequestedError, Trainer
+    from yolov3.weights.checkpoint import load_checkpoint
 
     overrides = overrides_from_args(args)
     if args.resume:

@@ -13,7 +13,7 @@ from yolov3.cli.common import (
     model_from_args,
 )
 from yolov3.cli.data import add_dataset_options
-from yolov3.data.datasets import FORMS, open_dataset
+from yolov3.datasets.open import FORMS, open_dataset
 from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
 from yolov3.fileio import writable_dir

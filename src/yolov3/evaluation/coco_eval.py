@@ -13,16 +13,17 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from yolov3.classes import default_names
-from yolov3.data.base import DetectionDataset
-from yolov3.data.coco import CocoDataset
-from yolov3.data.convert import coco_dict
-from yolov3.data.problems import UNREADABLE
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.coco import CocoDataset
+from yolov3.datasets.convert import coco_dict
+from yolov3.datasets.problems import UNREADABLE
 from yolov3.errors import DataError
 from yolov3.evaluation.class_map import class_mapping
 from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
 from yolov3.evaluation.report import format_table, metrics_dict, write_report
-from yolov3.inference import Detections, Detector, Letterbox, letterbox
-from yolov3.model.darknet import Darknet
+from yolov3.images import Letterbox, letterbox
+from yolov3.inference import Detections, Detector
+from yolov3.model.network import YOLOv3
 
 
 class _Letterboxed(Dataset):
@@ -76,7 +77,7 @@ def coco_results(image_id: int, dets: Detections, category: np.ndarray) -> list[
 
 
 def evaluate(
-    model: Darknet,
+    model: YOLOv3,
     dataset: DetectionDataset,
     img_size: int = 416,
     conf_thresh: float = 0.005,

@@ -1,7 +1,7 @@
 """Which anchor of which YOLO layer learns each ground truth, drawn from the training code.
 
 :func:`explain_assignment` runs the very steps of a training iteration on one image: the
-training data transform (:class:`~yolov3.data.augment.TrainTransform`) with its random steps
+training data transform (:class:`~yolov3.inputs.augment.TrainTransform`) with its random steps
 switched off, so that the image is letterboxed and centred, the model's raw outputs,
 :func:`yolov3.loss.assign_targets` (the assignment the loss uses) and
 :func:`yolov3.loss.ignore_mask` (the cells whose objectness loss the ignore threshold skips).
@@ -22,12 +22,12 @@ from matplotlib.patches import Patch, Rectangle
 from torch import Tensor
 from torchvision.ops import box_convert
 
-from yolov3.data.augment import TrainTransform
-from yolov3.data.sample import Sample
+from yolov3.datasets.sample import Sample
 from yolov3.explain.figure import new_figure
 from yolov3.inference.draw import class_colour
+from yolov3.inputs.augment import TrainTransform
 from yolov3.loss import Assignment, assign_targets, ignore_mask, padded_gt_boxes
-from yolov3.model.darknet import Darknet
+from yolov3.model.network import YOLOv3
 
 _CELL = (1.0, 0.85, 0.0)  # the responsible cell
 _IGNORED = (0.0, 0.65, 1.0)  # cells whose objectness loss is skipped
@@ -96,7 +96,7 @@ class AssignmentView:
         return box_convert(self.targets[:, 1:5] * scale, "cxcywh", "xyxy")
 
 
-def explain_assignment(model: Darknet, sample: Sample, img_size: int) -> AssignmentView:
+def explain_assignment(model: YOLOv3, sample: Sample, img_size: int) -> AssignmentView:
     """The training targets of ``sample`` at an ``img_size`` square input: the boxes placed by
     :data:`PLAIN_TRAIN_TRANSFORM` (letterboxed, ignored and sub-pixel boxes dropped), assigned by
     :func:`~yolov3.loss.assign_targets`, and the cells that :func:`~yolov3.loss.ignore_mask`

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from yolov3.errors import YoloError
 from yolov3.explain.figure import new_figure
-from yolov3.inference.letterbox import letterbox
-from yolov3.model.darknet import Darknet
+from yolov3.images import letterbox
+from yolov3.model.network import YOLOv3
 
 #: Colours of the channel roles: x, y offsets; w, h scales; objectness; class scores.
 ROLE_COLOURS = ("#4c78a8", "#54a24b", "#e45756", "#b7b7b7")
@@ -63,7 +63,7 @@ class ChannelView:
 
 
 def explain_channels(
-    model: Darknet, image: np.ndarray, img_size: int = 416, layer: int = 0
+    model: YOLOv3, image: np.ndarray, img_size: int = 416, layer: int = 0
 ) -> ChannelView:
     """Run ``model`` (as it is: eval mode for inference) on the RGB ``image`` letterboxed to an
     ``img_size`` square and keep YOLO layer ``layer``'s raw and decoded output."""

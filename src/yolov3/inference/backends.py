@@ -11,13 +11,13 @@ import torch
 from yolov3.errors import YoloError
 from yolov3.inference.detector import Detector
 from yolov3.inference.fast import fast_if_exact
-from yolov3.model.darknet import Darknet
+from yolov3.model.network import YOLOv3
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 
 
 def make_detector(
-    model: Darknet,
+    model: YOLOv3,
     backend: str = "torch",
     img_size: int = 416,
     conf_thresh: float = 0.25,

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from yolov3.inference.letterbox import Letterbox, letterbox
+from yolov3.images import Letterbox, letterbox
 from yolov3.inference.postprocess import postprocess
-from yolov3.model.darknet import Darknet
+from yolov3.model.network import YOLOv3
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Detector:
 
     def __init__(
         self,
-        model: Darknet,
+        model: YOLOv3,
         img_size: int | tuple[int, int] = 416,
         conf_thresh: float = 0.25,
         iou_thresh: float = 0.45,

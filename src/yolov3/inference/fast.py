@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from yolov3.model.darknet import Darknet
 from yolov3.model.layers import ConvBlock
+from yolov3.model.network import YOLOv3
 
 log = logging.getLogger("yolov3")
 
@@ -29,7 +29,7 @@ Mode = Literal["eager", "trace"]
 MODES: tuple[str, ...] = ("eager", "trace")
 
 
-def fold_batch_norm(model: Darknet) -> Darknet:
+def fold_batch_norm(model: YOLOv3) -> YOLOv3:
     """A copy of ``model`` in eval mode whose batch norms are folded into their convolutions
     (darknet's ``fuse_conv_batchnorm``): ``conv' = gamma * conv / sqrt(var + eps)``, with the
     bias ``beta - gamma * mean / sqrt(var + eps)``. Parameters no longer require grad."""
@@ -43,7 +43,7 @@ def fold_batch_norm(model: Darknet) -> Darknet:
 
 
 class FastModel(nn.Module):
-    """``model``'s inference output (``Darknet`` in eval mode: (B, N, 5+C) decoded rows), from a
+    """``model``'s inference output (``YOLOv3`` in eval mode: (B, N, 5+C) decoded rows), from a
     folded, channels-last, autograd-free copy.
 
     ``mode`` picks how the copy runs: ``eager`` (no start-up cost) or ``trace`` (TorchScript
@@ -53,7 +53,7 @@ class FastModel(nn.Module):
 
     def __init__(
         self,
-        model: Darknet,
+        model: YOLOv3,
         mode: Mode = "eager",
         channels_last: bool = True,
         num_threads: int | None = None,
@@ -90,7 +90,7 @@ class FastModel(nn.Module):
             return self._runner(x)(x)
 
 
-def is_exact(fast: nn.Module, model: Darknet, input_hw: tuple[int, int] = (64, 64),
+def is_exact(fast: nn.Module, model: YOLOv3, input_hw: tuple[int, int] = (64, 64),
              tol: float = 1e-4) -> bool:
     """Whether ``fast`` gives ``model``'s inference output to ``tol`` (relative or absolute,
     as ``torch.allclose``) on a fixed random batch of two ``input_hw`` images."""
@@ -100,7 +100,7 @@ def is_exact(fast: nn.Module, model: Darknet, input_hw: tuple[int, int] = (64, 6
         return torch.allclose(fast(x), model.eval()(x), rtol=tol, atol=tol)
 
 
-def fast_if_exact(model: Darknet, mode: Mode = "eager") -> nn.Module:
+def fast_if_exact(model: YOLOv3, mode: Mode = "eager") -> nn.Module:
     """:class:`FastModel` of ``model`` when :func:`is_exact` holds, else ``model`` itself."""
     fast = FastModel(model, mode).to(next(model.parameters()).device)
     if is_exact(fast, model):

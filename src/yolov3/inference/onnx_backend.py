@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from yolov3.errors import YoloError
+from yolov3.images import Letterbox
 from yolov3.inference.detector import Detections, Detector
-from yolov3.inference.letterbox import Letterbox
 
 
 def _ort():

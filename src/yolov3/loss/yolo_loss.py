@@ -30,13 +30,13 @@ from torch import Tensor
 from yolov3.loss.assign import LayerTargets, assign_targets, ignore_mask, padded_gt_boxes
 
 if TYPE_CHECKING:
-    from yolov3.model.darknet import Darknet
+    from yolov3.model.network import YOLOv3
 
 PARTS = ("xy", "wh", "obj", "cls")
 
 
 def yolo_loss(
-    model: Darknet,
+    model: YOLOv3,
     raw_outputs: Sequence[Tensor],
     targets: Sequence[Tensor],
     input_hw: tuple[int, int],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from yolov3.data.base import DetectionDataset
-from yolov3.data.datasets import open_dataset
-from yolov3.data.synthetic import SyntheticShapes
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.open import open_dataset
+from yolov3.datasets.synthetic import SyntheticShapes
 from yolov3.train.config import TrainConfig
 
 log = logging.getLogger("yolov3")

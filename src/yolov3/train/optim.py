@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.optim import SGD, Optimizer
 
 from yolov3.loss import PARTS, yolo_loss
-from yolov3.model.darknet import Darknet
+from yolov3.model.network import YOLOv3
 from yolov3.train.config import OptimizerConfig, ScheduleConfig, TrainConfig
 
 
@@ -121,7 +121,7 @@ def _all_processes_sum(values: Tensor) -> Tensor:
 
 
 def train_iteration(
-    model: Darknet,
+    model: YOLOv3,
     optimizer: Optimizer,
     minibatches: Sequence[tuple[Tensor, list[Tensor]]],
     iteration: int,
@@ -131,7 +131,7 @@ def train_iteration(
     """One darknet iteration: a forward and backward pass per minibatch (darknet's
     subdivisions) with the gradients summed, then one SGD step at the lr of ``iteration``.
 
-    Each minibatch is ``(images, targets)`` as ``Darknet.loss`` takes them. Returns the loss
+    Each minibatch is ``(images, targets)`` as ``YOLOv3.loss`` takes them. Returns the loss
     parts and ``total`` summed over the minibatches (and over all processes), and ``lr``. A
     non-finite total skips the step on every process (the gradients are dropped) and is
     returned as such for the caller to act on.

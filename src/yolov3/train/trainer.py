@@ -26,18 +26,15 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from yolov3.anchors import cfg_anchors, fit_anchors_for_training
-from yolov3.checkpoint import load_checkpoint, save_checkpoint
-from yolov3.darknet_io import save_darknet_weights
-from yolov3.data.augment import TrainTransform
-from yolov3.data.loader import MultiScale, TrainLoader, make_train_loader
 from yolov3.errors import ConfigError, DataError, YoloError
 from yolov3.evaluation import evaluate
 from yolov3.fileio import atomic_write
 from yolov3.inference import Detector
 from yolov3.inference.draw import draw_detections
+from yolov3.inputs.augment import TrainTransform
+from yolov3.inputs.loader import MultiScale, TrainLoader, make_train_loader
 from yolov3.model.cfg import format_cfg, load_cfg
-from yolov3.model.darknet import build_model
-from yolov3.pretrained import load_pretrained
+from yolov3.model.network import build_model
 from yolov3.train.config import AMP_DTYPES, TrainConfig
 from yolov3.train.datasets import open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
@@ -48,6 +45,9 @@ from yolov3.train.optim import (
     train_iteration,
 )
 from yolov3.train.report import LOSS_PARTS, plot_curves, write_json
+from yolov3.weights.checkpoint import load_checkpoint, save_checkpoint
+from yolov3.weights.darknet import save_darknet_weights
+from yolov3.weights.load import load_pretrained
 
 log = logging.getLogger("yolov3")
 

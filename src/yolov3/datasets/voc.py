@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from yolov3.classes import read_names
-from yolov3.data.base import DetectionDataset
-from yolov3.data.boxes import (
+from yolov3.datasets.base import DetectionDataset, image_ids, valid_size
+from yolov3.datasets.boxes import (
     OK,
     box_faults,
     clip_boxes,
@@ -19,9 +19,9 @@ from yolov3.data.boxes import (
     describe_small,
     large_enough,
 )
-from yolov3.data.images import image_ids, list_images, valid_size
-from yolov3.data.problems import BOX, CLASS, NO_IMAGE, NO_LABEL, Problems
+from yolov3.datasets.problems import BOX, CLASS, NO_IMAGE, NO_LABEL, Problems
 from yolov3.errors import DataError
+from yolov3.images import list_images
 
 ANNOTATION_FOLDERS = ("Annotations", "annotations", "annots")
 IMAGE_FOLDERS = ("JPEGImages", "images", "Images")

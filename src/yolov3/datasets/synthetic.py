@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from yolov3.data.base import DetectionDataset
-from yolov3.data.problems import Problems
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.problems import Problems
 from yolov3.errors import DataError
 
 SHAPES = ("ellipse", "rectangle", "triangle", "star", "cross")

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from yolov3.data.augment import TrainTransform, Transform
-from yolov3.data.sample import Sample
+from yolov3.datasets.sample import Sample
 from yolov3.errors import ConfigError, DataError
+from yolov3.inputs.augment import TrainTransform, Transform
 
 # The network's total stride: every input side must be a multiple of it.
 STRIDE = 32

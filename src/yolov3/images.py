@@ -1,8 +1,12 @@
-"""Image loading and darknet's letterbox: the network input and the way back to image pixels."""
+"""Images: which files are images, reading them as RGB pixels, their size without decoding, and
+darknet's letterbox (the network input and the way back to image pixels).
+
+The low-level module that the datasets, the training inputs and inference all read images with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +54,42 @@ def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
             return np.array(im.convert("RGB"))
     except PIL_ERRORS as exc:
         raise DataError(f"{path}: not a readable image ({exc})") from None
+
+
+# EXIF orientations that turn the stored picture by 90 degrees (what ``exif_transpose`` undoes).
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+_EXIF_ORIENTATION = 0x0112
+
+
+@cache
+def image_extensions() -> frozenset[str]:
+    """Every file extension Pillow can open (lower case, with the dot)."""
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether ``path`` has an image extension (any case: ``.JPG`` counts)."""
+    return path.suffix.lower() in image_extensions()
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursively), sorted by path."""
+    return sorted(p for p in folder.rglob("*") if is_image_file(p) and p.is_file())
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of the image as :func:`yolov3.inference.load_image` returns it (EXIF
+    orientation applied), read from the file header without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if im.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED_ORIENTATIONS:
+                width, height = height, width
+    except PIL_ERRORS as exc:
+        raise DataError(f"{path}: not a readable image ({exc})") from None
+    return height, width
+
+
 
 
 @dataclass(frozen=True)

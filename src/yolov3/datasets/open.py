@@ -20,11 +20,11 @@ from typing import Any
 import yaml
 
 from yolov3.classes import read_names
-from yolov3.data.base import DetectionDataset
-from yolov3.data.coco import CocoDataset, split_of_json
-from yolov3.data.problems import Problems
-from yolov3.data.voc import VocDataset, find_voc_folders, voc_splits
-from yolov3.data.yolo_txt import YoloDataset, collect_images, read_darknet_data, resolve
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.coco import CocoDataset, split_of_json
+from yolov3.datasets.problems import Problems
+from yolov3.datasets.voc import VocDataset, find_voc_folders, voc_splits
+from yolov3.datasets.yolo_txt import YoloDataset, collect_images, read_darknet_data, resolve
 from yolov3.errors import DataError
 from yolov3.fileio import expand_home
 

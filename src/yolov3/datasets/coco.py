@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from yolov3.data.base import DetectionDataset
-from yolov3.data.boxes import (
+from yolov3.datasets.base import DetectionDataset, valid_size
+from yolov3.datasets.boxes import (
     OK,
     box_faults,
     clip_boxes,
@@ -17,8 +17,7 @@ from yolov3.data.boxes import (
     describe_small,
     large_enough,
 )
-from yolov3.data.images import valid_size
-from yolov3.data.problems import BOX, CLASS, NO_IMAGE, Problems
+from yolov3.datasets.problems import BOX, CLASS, NO_IMAGE, Problems
 from yolov3.errors import DataError
 
 COCO_KEYS = ("images", "annotations", "categories")

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from yolov3.errors import WeightsError
 from yolov3.fileio import atomic_write
-from yolov3.model.darknet import Darknet
 from yolov3.model.layers import ConvBlock
+from yolov3.model.network import YOLOv3
 
 log = logging.getLogger("yolov3")
 
@@ -47,11 +47,11 @@ def _tensors(block: ConvBlock) -> list[Tensor]:
     return [block.conv.bias, block.conv.weight]
 
 
-def _conv_blocks(model: Darknet) -> list[ConvBlock]:
+def _conv_blocks(model: YOLOv3) -> list[ConvBlock]:
     return [m for m in model.layers if isinstance(m, ConvBlock)]
 
 
-def count_floats(model: Darknet) -> int:
+def count_floats(model: YOLOv3) -> int:
     """How many floats a full weights file for ``model`` holds after its header."""
     return sum(t.numel() for b in _conv_blocks(model) for t in _tensors(b))
 
@@ -97,7 +97,7 @@ def count_file_floats(path: str | Path) -> int:
     return _float_count(path, size, _read_header(head, path)[2])
 
 
-def load_darknet_weights(model: Darknet, path: str | Path) -> LoadReport:
+def load_darknet_weights(model: YOLOv3, path: str | Path) -> LoadReport:
     """Load a darknet weights file into ``model``, in place.
 
     A file with fewer floats than the model (``darknet53.conv.74``) loads the layers it covers
@@ -146,7 +146,7 @@ def load_darknet_weights(model: Darknet, path: str | Path) -> LoadReport:
     return report
 
 
-def save_darknet_weights(model: Darknet, path: str | Path, seen: int | None = None) -> None:
+def save_darknet_weights(model: YOLOv3, path: str | Path, seen: int | None = None) -> None:
     """Write ``model`` as a darknet weights file, atomically (temp file, then rename).
 
     The header is the one the model was loaded with (version 0.2.0 for a new model), so a file

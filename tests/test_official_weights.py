@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from yolov3 import hub
+from yolov3.weights import official as hub
 from yolov3.errors import WeightsError
 
 

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from yolov3.data.base import Annotation, DetectionDataset
-from yolov3.data.datasets import dataset_splits, open_dataset
-from yolov3.data.problems import UNREADABLE
+from yolov3.datasets.base import Annotation, DetectionDataset
+from yolov3.datasets.open import dataset_splits, open_dataset
+from yolov3.datasets.problems import UNREADABLE
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write, writable_dir
 

@@ -11,35 +11,35 @@ from pathlib import Path
 
 import torch
 
-from yolov3.checkpoint import is_checkpoint, load_checkpoint
-from yolov3.darknet_io import count_file_floats, count_floats, load_darknet_weights
 from yolov3.errors import WeightsError
-from yolov3.hub import resolve_weights
 from yolov3.model.cfg import override_head
-from yolov3.model.darknet import Darknet
 from yolov3.model.layers import YOLOLayer
+from yolov3.model.network import YOLOv3
+from yolov3.weights.checkpoint import is_checkpoint, load_checkpoint
+from yolov3.weights.darknet import count_file_floats, count_floats, load_darknet_weights
+from yolov3.weights.official import resolve_weights
 
 log = logging.getLogger("yolov3")
 
 
-def _infer_num_classes(model: Darknet, floats: int) -> int | None:
+def _infer_num_classes(model: YOLOv3, floats: int) -> int | None:
     """The class count for which ``model``'s cfg holds exactly ``floats`` floats, if any: the
     count is linear in the number of classes (only the head convolutions depend on it)."""
     def floats_for(classes: int) -> int:
         with torch.device("meta"):  # shapes only: no weights made
-            return count_floats(Darknet(override_head(model.sections, num_classes=classes)))
+            return count_floats(YOLOv3(override_head(model.sections, num_classes=classes)))
 
     base, per_class = floats_for(1), floats_for(2) - floats_for(1)
     classes, rest = divmod(floats - base, per_class)
     return classes + 1 if rest == 0 and classes >= 0 else None
 
 
-def head_layers(model: Darknet) -> set[int]:
+def head_layers(model: YOLOv3) -> set[int]:
     """Indices of the class-dependent layers: the convolutions just before each [yolo]."""
     return {i - 1 for i, layer in enumerate(model.layers) if isinstance(layer, YOLOLayer)}
 
 
-def transfer_matching(model: Darknet, state: dict[str, torch.Tensor], source: str) -> list[str]:
+def transfer_matching(model: YOLOv3, state: dict[str, torch.Tensor], source: str) -> list[str]:
     """Copy every tensor of ``state`` whose name and shape fit ``model``; return those skipped.
 
     Only the class-dependent heads may differ: any other tensor that does not fit means that
@@ -60,7 +60,7 @@ def transfer_matching(model: Darknet, state: dict[str, torch.Tensor], source: st
     return sorted(k for k in own if k not in fitting)
 
 
-def load_pretrained(model: Darknet, weights: str | Path) -> str:
+def load_pretrained(model: YOLOv3, weights: str | Path) -> str:
     """Load weights (an official name, a darknet file or a yolov3 checkpoint) into ``model``.
 
     Tensors that do not fit (the class-dependent heads of a detector trained on other classes)
@@ -80,7 +80,7 @@ def load_pretrained(model: Darknet, weights: str | Path) -> str:
             report = load_darknet_weights(model, path)
             return (f"loaded {report.layers_loaded} of {report.layers_total} conv layers from "
                     f"{path.name}; the rest keep their initialisation")
-        donor = Darknet(override_head(model.sections, num_classes=classes))
+        donor = YOLOv3(override_head(model.sections, num_classes=classes))
         load_darknet_weights(donor, path)
         state = donor.state_dict()
         source = f"{path.name} ({classes} classes)"
@@ -92,7 +92,7 @@ def load_pretrained(model: Darknet, weights: str | Path) -> str:
                "objectness channels were copied)" if heads else ""))
 
 
-def transfer_box_channels(model: Darknet, state: dict[str, torch.Tensor]) -> None:
+def transfer_box_channels(model: YOLOv3, state: dict[str, torch.Tensor]) -> None:
     """Copy the class-independent part of each head convolution that did not fit whole.
 
     A head has ``5 + C`` output channels per anchor: ``tx, ty, tw, th, to``, then one per
@@ -117,7 +117,7 @@ def transfer_box_channels(model: Darknet, state: dict[str, torch.Tensor]) -> Non
 DEFAULT_MODEL = "yolov3"
 
 
-def first_difference(model: Darknet, other: Darknet) -> str | None:
+def first_difference(model: YOLOv3, other: YOLOv3) -> str | None:
     """How ``other``'s layers differ from ``model``'s (the first tensor whose name or shape
     does not match), or ``None`` when both have the same architecture."""
     mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -133,7 +133,7 @@ def first_difference(model: Darknet, other: Darknet) -> str | None:
 
 def load_model(
     cfg: str | Path | None, weights: str | Path | None
-) -> tuple[Darknet, list[str] | None]:
+) -> tuple[YOLOv3, list[str] | None]:
     """A model in eval mode for inference, and its class names when the weights carry them.
 
     ``weights`` may be a yolov3 checkpoint, a darknet file or an official name; ``None`` keeps
@@ -142,8 +142,8 @@ def load_model(
     architecture (its class count aside), else :class:`WeightsError`. Without a checkpoint,
     ``cfg=None`` means ``yolov3``.
     """
-    from yolov3.checkpoint import model_from_checkpoint
-    from yolov3.model.darknet import build_model
+    from yolov3.model.network import build_model
+    from yolov3.weights.checkpoint import model_from_checkpoint
 
     if weights is not None:
         path = resolve_weights(weights)

@@ -19,7 +19,7 @@ import torch
 from yolov3.errors import WeightsError
 from yolov3.fileio import atomic_write
 from yolov3.model.cfg import format_cfg, parse_cfg_text
-from yolov3.model.darknet import Darknet
+from yolov3.model.network import YOLOv3
 
 FORMAT = "yolov3-checkpoint"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -37,7 +37,7 @@ def is_checkpoint(path: str | Path) -> bool:
         return False
 
 
-def save_checkpoint(path: str | Path, model: Darknet, names: list[str], **state: Any) -> None:
+def save_checkpoint(path: str | Path, model: YOLOv3, names: list[str], **state: Any) -> None:
     """Write the model (its cfg and tensors), its class names and any training ``state``
     (optimiser, iteration, config, RNG states, best metric) atomically."""
     payload = {
@@ -113,9 +113,9 @@ def _check_entries(payload: dict[str, Any], path: Path, keys: tuple[str, ...]) -
                            "--weights)")
 
 
-def model_from_checkpoint(payload: dict[str, Any], source: str | Path = "<checkpoint>") -> Darknet:
+def model_from_checkpoint(payload: dict[str, Any], source: str | Path = "<checkpoint>") -> YOLOv3:
     """The network a checkpoint describes, with its weights, in eval mode."""
-    model = Darknet(parse_cfg_text(payload["cfg"], f"{source} (embedded cfg)"))
+    model = YOLOv3(parse_cfg_text(payload["cfg"], f"{source} (embedded cfg)"))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as exc:

@@ -50,11 +50,10 @@ import torch
 from torchvision.ops import box_iou
 from tqdm import tqdm
 
-from yolov3.data.base import DetectionDataset
-from yolov3.data.coco import read_coco_json
-from yolov3.data.datasets import dataset_splits, open_dataset
-from yolov3.data.images import image_size, is_image_file, list_images
-from yolov3.data.problems import (
+from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.coco import read_coco_json
+from yolov3.datasets.open import dataset_splits, open_dataset
+from yolov3.datasets.problems import (
     BOX,
     CLASS,
     DUPLICATE,
@@ -66,11 +65,11 @@ from yolov3.data.problems import (
     UNREADABLE,
     ZERO_AREA,
 )
-from yolov3.data.voc import find_voc_folders
-from yolov3.data.yolo_txt import label_path
+from yolov3.datasets.voc import find_voc_folders
+from yolov3.datasets.yolo_txt import label_path
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write
-from yolov3.inference.letterbox import load_image
+from yolov3.images import image_size, is_image_file, list_images, load_image
 
 # Two boxes of one class overlapping more than this are one object labelled twice.
 DUPLICATE_IOU = 0.95

@@ -12,12 +12,11 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
-from yolov3.data.boxes import describe_small, large_enough
-from yolov3.data.images import image_size
-from yolov3.data.problems import Problems
-from yolov3.data.sample import Sample
+from yolov3.datasets.boxes import describe_small, large_enough
+from yolov3.datasets.problems import Problems
+from yolov3.datasets.sample import Sample
 from yolov3.errors import DataError
-from yolov3.inference.letterbox import load_image
+from yolov3.images import image_size, load_image
 
 
 @dataclass
@@ -142,3 +141,19 @@ class DetectionDataset(Dataset):
         image = self.image(i, declared if declared[0] > 0 else None)
         ann = self.annotations(i, image.shape[:2])
         return Sample(image, ann.boxes, ann.labels, ann.image_id, str(ann.file), ann.ignore)
+
+
+def valid_size(height: float, width: float) -> bool:
+    """Whether an annotation's declared (height, width) can be an image's: 1 to 2**31 - 1
+    pixels each (finite; fractions are truncated by the readers)."""
+    return all(1 <= v < 2**31 for v in (height, width))
+
+
+def image_ids(stems: Sequence[str]) -> np.ndarray:
+    """Integer image ids for files named ``stems``: the numbers themselves when every stem is a
+    distinct number (``000000397133.jpg`` is COCO's image 397133), else 1, 2, ... in order."""
+    if stems and all(s.isdigit() for s in stems):
+        ids = np.array([int(s) for s in stems], dtype=np.int64)
+        if len(np.unique(ids)) == len(ids):
+            return ids
+    return np.arange(1, len(stems) + 1, dtype=np.int64)

@@ -135,7 +135,7 @@ def layer_strides(sections: Sequence[Section]) -> list[float]:
     return strides
 
 
-class Darknet(nn.Module):
+class YOLOv3(nn.Module):
     """A darknet network from cfg sections: ``layers[i]`` is the cfg's layer ``i``."""
 
     def __init__(self, sections: list[Section]) -> None:
@@ -182,7 +182,7 @@ class Darknet(nn.Module):
             layer.requires_grad_(i >= num_layers)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> Darknet:
+    def train(self, mode: bool = True) -> YOLOv3:
         super().train(mode)
         for layer in self.layers[: self.frozen]:
             layer.eval()
@@ -244,10 +244,10 @@ def build_model(
     cfg: str | Path | list[Section],
     num_classes: int | None = None,
     anchors: list[tuple[float, float]] | None = None,
-) -> Darknet:
+) -> YOLOv3:
     """Build a network from a built-in name (``yolov3``, ``yolov3-spp``, ``yolov3-tiny``), a cfg
     path or parsed sections, optionally with another class count or anchor set."""
     sections = cfg if isinstance(cfg, list) else load_cfg(cfg)
     if num_classes is not None or anchors is not None:
         sections = override_head(sections, num_classes, anchors)
-    return Darknet(sections)
+    return YOLOv3(sections)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from yolov3.data.base import DetectionDataset
-from yolov3.data.boxes import OK, OUTSIDE, box_faults
-from yolov3.data.images import image_ids, is_image_file, list_images
-from yolov3.data.problems import BOX, CLASS, MALFORMED, NO_IMAGE, Problems
+from yolov3.datasets.base import DetectionDataset, image_ids
+from yolov3.datasets.boxes import OK, OUTSIDE, box_faults
+from yolov3.datasets.problems import BOX, CLASS, MALFORMED, NO_IMAGE, Problems
 from yolov3.errors import DataError
 from yolov3.fileio import expand_home
+from yolov3.images import is_image_file, list_images
 
 # darknet's ``replace_image_to_label``: the labels tree mirrors the images tree.
 _IMAGE_FOLDERS = ("images", "JPEGImages")

@@ -11,7 +11,7 @@ are not training targets and are dropped first.
 Both transforms return the image as a float32 (3, H, W) tensor in [0, 1] (from the training
 transform, a view of channels-last memory; the loader's collate stacks it into a contiguous
 batch) and the targets as an (n, 5) float32 tensor of ``class, xc, yc, w, h`` normalised to the
-network input: what ``Darknet.loss`` takes.
+network input: what ``YOLOv3.loss`` takes.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_convert
 
-from yolov3.data.boxes import clip_boxes, large_enough
-from yolov3.data.sample import Sample
+from yolov3.datasets.boxes import clip_boxes, large_enough
+from yolov3.datasets.sample import Sample
 from yolov3.errors import ConfigError
-from yolov3.inference.letterbox import letterbox, letterbox_geometry
+from yolov3.images import letterbox, letterbox_geometry
 
 # DeNA's ``max_labels``: the targets of one image are capped at this many boxes.
 MAX_LABELS = 50
@@ -186,7 +186,7 @@ class TrainTransform:
 
 
 class EvalTransform:
-    """Darknet's plain letterbox (:func:`yolov3.inference.letterbox`, as the detector feeds the
+    """Darknet's plain letterbox (:func:`yolov3.images`, as the detector feeds the
     network): the image scaled to fit, centred on grey, no randomness. Same output as
     :class:`TrainTransform`; ``rng`` is accepted and unused."""
 
