@@ -19,7 +19,8 @@ import torch
 from yolov3.inference.fast import fold_batch_norm
 from yolov3.model import build_model
 from yolov3.train.config import load_config
-from yolov3.train.optim import StepOptions, build_optimizer, train_iteration
+from yolov3.train.optim import build_optimizer, learning_rate
+from yolov3.train.step import TrainStep
 
 
 def fake_batch(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, list]:
@@ -35,18 +36,18 @@ def fake_batch(n: int, size: int, device: torch.device) -> tuple[torch.Tensor, l
     return images, targets
 
 
-def train_rate(model, options: StepOptions, batch, steps: int) -> tuple[float, float, float]:
+def train_rate(model, options: dict, batch, steps: int) -> tuple[float, float, float]:
     """(images/s, peak GiB, final loss) of ``steps`` training steps on one fixed batch."""
     config = load_config(overrides=[f"optimizer.batch={len(batch[0])}",
                                     "optimizer.subdivisions=1"])
-    optimizer = build_optimizer(model, config.optimizer)
+    step = TrainStep(model, build_optimizer(model, config.optimizer), **options)
     torch.cuda.reset_peak_memory_stats()
     loss = 0.0
     for i in range(steps + 3):
         if i == 3:
             torch.cuda.synchronize()
             start = time.perf_counter()
-        loss = train_iteration(model, optimizer, [batch], 1000 + i, config, options)["total"]
+        loss = step([batch], learning_rate(1000 + i, config))["total"]
     torch.cuda.synchronize()
     rate = steps * len(batch[0]) / (time.perf_counter() - start)
     return rate, torch.cuda.max_memory_allocated() / 2**30, loss
@@ -79,10 +80,10 @@ def main() -> None:
     start = build_model(args.model).to(device).train()
     batch = fake_batch(args.batch, args.size, device)
     results = {}
-    for name, options, nhwc in [("fp32", StepOptions(), False),
-                                ("bf16", StepOptions(amp_dtype=torch.bfloat16), False),
+    for name, options, nhwc in [("fp32", {}, False),
+                                ("bf16", {"amp": "bf16"}, False),
                                 ("bf16+channels_last",
-                                 StepOptions(amp_dtype=torch.bfloat16, channels_last=True), True)]:
+                                 {"amp": "bf16", "channels_last": True}, True)]:
         model = copy.deepcopy(start)
         if nhwc:
             model = model.to(memory_format=torch.channels_last)

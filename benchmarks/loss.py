@@ -47,22 +47,22 @@ def bench(name: str, batch: int, size: int, gts: int, repeats: int, net_repeats:
     targets = random_targets(batch, gts, model.num_classes, seed=0)
     input_hw = (size, size)
     with torch.no_grad():
-        raw = [r.detach() for r in model.forward_raw(images)]
+        raw = [r.detach() for r in model(images)]
 
     def loss_step() -> None:
         leaves = [r.clone().requires_grad_(True) for r in raw]
-        total, _ = yolo_loss(model, leaves, targets, input_hw)
+        total, _ = yolo_loss(model.yolo_layers, leaves, targets, input_hw)
         total.backward()
 
     def loss_forward() -> None:
         with torch.no_grad():
-            yolo_loss(model, raw, targets, input_hw)
+            yolo_loss(model.yolo_layers, raw, targets, input_hw)
 
     grads = [torch.randn_like(r) for r in raw]
 
     def network_step() -> None:
         model.zero_grad(set_to_none=True)
-        torch.autograd.backward(model.forward_raw(images), grads)
+        torch.autograd.backward(model(images), grads)
 
     t_loss = median_seconds(loss_step, repeats)
     t_loss_fwd = median_seconds(loss_forward, repeats)

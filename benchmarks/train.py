@@ -20,7 +20,8 @@ from yolov3.datasets.synthetic import SyntheticShapes
 from yolov3.inputs.loader import MultiScale, make_train_loader
 from yolov3.model import build_model
 from yolov3.train.config import load_config
-from yolov3.train.optim import build_optimizer, train_iteration
+from yolov3.train.optim import build_optimizer, learning_rate
+from yolov3.train.step import TrainStep
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     data = SyntheticShapes("train") if args.data is None else open_dataset(args.data, "train")
     config = load_config(overrides=[f"optimizer.batch={args.batch}", "optimizer.subdivisions=1"])
     model = build_model(args.model, num_classes=len(data.names)).train()
-    optimizer = build_optimizer(model, config.optimizer)
+    train_step = TrainStep(model, build_optimizer(model, config.optimizer))
     loader = make_train_loader(data, args.batch, multiscale=MultiScale(args.size, args.size),
                                workers=args.workers, max_iterations=args.steps + 1)
     waiting = computing = 0.0
@@ -46,7 +47,7 @@ def main() -> None:
         start = time.perf_counter()
         batch, targets, _ = next(stream)
         fetched = time.perf_counter()
-        train_iteration(model, optimizer, [(batch, targets)], 1000 + step, config)
+        train_step([(batch, targets)], learning_rate(1000 + step, config))
         done = time.perf_counter()
         if step:  # the first step pays for worker start-up
             waiting += fetched - start

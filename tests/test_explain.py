@@ -17,6 +17,7 @@ from yolov3.explain import draw_assignment, draw_channels, explain_assignment, e
 from yolov3.images import letterbox, load_image
 from yolov3.inputs.augment import TrainTransform
 from yolov3.loss import assign_targets, ignore_mask, padded_gt_boxes
+from yolov3.model import Decoded
 
 S = 416
 
@@ -59,7 +60,7 @@ def test_assignment_labels_are_the_training_targets(tiny, motorbike_sample):
     assert torch.equal(view.targets, targets)
     assert len(targets) == 5  # the difficult and the sub-pixel boxes are no targets
     with torch.no_grad():
-        raw = tiny.forward_raw(image[None])
+        raw = tiny(image[None])
     grid_hw = [(r.shape[2], r.shape[3]) for r in raw]
     reference = assign_targets(tiny.yolo_layers, grid_hw, [targets], (S, S)).matches
 
@@ -107,7 +108,7 @@ def test_channel_view_is_the_model_output(tiny, photos):
     view = explain_channels(tiny, image, S, layer=0)
     x, _ = letterbox(image, (S, S))
     with torch.no_grad():
-        rows = tiny(x[None])[0]  # decoded rows, layer 0 first, ordered (anchor, y, x)
+        rows = Decoded(tiny)(x[None])[0]  # decoded rows, layer 0 first, ordered (anchor, y, x)
     assert torch.allclose(view.decoded.reshape(-1, 85), rows[: 3 * 13 * 13], atol=1e-5)
     assert torch.allclose(view.objectness, torch.sigmoid(view.raw[..., 4]), rtol=1e-6, atol=0)
     # The cup (COCO class 41) is the layer's most confident prediction, at about 0.8.

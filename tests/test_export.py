@@ -18,6 +18,7 @@ from yolov3.images import letterbox, load_image
 from yolov3.inference import Detector
 from yolov3.inference.fast import fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector, OnnxRuntimeModel
+from yolov3.model import Decoded
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def exports(tiny, tmp_path_factory) -> dict[str, Path]:
 
 def plain(model: yolov3.YOLOv3, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return model(x)
+        return Decoded(model.eval())(x)
 
 
 def assert_same_detections(found: list, expected: list) -> None:
@@ -94,7 +95,7 @@ def test_nms_in_the_graph_gives_the_pytorch_detections(tiny, images, batch, expo
     thresholds = torch.tensor([0.05]), torch.tensor([0.45])
     rows = OnnxRuntimeModel(exports["nms"])(batch, *thresholds)
     with torch.no_grad():
-        eager = DetectionGraph(fold_batch_norm(tiny))(batch, *thresholds)
+        eager = DetectionGraph(Decoded(fold_batch_norm(tiny)))(batch, *thresholds)
     torch.testing.assert_close(rows, eager, rtol=1e-4, atol=1e-3)
     assert rows[:, 0].tolist() == sorted(rows[:, 0].tolist())  # grouped by image
 
@@ -116,7 +117,7 @@ def test_torchscript_equals_pytorch(tiny, batch, tmp_path) -> None:
     path = export_torchscript(tiny, tmp_path / "tiny.torchscript", 320, batch=3)
     with pytest.warns(FutureWarning):  # torch.jit.load's deprecation notice
         loaded = torch.jit.load(path)
-    torch.testing.assert_close(plain(loaded, batch), plain(tiny, batch), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(loaded(batch), plain(tiny, batch), rtol=1e-4, atol=1e-4)
 
 
 def test_size_must_be_a_multiple_of_32(tiny, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from pathlib import Path
@@ -93,7 +94,7 @@ def reference(layers, raw_outputs, targets, input_hw):
 
 def check_against_reference(model, raw_outputs, targets, input_hw):
     raws = [r.detach().clone().requires_grad_(True) for r in raw_outputs]
-    total, parts = yolo_loss(model, raws, targets, input_hw)
+    total, parts = yolo_loss(model.yolo_layers, raws, targets, input_hw)
     ref_parts, ref_grads = reference(model.yolo_layers, raws, targets, input_hw)
     for name in PARTS:
         assert parts[name].item() == pytest.approx(ref_parts[name], rel=1e-5, abs=1e-6), name
@@ -131,7 +132,7 @@ def tiny():
 def test_real_weights_loss_equals_naive_darknet(tiny, photo_batch):
     images, targets = photo_batch
     with torch.no_grad():
-        raw = tiny.forward_raw(images)
+        raw = tiny(images)
     parts = check_against_reference(tiny, raw, targets, (416, 416))
     assert parts["obj"] > 0 and parts["cls"] > 0
     # The case exercises the ignore rule: trained predictions overlap the hand-placed boxes.
@@ -144,16 +145,19 @@ def test_real_weights_loss_equals_naive_darknet(tiny, photo_batch):
     assert ignored > 0
 
 
-def test_model_loss_is_the_public_call(tiny, photo_batch):
+def test_loss_takes_the_yolo_layers_and_the_forward_output(tiny, photo_batch):
+    """The objective needs the YOLO layers and ``model(images)``, whatever the network's mode:
+    forward gives the raw predictions in eval mode too, and the loss's gradient reaches every
+    parameter."""
+    model = copy.deepcopy(tiny).eval()
     images, targets = photo_batch[0][:1], photo_batch[1][:1]
-    total, parts = tiny.loss(images, targets)
-    with torch.no_grad():
-        expected, _ = yolo_loss(tiny, tiny.forward_raw(images), targets, (416, 416))
-    assert set(parts) == {"xy", "wh", "obj", "cls"}
-    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    raw = model(images)
+    assert [r.shape for r in raw] == [(1, 3, 13, 13, 85), (1, 3, 26, 26, 85)]
+    total, parts = yolo_loss(model.yolo_layers, raw, targets, (416, 416))
+    assert set(parts) == set(PARTS) == {"xy", "wh", "obj", "cls"}
+    assert total.item() == pytest.approx(sum(p.item() for p in parts.values()), rel=1e-6)
     total.backward()
-    assert all(p.grad is not None for p in tiny.parameters())
-    tiny.zero_grad(set_to_none=True)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", ["yolov3", "yolov3-spp", "yolov3-tiny"])
@@ -177,7 +181,8 @@ def test_every_architecture_matches_naive_darknet(name):
 def test_no_boxes_leaves_only_background_objectness():
     model = build_model("yolov3-tiny")
     raw = [torch.randn(2, 3, 13, 13, 85), torch.randn(2, 3, 26, 26, 85)]
-    total, parts = yolo_loss(model, raw, [torch.zeros(0, 5), torch.zeros(0, 5)], (416, 416))
+    empty = [torch.zeros(0, 5), torch.zeros(0, 5)]
+    total, parts = yolo_loss(model.yolo_layers, raw, empty, (416, 416))
     assert parts["xy"] == 0 and parts["wh"] == 0 and parts["cls"] == 0
     expected = sum(torch.nn.functional.softplus(r[..., 4]).sum() for r in raw)
     assert parts["obj"].item() == pytest.approx(expected.item(), rel=1e-6)
@@ -200,7 +205,7 @@ def test_objectness_gradient_ignored_assigned_and_background():
         raw[1][0, a, 12, 10, 2:4] = torch.log(side / anchors[a])
     raw[1][..., 4] = 0.3
     raw = [r.requires_grad_(True) for r in raw]
-    _, parts = yolo_loss(model, raw, [target], (s, s))
+    _, parts = yolo_loss(model.yolo_layers, raw, [target], (s, s))
     grad = torch.autograd.grad(parts["obj"], raw[1])[0][0, :, 12, 10, 4]
     p = sigmoid(0.3)
     assert grad.tolist() == pytest.approx([0.0, p - 1.0, p], abs=1e-6)
@@ -211,7 +216,7 @@ def test_extreme_logits_stay_finite():
     raw = [torch.full((1, 3, 13, 13, 85), 60.0), torch.full((1, 3, 26, 26, 85), -60.0)]
     raw = [r.requires_grad_(True) for r in raw]
     target = [torch.tensor([[0, 0.5, 0.5, 0.3, 0.3], [1, 0.2, 0.2, 0.05, 0.05]])]
-    total, parts = yolo_loss(model, raw, target, (416, 416))
+    total, parts = yolo_loss(model.yolo_layers, raw, target, (416, 416))
     total.backward()
     assert math.isfinite(total.item())
     assert all(torch.isfinite(r.grad).all() for r in raw)

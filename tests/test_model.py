@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import yolov3
+from yolov3.model import Decoded
 from yolov3.model.cfg import builtin_cfg_path, load_cfg, parse_cfg_text
 
 
@@ -17,7 +18,7 @@ def test_yolov3_has_darknet_parameter_count_and_rows() -> None:
     model = yolov3.build_model("yolov3").eval()
     assert trainable(model) == 61_949_149
     with torch.no_grad():
-        out = model(torch.rand(1, 3, 416, 416))
+        out = Decoded(model)(torch.rand(1, 3, 416, 416))
     assert out.shape == (1, 10_647, 85)
     assert [len(m.mask) for m in model.yolo_layers] == [3, 3, 3]
     assert [m.mask for m in model.yolo_layers] == [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
@@ -31,7 +32,7 @@ def test_other_builtin_architectures(name: str, rows: int, params: int) -> None:
     model = yolov3.build_model(name).eval()
     assert trainable(model) == params
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 416, 416)).shape == (1, rows, 85)
+        assert Decoded(model)(torch.rand(1, 3, 416, 416)).shape == (1, rows, 85)
 
 
 def test_training_mode_returns_raw_maps_per_layer() -> None:
@@ -58,7 +59,7 @@ def test_non_square_input_from_cfg(tmp_path) -> None:
     model = yolov3.build_model(cfg).eval()
     assert (model.info.width, model.info.height) == (608, 352)
     with torch.no_grad():
-        out = model(torch.rand(1, 3, 352, 608))
+        out = Decoded(model)(torch.rand(1, 3, 352, 608))
     assert out.shape == (1, 3 * (11 * 19 + 22 * 38 + 44 * 76), 85)
     # The last row of the 1/32 layer is anchor 2 at the bottom-right cell (x=18, y=10).
     row = out[0, 3 * 11 * 19 - 1]
@@ -70,8 +71,8 @@ def test_decoding_follows_darknet_and_row_order() -> None:
     model = yolov3.build_model("yolov3-tiny").eval()
     x = torch.rand(1, 3, 416, 256)
     with torch.no_grad():
-        raw = model.forward_raw(x)
-        out = model(x)
+        raw = model(x)
+        out = Decoded(model)(x)
     layer = model.yolo_layers[1]  # 1/16: a 26 x 16 map
     first = 3 * 13 * 8
     a, j, i = 2, 5, 11

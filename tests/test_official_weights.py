@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from yolov3.weights import official as hub
 from yolov3.errors import WeightsError
+from yolov3.weights import official as hub
 
 
 def test_cache_dir_follows_xdg(monkeypatch, tmp_path) -> None:

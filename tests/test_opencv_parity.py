@@ -12,6 +12,7 @@ import torch
 import yolov3
 from conftest import randomize_bn
 from yolov3.images import letterbox, load_image
+from yolov3.model import Decoded
 from yolov3.model.cfg import builtin_cfg_path
 
 
@@ -31,7 +32,7 @@ def opencv_rows(cfg: Path, weights: Path, blob: torch.Tensor, anchors_per_layer:
 
 def assert_matches_opencv(model: yolov3.YOLOv3, cfg: Path, weights: Path, blob: torch.Tensor):
     with torch.no_grad():
-        ours = model.eval()(blob)[0].numpy()
+        ours = Decoded(model.eval())(blob)[0].numpy()
     theirs = opencv_rows(cfg, weights, blob, len(model.yolo_layers[0].mask))
     assert theirs.shape == ours.shape
     h, w = blob.shape[2:]

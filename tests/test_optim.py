@@ -17,9 +17,8 @@ from yolov3.train import (
     load_config,
     lr_factor,
     param_groups,
-    set_learning_rate,
-    train_iteration,
 )
+from yolov3.train.step import TrainStep
 
 
 def small_model():
@@ -81,7 +80,8 @@ def test_sgd_is_darknets_update(config):
         grads = {n: torch.randn_like(p) for n, p in expected.items()}
         for n, p in model.named_parameters():
             p.grad = grads[n].clone()
-        set_learning_rate(optimizer, iteration, config)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(iteration, config)
         optimizer.step()
         rate = opt_cfg.lr * lr_factor(iteration, config.schedule)
         for n, w in expected.items():
@@ -108,9 +108,9 @@ def test_subdivisions_accumulate_to_the_full_batch(config):
     images, targets = tiny_batch(0)
     config = load_config(overrides=["optimizer.batch=4", "optimizer.subdivisions=2"])
     split = [(images[:2], targets[:2]), (images[2:], targets[2:])]
-    got = train_iteration(model, build_optimizer(model, config.optimizer), split, 1000, config)
-    ref = train_iteration(twin, build_optimizer(twin, config.optimizer), [(images, targets)],
-                          1000, config)
+    lr = learning_rate(1000, config)
+    got = TrainStep(model, build_optimizer(model, config.optimizer))(split, lr)
+    ref = TrainStep(twin, build_optimizer(twin, config.optimizer))([(images, targets)], lr)
     assert got["total"] == pytest.approx(ref["total"], rel=1e-5)
     assert got["lr"] == pytest.approx(0.001 / 4)
     for p, q in zip(model.parameters(), twin.parameters(), strict=True):
@@ -118,9 +118,10 @@ def test_subdivisions_accumulate_to_the_full_batch(config):
 
 
 def run(model, optimizer, config, iterations):
+    step = TrainStep(model, optimizer)
     for iteration in iterations:
         images, targets = tiny_batch(iteration, 2)
-        train_iteration(model, optimizer, [(images, targets)], iteration, config)
+        step([(images, targets)], learning_rate(iteration, config))
 
 
 def test_resume_continues_the_same_curve_and_weights(config):
@@ -152,8 +153,8 @@ def test_non_finite_loss_skips_the_step(config):
     before = copy.deepcopy(model.state_dict())
     images, targets = tiny_batch(0, 2)
     images[0, 0, 0, 0] = float("nan")
-    out = train_iteration(model, build_optimizer(model, config.optimizer), [(images, targets)],
-                          1000, config)
+    out = TrainStep(model, build_optimizer(model, config.optimizer))([(images, targets)],
+                                                                     learning_rate(1000, config))
     assert not torch.isfinite(torch.tensor(out["total"]))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())

@@ -9,9 +9,10 @@ from yolov3.errors import DataError
 
 
 def read_names(path: str | Path) -> list[str]:
-    """Class names from a file with one name per line (blank lines ignored)."""
+    """Class names from a file with one name per line (blank lines ignored), UTF-8 with or
+    without the byte-order mark that Windows editors write."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read class names ({exc})") from None
     names = [line.strip() for line in text.splitlines() if line.strip()]

@@ -24,7 +24,7 @@ from torchvision.ops import batched_nms, box_convert
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write
 from yolov3.inference.fast import fold_batch_norm
-from yolov3.model.network import YOLOv3
+from yolov3.model.network import Decoded, YOLOv3
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -82,22 +82,11 @@ def _example(model: YOLOv3, img_size: int | tuple[int, int], batch: int, half: b
                       device=device)
 
 
-class _HalfNetwork(nn.Module):
-    """A network run in float16 whose decoding runs in float32 (ONNX has no float16 Range)."""
-
-    def __init__(self, net: YOLOv3) -> None:
-        super().__init__()
-        self.net = net.half()
-
-    def forward(self, images: Tensor) -> Tensor:
-        raw = [r.float() for r in self.net.forward_raw(images)]
-        return self.net.decode(raw, (images.shape[2], images.shape[3]))
-
-
-def _prepared(model: YOLOv3, half: bool) -> nn.Module:
-    """The batch-norm-folded copy of ``model`` that is exported."""
+def _prepared(model: YOLOv3, half: bool) -> Decoded:
+    """The batch-norm-folded copy of ``model``, decoded (in float32: ONNX has no float16
+    Range), that is exported; its weights and input are float16 with ``half``."""
     net = fold_batch_norm(model)
-    return _HalfNetwork(net) if half else net
+    return Decoded(net.half() if half else net).eval()
 
 
 def export_onnx(

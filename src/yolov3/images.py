@@ -5,6 +5,7 @@ The low-level module that the datasets, the training inputs and inference all re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -73,8 +74,32 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """The image files under ``folder`` (recursively), sorted by path."""
-    return sorted(p for p in folder.rglob("*") if is_image_file(p) and p.is_file())
+    """The image files under ``folder`` (recursively, into linked folders too), sorted by path.
+
+    Each folder is walked once, as the first path in sorted order that reaches it: a link to a
+    folder already walked (an ancestor, a cycle, a second link to one folder) is not entered
+    again. Folders that cannot be read are skipped."""
+    found: list[Path] = []
+    walked: set[Path] = set()
+    todo = [folder]  # a stack: the smallest path on top, so folders are walked in path order
+    while todo:
+        current = todo.pop()
+        try:
+            real = current.resolve()
+            if real in walked:
+                continue
+            walked.add(real)
+            entries = sorted(current.iterdir())
+        except (OSError, RuntimeError):  # unreadable, or a link loop (RuntimeError before 3.13)
+            continue
+        folders = []
+        for entry in entries:
+            if is_image_file(entry) and entry.is_file():
+                found.append(entry)
+            elif entry.is_dir():
+                folders.append(entry)
+        todo += reversed(folders)
+    return sorted(found)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -90,6 +115,20 @@ def image_size(path: Path) -> tuple[int, int]:
     return height, width
 
 
+
+
+class ImageFiles(Sequence[np.ndarray]):
+    """Image files read on access: ``files[i]`` is :func:`load_image` of the ``i``-th path (a
+    :class:`DataError` for a file that is not a readable image)."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return load_image(self.paths[i])
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from yolov3.cli.common import (
@@ -21,8 +20,9 @@ from yolov3.cli.common import (
 )
 from yolov3.errors import DataError, YoloError
 from yolov3.fileio import writable_dir
-from yolov3.images import Letterbox, letterbox, list_images, load_image
+from yolov3.images import ImageFiles, list_images
 from yolov3.inference.backends import BACKENDS, make_detector
+from yolov3.inference.batching import letterboxed_batches
 from yolov3.inference.draw import draw_detections
 
 
@@ -88,28 +88,6 @@ def collect_images(paths: list[str], out: Path) -> tuple[list[Path], int]:
     return found, earlier
 
 
-class _ImageFiles(Dataset):
-    """Decodes and letterboxes image files; an unreadable file yields its error message."""
-
-    def __init__(self, files: list[Path], input_hw: tuple[int, int]) -> None:
-        self.files, self.input_hw = files, input_hw
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[int, object, object, object]:
-        try:
-            image = load_image(self.files[i])
-        except DataError as exc:
-            return i, None, None, str(exc)
-        x, lb = letterbox(image, self.input_hw)
-        return i, x, lb, image
-
-
-def _collate(items: list) -> list:
-    return items
-
-
 def _output_name(path: Path, used: set[str]) -> str:
     suffix = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp",
                                                               ".webp") else ".png"
@@ -132,18 +110,15 @@ def run(args: argparse.Namespace) -> int:
     detector = make_detector(model, args.backend, args.img_size, args.conf, args.iou,
                              multi_label=not args.single_label, device=device)
     out = writable_dir(args.out)
-    loader = DataLoader(_ImageFiles(files, detector.input_hw), batch_size=args.batch_size,
-                        num_workers=args.workers, collate_fn=_collate)
+    batches = letterboxed_batches(ImageFiles(files), detector.input_hw, args.batch_size,
+                                  args.workers, keep_images=True)
     records, failed, used, lines = [], [], set(), []
     with tqdm(total=len(files), unit="img", desc="detect") as bar:
-        for items in loader:
-            good = [it for it in items if it[1] is not None]
-            failed += [it[3] for it in items if it[1] is None]
-            if good:
-                batch = torch.stack([it[1] for it in good])
-                boxes: list[Letterbox] = [it[2] for it in good]
-                for (i, _, _, image), dets in zip(good, detector.detect_prepared(batch, boxes),
-                                                  strict=True):
+        for batch in batches:
+            failed += [message for _, message in batch.failures]
+            if batch.indices:
+                dets_of = detector.detect_batch(batch.inputs, batch.letterboxes)
+                for i, image, dets in zip(batch.indices, batch.images, dets_of, strict=True):
                     path = files[i]
                     name = _output_name(path, used)
                     draw_detections(image, dets, names).save(out / name)
@@ -159,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                         })
                         found.append(f"{names[label]} {score:.2f}")
                     lines.append(f"{path}: {', '.join(found) or 'nothing found'} -> {out / name}")
-            bar.update(len(items))
+            bar.update(len(batch.indices) + len(batch.failures))
     (out / "detections.json").write_text(json.dumps(records, indent=1))
     for line in lines:
         print(line)

@@ -1,4 +1,6 @@
-"""``yolov3 explain``: pictures of how YOLOv3 sees an image (target assignment, channel roles)."""
+"""``yolov3 explain``: pictures of how YOLOv3 sees an image (target assignment, channel roles)
+and darknet's layer table of a network, grouped by its parts (backbone, upsampling network,
+YOLO layers)."""
 
 from __future__ import annotations
 
@@ -26,18 +28,22 @@ from yolov3.datasets.sample import Sample
 from yolov3.datasets.yolo_txt import parse_label_file
 from yolov3.errors import DataError
 from yolov3.images import load_image
-from yolov3.model.network import YOLOv3
+from yolov3.model.cfg import BUILTIN_CFGS
+from yolov3.model.network import YOLOv3, build_model
+from yolov3.model.summary import format_layer_table, layer_table
+from yolov3.weights.load import DEFAULT_MODEL
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "explain",
-        help="pictures of target assignment and of a YOLO layer's channels",
-        description="Pictures that show how YOLOv3 sees an image.",
+        help="pictures of target assignment and of a YOLO layer's channels; the layer table",
+        description="Pictures that show how YOLOv3 sees an image, and the layers of a network.",
     )
-    what = p.add_subparsers(dest="what", required=True, metavar="assign|channels")
+    what = p.add_subparsers(dest="what", required=True, metavar="assign|channels|layers")
     _add_assign(what)
     _add_channels(what)
+    _add_layers(what)
 
 
 def _add_common(p: argparse.ArgumentParser, default_size: int) -> None:
@@ -94,6 +100,25 @@ def _add_channels(what: argparse._SubParsersAction) -> None:
                    help="YOLO layer, in cfg order: 0 has the coarsest grid (default: "
                    "%(default)s)")
     p.set_defaults(run=run_channels)
+
+
+def _add_layers(what: argparse._SubParsersAction) -> None:
+    p = what.add_parser(
+        "layers",
+        help="darknet's layer table, grouped by backbone, upsampling network and YOLO layers",
+        description="Print darknet's layer table of a network (no weights needed): for each "
+        "layer its index, type, filters, size/stride, output map C x H x W at --img-size and "
+        "trainable parameters, grouped by the blog's parts: the backbone (Darknet-53 in "
+        "yolov3), the upsampling network, and one head per YOLO layer (its 1x1 convolution "
+        "and the [yolo] layer). Ends with the convolutional layers and parameters of each "
+        "part and of the whole network.",
+    )
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CFG",
+                   help=f"a built-in architecture ({', '.join(BUILTIN_CFGS)}) or a darknet "
+                   ".cfg file (default: %(default)s)")
+    p.add_argument("--img-size", type=int, default=416,
+                   help="network input size, a multiple of 32 (default: %(default)s)")
+    p.set_defaults(run=run_layers)
 
 
 def _model(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
@@ -185,4 +210,13 @@ def run_channels(args: argparse.Namespace) -> int:
           f"{','.join(map(str, view.mask))}; most confident: anchor {view.mask[a]} at cell "
           f"({i}, {j}), objectness {best[4]:.2f}, {names[k]} {best[5 + k]:.2f}")
     print(f"wrote {path} ({width}x{height})")
+    return 0
+
+
+def run_layers(args: argparse.Namespace) -> int:
+    size = check_img_size(args.img_size)
+    with torch.device("meta"):  # shapes and parameter counts only: no memory, no weights
+        model = build_model(args.model)
+    print(f"{Path(args.model).stem}: {len(model.layers)} layers, input {size} x {size}")
+    print(format_layer_table(layer_table(model, (size, size))))
     return 0

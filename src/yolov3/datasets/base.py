@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -35,14 +35,30 @@ class Annotation:
     ignore: np.ndarray
 
 
+@dataclass
+class SourcePaths:
+    """What a dataset is read from, so that nothing writes over it (``yolov3 data convert``):
+    ``files`` are its description, annotation, label, list and names files and its images
+    (also those looked for and missing, such as the label file of an image without objects,
+    and the images skipped); ``folders`` are the folders it lists (images found by walking
+    them, VOC's annotations), in which a new file would change the dataset."""
+
+    files: set[Path] = field(default_factory=set)
+    folders: set[Path] = field(default_factory=set)
+
+    def update(self, other: SourcePaths) -> None:
+        self.files |= other.files
+        self.folders |= other.folders
+
+
 class DetectionDataset(Dataset):
     """Images with boxes, whatever the format on disk: ``dataset[i]`` is a :class:`Sample`.
 
     ``names`` are the class names by contiguous index; ``category_ids[k]`` is the dataset's own
     id of class ``k`` (COCO's category ids; 1, 2, ... for the other formats); ``problems`` lists
-    the labels that were skipped. ``annotations(i)`` gives the ground truth without decoding the
-    image. Boxes are stored packed (one array for all images) so that data-loader workers share
-    them cheaply.
+    the labels that were skipped; :meth:`source_paths` the files and folders it is read from.
+    ``annotations(i)`` gives the ground truth without decoding the image. Boxes are stored
+    packed (one array for all images) so that data-loader workers share them cheaply.
     """
 
     format: ClassVar[str] = ""
@@ -68,6 +84,8 @@ class DetectionDataset(Dataset):
         self.category_ids = list(category_ids or range(1, len(names) + 1))
         self.problems = problems
         self.files = files
+        # What the reader read besides ``files`` and ``source`` (kept small: workers get it).
+        self.sources = SourcePaths()
         self.image_ids = np.asarray(image_ids, np.int64)
         # (height, width) per image; 0 where unknown until the image is read (YOLO txt).
         self.sizes = np.zeros((len(files), 2), np.int64) if sizes is None else sizes
@@ -89,6 +107,15 @@ class DetectionDataset(Dataset):
     @property
     def num_boxes(self) -> int:
         return len(self._boxes)
+
+    def source_paths(self) -> SourcePaths:
+        """Every file and folder the dataset is read from: ``source`` (the description or
+        annotation file), the images, and :attr:`sources` (the formats add the files and
+        folders their readers looked at)."""
+        files = {*self.files, *self.sources.files}
+        if not self.source.is_dir():
+            files.add(self.source)
+        return SourcePaths(files, set(self.sources.folders))
 
     def category_to_label(self) -> dict[int, int]:
         """The dataset's category id -> contiguous class index."""
@@ -136,11 +163,34 @@ class DetectionDataset(Dataset):
                             f"annotation ({self.source}) says {w}x{h}")
         return raw
 
-    def __getitem__(self, i: int) -> Sample:
+    def read_image(self, i: int) -> np.ndarray:
+        """Image ``i`` as (H, W, 3) uint8 RGB, in the orientation its annotation declares."""
         declared = tuple(int(v) for v in self.sizes[i])
-        image = self.image(i, declared if declared[0] > 0 else None)
+        return self.image(i, declared if declared[0] > 0 else None)
+
+    @property
+    def pixels(self) -> Sequence[np.ndarray]:
+        """The images alone, decoded on access: ``dataset.pixels[i]`` is :meth:`read_image`."""
+        return _Pixels(self)
+
+    def __getitem__(self, i: int) -> Sample:
+        image = self.read_image(i)
         ann = self.annotations(i, image.shape[:2])
         return Sample(image, ann.boxes, ann.labels, ann.image_id, str(ann.file), ann.ignore)
+
+
+
+class _Pixels(Sequence[np.ndarray]):
+    """A dataset's images without their labels (see :attr:`DetectionDataset.pixels`)."""
+
+    def __init__(self, dataset: DetectionDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.dataset.read_image(i)
 
 
 def valid_size(height: float, width: float) -> bool:

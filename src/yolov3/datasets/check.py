@@ -25,6 +25,9 @@ decoding every image, or looking at the files on disk, shows:
   orientation, so YOLO labels of such images cannot be tied to one (yolov3 reads them on the
   turned view, as viewers show it);
 - images whose declared size they have in neither orientation;
+- COCO annotation ids that are repeated (files merged from several whose ids all start at 1)
+  or not positive integers, which pycocotools would mix up, and image files listed under
+  several image ids (both found by the reader);
 - the class histogram: boxes per class and split.
 
 Square images, and EXIF orientations that only mirror or turn by 180 degrees (2 to 4), keep
@@ -61,6 +64,8 @@ from yolov3.datasets.problems import (
     MALFORMED,
     NO_IMAGE,
     NO_LABEL,
+    REPEATED_ID,
+    REPEATED_IMAGE,
     SIZE,
     UNREADABLE,
     ZERO_AREA,
@@ -98,6 +103,11 @@ KINDS: dict[str, tuple[str, str]] = {
            "when they are on the stored pixels)"),
     SIZE: ("images whose size differs from their annotation",
            "fix the annotation's width and height, or replace the image"),
+    REPEATED_ID: ("repeated or unusable COCO annotation ids (renumbered for the metric)",
+                  "number the annotations 1, 2, ... again (files merged from several whose ids "
+                  "all start at 1 repeat them)"),
+    REPEATED_IMAGE: ("image files listed under several COCO image ids (the first kept)",
+                     "keep one entry per image and give it all its annotations"),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ from yolov3.datasets.boxes import (
     describe_small,
     large_enough,
 )
-from yolov3.datasets.problems import BOX, CLASS, NO_IMAGE, Problems
+from yolov3.datasets.problems import (
+    BOX,
+    CLASS,
+    NO_IMAGE,
+    REPEATED_ID,
+    REPEATED_IMAGE,
+    Problems,
+)
 from yolov3.errors import DataError
 
 COCO_KEYS = ("images", "annotations", "categories")
@@ -102,10 +110,40 @@ def annotation_fields(a: Any) -> tuple[Any, Any, list[float], bool]:
     return image_id, category_id, bbox, bool(a.get("iscrowd", 0))
 
 
+def usable_id(value: Any) -> bool:
+    """Whether an annotation id works for pycocotools: a positive integer (its matching takes
+    id 0 for "no match", so a box of id 0 never counts as found)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def note_annotation_ids(path: Path, anns: list[Any], problems: Problems) -> None:
+    """Note (``REPEATED_ID``) the annotation ids that are repeated, as in files merged from
+    several whose ids all start at 1, or not positive integers. pycocotools keeps one
+    annotation per id, so either gives a wrong AP in silence; :meth:`CocoDataset.ground_truth`
+    renumbers them and keeps every annotation."""
+    positions: dict[int, list[int]] = {}
+    for j, a in enumerate(anns):
+        if not isinstance(a, dict) or "id" not in a:
+            continue  # malformed (reported as such), or without an id (numbered)
+        if usable_id(a["id"]):
+            positions.setdefault(a["id"], []).append(j)
+        else:
+            problems.note(f"{path}: annotation #{j}: id {a['id']!r} is not a positive integer; "
+                          "the metric's ground truth renumbers the annotations", REPEATED_ID)
+    for value, where in positions.items():
+        if len(where) > 1:
+            shown = ", ".join(f"#{j}" for j in where[:5]) + (", ..." if len(where) > 5 else "")
+            problems.note(f"{path}: annotation id {value} is used by {len(where)} annotations "
+                          f"({shown}); ids must be unique (pycocotools keeps one annotation per "
+                          "id), so the metric's ground truth renumbers them", REPEATED_ID)
+
+
 class CocoDataset(DetectionDataset):
     """A COCO annotation file. The categories, sorted by id, are the contiguous classes 0..C-1
     (``category_ids`` maps back). ``iscrowd`` boxes are kept with ``ignore`` set; boxes under
-    one pixel wide or high are dropped; the images keep the JSON's order and ids."""
+    one pixel wide or high are dropped; the images keep the JSON's order and ids. An image file
+    listed under several image ids is kept under the first (the other entries are problems);
+    repeated annotation ids are noted, and renumbered in :meth:`ground_truth`."""
 
     format = "coco"
 
@@ -134,10 +172,24 @@ class CocoDataset(DetectionDataset):
             raise DataError(f"{path}: image ids are not unique")
         index = {image_id: k for k, image_id in enumerate(ids)}
         skip = np.zeros(len(ids), bool)
+        first_entry: dict[tuple[int, int], int] = {}  # (device, inode) -> entry listing it
         for k, file in enumerate(files):
-            if not file.is_file():
+            try:
+                found = file.stat()
+            except OSError:
+                found = None
+            if found is None or not stat.S_ISREG(found.st_mode):
                 problems.add(f"{path}: image id {ids[k]}: {file} not found", NO_IMAGE)
                 skip[k] = True
+                continue
+            first = first_entry.setdefault((found.st_dev, found.st_ino), k)
+            if first != k:  # the same file (by another name, a link too) under another id
+                problems.add(f"{path}: image id {ids[k]}: {file} is the image file of image id "
+                             f"{ids[first]} too ({files[first]}); an image is listed once, so "
+                             "the first entry is kept and this one left out with its "
+                             "annotations", REPEATED_IMAGE)
+                skip[k] = True
+        note_annotation_ids(path, data["annotations"], problems)
 
         img, labels, boxes, crowd = self._read_annotations(
             path, data["annotations"], index, category_ids, np.array(sizes, np.int64), problems,
@@ -157,6 +209,8 @@ class CocoDataset(DetectionDataset):
             ignore=[b for b, k in zip(np.split(crowd[order], split_at), keep, strict=True) if k],
             problems=problems,
         )
+        self.sources.files.update(f for f, k in zip(files, skip, strict=True) if k)  # left out
+        self.sources.folders.add(self.images_dir)
 
     @staticmethod
     def _read_annotations(
@@ -215,7 +269,10 @@ class CocoDataset(DetectionDataset):
 
     def ground_truth(self) -> dict[str, Any]:
         """The annotation file itself, limited to this dataset's images, as the metric's
-        ground truth: COCO's own ``area`` (of the segmentation) and crowd regions kept."""
+        ground truth: COCO's own ``area`` (of the segmentation) and crowd regions kept. The
+        annotations keep their ids when those are distinct positive integers; else (an id
+        missing, repeated or not usable, see :func:`note_annotation_ids`) they are numbered
+        1, 2, ... by their place in the file, since pycocotools keys annotations by id."""
         data = read_coco_json(self.source)
         kept = set(self.image_ids.tolist())
         valid = []  # those the reader did not skip as malformed (it reported them)
@@ -226,7 +283,8 @@ class CocoDataset(DetectionDataset):
                 continue
             if image_id in kept:
                 valid.append((k, a, bbox[2] * bbox[3]))
-        renumber = any("id" not in a for _, a, _ in valid)
+        ids = [a.get("id") for _, a, _ in valid]
+        renumber = not all(usable_id(i) for i in ids) or len(set(ids)) != len(ids)
         anns = [{**a, "id": k + 1 if renumber else a["id"], "area": a.get("area", area),
                  "iscrowd": a.get("iscrowd", 0)} for k, a, area in valid]
         return {

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from yolov3.datasets.base import Annotation, DetectionDataset
-from yolov3.datasets.open import dataset_splits, open_dataset
+from yolov3.datasets.base import Annotation, DetectionDataset, SourcePaths
+from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
 from yolov3.datasets.problems import UNREADABLE
 from yolov3.errors import DataError
-from yolov3.fileio import atomic_write, writable_dir
+from yolov3.fileio import atomic_write, expand_home, writable_dir
 
 log = logging.getLogger("yolov3")
 
@@ -83,66 +86,73 @@ def readable_annotations(ds: DetectionDataset) -> list[Annotation]:
     return found
 
 
-Placer = Callable[[Path, Path], None]
+@dataclass
+class Output:
+    """One file a conversion writes: an image placed from ``image`` (copied, or linked), or
+    the bytes ``content()`` makes; an ``atomic`` file is written whole or not at all. Planned
+    first, so that they are checked against the source before anything is written."""
+
+    path: Path
+    image: Path | None = None
+    content: Callable[[], bytes] | None = None
+    atomic: bool = False
 
 
-def _place(symlink: bool) -> Placer:
-    """Copies an image into the output (or links it, with ``symlink``)."""
-    def place(src: Path, dst: Path) -> None:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.unlink(missing_ok=True)
-        if symlink:
-            dst.symlink_to(src.resolve())
-        else:
-            shutil.copy2(src, dst)
-    return place
+def _yaml_output(path: Path, spec: dict[str, Any]) -> Output:
+    return Output(path, content=lambda: yaml.safe_dump(spec, sort_keys=False,
+                                                       allow_unicode=True).encode(), atomic=True)
 
 
-def _write_yaml(path: Path, spec: dict[str, Any]) -> None:
-    with atomic_write(path) as f:
-        f.write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True).encode())
+def _text(lines: list[str]) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
 
 
-def write_coco(splits: dict[str, DetectionDataset], out: Path, place: Placer) -> None:
+Splits = dict[str, tuple[DetectionDataset, list[Annotation]]]
+
+
+def write_coco(splits: Splits, out: Path) -> list[Output]:
     """``out/annotations/instances_SPLIT.json``, ``out/images/SPLIT/`` and ``out/data.yaml``
     (so that ``out`` is a ``--data`` with all its splits)."""
-    for split, ds in splits.items():
-        anns = readable_annotations(ds)
+    outputs = []
+    for split, (ds, anns) in splits.items():
         names = unique_names([a.file for a in anns], {})
-        for ann, name in zip(anns, names, strict=True):
-            place(ann.file, out / "images" / split / name)
-        with atomic_write(out / "annotations" / f"instances_{split}.json") as f:
-            f.write(json.dumps(coco_dict(ds, anns, names)).encode())
-    _write_yaml(out / "data.yaml", {"format": "coco", "path": ".", **{
+        outputs += [Output(out / "images" / split / name, image=ann.file)
+                    for ann, name in zip(anns, names, strict=True)]
+        outputs.append(Output(out / "annotations" / f"instances_{split}.json", atomic=True,
+                              content=partial(_coco_json, ds, anns, names)))
+    outputs.append(_yaml_output(out / "data.yaml", {"format": "coco", "path": ".", **{
         s: {"annotations": f"annotations/instances_{s}.json", "images": f"images/{s}"}
-        for s in splits}})
+        for s in splits}}))
+    return outputs
 
 
-def write_yolo(splits: dict[str, DetectionDataset], out: Path, place: Placer) -> None:
+def _coco_json(ds: DetectionDataset, anns: list[Annotation], names: list[str]) -> bytes:
+    return json.dumps(coco_dict(ds, anns, names)).encode()
+
+
+def _yolo_label(ann: Annotation) -> bytes:
+    h, w = ann.size
+    xyxy = ann.boxes.astype(np.float64) / np.array([w, h, w, h])
+    cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    return _text([" ".join([str(c), *(number(v) for v in row)])
+                  for c, row in zip(ann.labels.tolist(), cxcywh.tolist(), strict=True)])
+
+
+def write_yolo(splits: Splits, out: Path) -> list[Output]:
     """``out/images/SPLIT/``, ``out/labels/SPLIT/*.txt`` and ``out/data.yaml``. YOLO txt has no
-    ignore flag: crowd / difficult boxes become ordinary boxes (a warning says how many)."""
-    ignored = 0
-    for split, ds in splits.items():
-        anns = readable_annotations(ds)
+    ignore flag: crowd / difficult boxes become ordinary boxes (:func:`convert` warns)."""
+    outputs = []
+    for split, (_, anns) in splits.items():
         names = unique_names([a.file for a in anns], {})
         for ann, name in zip(anns, names, strict=True):
-            ignored += int(ann.ignore.sum())
-            place(ann.file, out / "images" / split / name)
-            h, w = ann.size
-            xyxy = ann.boxes.astype(np.float64) / np.array([w, h, w, h])
-            cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]],
-                                    axis=1)
-            lines = [" ".join([str(c), *(number(v) for v in row)])
-                     for c, row in zip(ann.labels.tolist(), cxcywh.tolist(), strict=True)]
-            label = out / "labels" / split / Path(name).with_suffix(".txt")
-            label.parent.mkdir(parents=True, exist_ok=True)
-            label.write_text("".join(line + "\n" for line in lines))
-    if ignored:
-        log.warning("%d crowd/difficult boxes written as ordinary boxes: YOLO txt cannot mark "
-                    "them", ignored)
-    first = next(iter(splits.values()))
-    _write_yaml(out / "data.yaml", {"format": "yolo", "path": ".",
-                                    **{s: f"images/{s}" for s in splits}, "names": first.names})
+            outputs.append(Output(out / "images" / split / name, image=ann.file))
+            outputs.append(Output(out / "labels" / split / Path(name).with_suffix(".txt"),
+                                  content=partial(_yolo_label, ann)))
+    first = next(iter(splits.values()))[0]
+    outputs.append(_yaml_output(out / "data.yaml", {"format": "yolo", "path": ".",
+                                                    **{s: f"images/{s}" for s in splits},
+                                                    "names": first.names}))
+    return outputs
 
 
 def _voc_xml(file_name: str, size: tuple[int, int], names: list[str], boxes: np.ndarray,
@@ -165,28 +175,131 @@ def _voc_xml(file_name: str, size: tuple[int, int], names: list[str], boxes: np.
     return ET.tostring(root, encoding="utf-8")
 
 
-def write_voc(splits: dict[str, DetectionDataset], out: Path, place: Placer) -> None:
+def write_voc(splits: Splits, out: Path) -> list[Output]:
     """``out/Annotations/*.xml``, ``out/JPEGImages/``, ``out/ImageSets/Main/SPLIT.txt`` (not for
     a dataset that is a single set) and ``out/classes.txt`` (the class order)."""
     taken: dict[str, Path] = {}
-    for split, ds in splits.items():
-        anns = readable_annotations(ds)
+    outputs = []
+    for split, (ds, anns) in splits.items():
         names = unique_names([a.file for a in anns], taken)
         for ann, name in zip(anns, names, strict=True):
-            place(ann.file, out / "JPEGImages" / name)
-            xml = _voc_xml(name, ann.size, [ds.names[k] for k in ann.labels.tolist()],
-                           ann.boxes, ann.ignore)
-            (out / "Annotations").mkdir(parents=True, exist_ok=True)
-            (out / "Annotations" / Path(name).with_suffix(".xml")).write_bytes(xml)
+            outputs.append(Output(out / "JPEGImages" / name, image=ann.file))
+            outputs.append(Output(
+                out / "Annotations" / Path(name).with_suffix(".xml"),
+                content=partial(_voc_xml, name, ann.size,
+                                [ds.names[k] for k in ann.labels.tolist()], ann.boxes,
+                                ann.ignore)))
         if split != "all":
-            sets = out / "ImageSets" / "Main"
-            sets.mkdir(parents=True, exist_ok=True)
-            (sets / f"{split}.txt").write_text("".join(Path(n).stem + "\n" for n in names))
-    first = next(iter(splits.values()))
-    (out / "classes.txt").write_text("".join(n + "\n" for n in first.names))
+            outputs.append(Output(out / "ImageSets" / "Main" / f"{split}.txt",
+                                  content=partial(_text, [Path(n).stem for n in names])))
+    first = next(iter(splits.values()))[0]
+    outputs.append(Output(out / "classes.txt", content=partial(_text, first.names)))
+    return outputs
 
 
 WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc}
+
+
+def _real(path: Path) -> Path:
+    """``path`` absolute, with every link followed."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13)
+        return path.absolute()
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether the resolved ``path`` is the resolved ``folder`` or lies under it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+class SourceGuard:
+    """The files and folders a dataset is read from (:class:`SourcePaths`, with the ``--data``
+    description), resolved, to check a conversion's output against: it never writes over,
+    deletes or adds to its source. Writing a file replaces its folder entry (a link there is
+    replaced, not written through), so what an output touches is its entry: its folder
+    resolved, and its own name. A source file is hit when that entry is the file's entry (its
+    link, for a linked file) or the file it resolves to."""
+
+    def __init__(self, data: str | Path, splits: dict[str, DetectionDataset]) -> None:
+        sources = SourcePaths()
+        for ds in splits.values():
+            sources.update(ds.source_paths())
+        given = expand_home(data)
+        if given.is_dir():  # the files that say which dataset a folder is
+            sources.files |= {given / name for name in DIR_YAMLS}
+        else:
+            sources.files.add(given)
+        self._folders: dict[Path, Path] = {}  # a folder as written -> resolved (a cache)
+        self.files: dict[str, Path] = {}  # resolved entry or file -> the source file
+        for file in sources.files:
+            entry = self.entry(file)
+            self.files.setdefault(str(entry), file)
+            if entry.is_symlink():
+                self.files.setdefault(str(_real(entry)), file)
+        self.folders = {str(_real(d)): d for d in sources.folders}
+
+    def entry(self, path: Path) -> Path:
+        """The folder entry that writing ``path`` replaces: its folder resolved, its name."""
+        if path.parent not in self._folders:
+            self._folders[path.parent] = _real(path.parent)
+        return self._folders[path.parent] / path.name
+
+    def check_out(self, out: Path) -> None:
+        """:class:`DataError` when the output folder holds a file of the source or overlaps
+        one of its folders (checked before anything is written)."""
+        top = str(_real(out))
+        held = [file for real, file in self.files.items() if _inside(real, top)]
+        if held:
+            raise DataError(f"{out}: holds {min(held)}, a file of the dataset being converted; "
+                            "a conversion never writes over its source: choose an output folder "
+                            "outside the dataset")
+        for real, folder in sorted(self.folders.items()):
+            if _inside(top, real) or _inside(real, top):
+                where = "lies inside" if _inside(top, real) else "holds"
+                raise DataError(f"{out}: {where} {folder}, a folder the dataset being converted "
+                                "lists (its images or annotations), so that the files written "
+                                "would join the source: choose an output folder outside it")
+
+    def check(self, outputs: Iterable[Output]) -> None:
+        """:class:`DataError` naming the first output that would replace a source file or land
+        in a source folder (through a linked folder in the output)."""
+        for output in outputs:
+            entry = str(self.entry(output.path))
+            hit = self.files.get(entry)
+            if hit is not None:
+                raise DataError(f"{output.path}: writing it would replace {hit}, a file of the "
+                                "dataset being converted; a conversion never writes over its "
+                                "source: choose an output folder outside the dataset")
+            for real, folder in self.folders.items():
+                if _inside(entry, real):
+                    raise DataError(f"{output.path}: writing it would put a file in {folder}, a "
+                                    "folder of the dataset being converted: choose an output "
+                                    "folder outside the dataset")
+
+
+def write_outputs(outputs: list[Output], symlink: bool) -> None:
+    """Write the planned files, each once (the first plan of a path). An existing file or link
+    at an output path is replaced, never written through."""
+    done: set[Path] = set()
+    for output in outputs:
+        if output.path in done:  # one image in several splits of a VOC output
+            continue
+        done.add(output.path)
+        output.path.parent.mkdir(parents=True, exist_ok=True)
+        if output.content is not None and output.atomic:
+            with atomic_write(output.path) as f:
+                f.write(output.content())
+            continue
+        data = output.content() if output.content is not None else None
+        target = output.image.resolve() if output.image is not None else None
+        output.path.unlink(missing_ok=True)
+        if data is not None:
+            output.path.write_bytes(data)
+        elif symlink:
+            output.path.symlink_to(target)
+        else:
+            shutil.copy2(target, output.path)
 
 
 def convert(
@@ -199,17 +312,30 @@ def convert(
 ) -> dict[str, DetectionDataset]:
     """Write every split of the dataset ``data`` (any ``--data`` form) to ``out`` in format
     ``to`` (coco, yolo or voc), images copied (or linked). Returns the datasets read, whose
-    ``problems`` list what was skipped."""
+    ``problems`` list what was skipped.
+
+    The source is never written over: a :class:`DataError` names the path, before anything is
+    written, when ``out`` holds a file of the source (``out`` is the source's root, or a folder
+    above it) or overlaps a folder it lists, or when an output would replace a source file."""
     if to not in WRITERS:
         raise DataError(f"cannot convert to {to!r}: the formats are {', '.join(FORMATS)}")
     splits = {s: open_dataset(data, s, images, strict) for s in dataset_splits(data)}
     names = {tuple(ds.names) for ds in splits.values()}
     if len(names) > 1:
         raise DataError(f"{data}: the splits have different class names; convert them one by one")
+    guard = SourceGuard(data, splits)
+    guard.check_out(Path(out))
     out = writable_dir(out)
+    planned = {s: (ds, readable_annotations(ds)) for s, ds in splits.items()}
+    outputs = WRITERS[to](planned, out)
+    guard.check(outputs)
     try:
-        WRITERS[to](splits, out, _place(symlink))
+        write_outputs(outputs, symlink)
     except OSError as exc:
         raise DataError(f"{out}: writing the converted dataset failed ({exc}); check the free "
                         "space and the permissions of the output folder") from None
+    ignored = sum(int(a.ignore.sum()) for _, anns in planned.values() for a in anns)
+    if to == "yolo" and ignored:
+        log.warning("%d crowd/difficult boxes written as ordinary boxes: YOLO txt cannot mark "
+                    "them", ignored)
     return splits

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from yolov3.classes import read_names
-from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.base import DetectionDataset, SourcePaths
 from yolov3.datasets.coco import CocoDataset, split_of_json
 from yolov3.datasets.problems import Problems
 from yolov3.datasets.voc import VocDataset, find_voc_folders, voc_splits
@@ -36,7 +36,7 @@ FORMS = (
     "or a folder holding data.yaml"
 )
 _YAML_KEYS = {"format", "path", "names", "nc", "download"}
-_DIR_YAMLS = ("data.yaml", "dataset.yaml")
+DIR_YAMLS = ("data.yaml", "dataset.yaml")
 
 
 def detect_format(data: str | Path) -> tuple[str, Path]:
@@ -46,7 +46,7 @@ def detect_format(data: str | Path) -> tuple[str, Path]:
         raise DataError(f"{path}: no such file or folder. {FORMS}")
     if path.is_dir():
         found = [("voc", path)] if find_voc_folders(path) else []
-        found += [("yaml", path / y) for y in _DIR_YAMLS if (path / y).is_file()]
+        found += [("yaml", path / y) for y in DIR_YAMLS if (path / y).is_file()]
         if len(found) == 1:
             return found[0]
         what = "is ambiguous (it holds " + " and ".join(str(p) for _, p in found) + ")"
@@ -105,18 +105,20 @@ def _open_darknet(path: Path, split: str, strict: bool) -> DetectionDataset:
         if needed not in fields:
             raise DataError(f"{path}: has no '{needed} = ...' line (for the {split} split)")
     bases = [path.parent, path.parent.parent, Path.cwd()]
-    names = read_names(resolve(fields["names"], bases))
+    names_file = resolve(fields["names"], bases)
+    names = read_names(names_file)
     if "classes" in fields and fields["classes"] != str(len(names)):
         raise DataError(f"{path}: classes = {fields['classes']} but {fields['names']} has "
                         f"{len(names)} names")
     problems = Problems(strict)
-    images = collect_images(resolve(fields[key], bases), path.parent, problems)
-    return YoloDataset(images, names, path, split, problems)
+    sources = SourcePaths({names_file})
+    images = collect_images(resolve(fields[key], bases), path.parent, problems, sources)
+    return YoloDataset(images, names, path, split, problems, sources)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DataError(f"{path}: cannot read the dataset YAML ({exc})") from None
     if not isinstance(cfg, dict):
@@ -151,6 +153,7 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
     if fmt == "voc":
         dataset = VocDataset(root, str(cfg.get(split, split)), names, strict)
         dataset.split = split
+        dataset.sources.files.add(path)
         return dataset
     if split not in splits:
         raise DataError(f"{path}: has no '{split}' split (it has: "
@@ -165,6 +168,7 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         if names is not None and names != dataset.names:
             raise DataError(f"{path}: 'names' differ from the categories of {dataset.source}")
         dataset.split = split
+        dataset.sources.files.add(path)
         return dataset
     if names is None:
         raise DataError(f"{path}: a yolo dataset YAML needs 'names' (the class names)")
@@ -173,4 +177,6 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         raise DataError(f"{path}: '{split}' must be an image folder, a list file or an image, "
                         f"or a list of those; not {entry!r}")
     problems = Problems(strict)
-    return YoloDataset(collect_images(entry, root, problems), names, path, split, problems)
+    sources = SourcePaths()
+    images = collect_images(entry, root, problems, sources)
+    return YoloDataset(images, names, path, split, problems, sources)

@@ -17,6 +17,8 @@ ZERO_AREA = "zero-area"  # a box under one pixel wide or high (dropped, the imag
 DUPLICATE = "duplicate"  # two boxes of one class on the same object
 EXIF = "exif"  # labels that fit only one orientation of an EXIF-rotated image
 SIZE = "size"  # an annotation's image size that the image has in neither orientation
+REPEATED_ID = "repeated-id"  # COCO annotation ids that are not unique (renumbered, kept)
+REPEATED_IMAGE = "repeated-image"  # one image file listed under several COCO image ids
 
 
 class Problems:

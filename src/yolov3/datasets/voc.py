@@ -106,7 +106,11 @@ def _split_stems(root: Path, stems: list[str], split: str) -> list[str]:
             have = sorted(p.stem for p in sets.glob("*.txt") if "_" not in p.stem)
             raise DataError(f"{listed}: no such split file (splits here: "
                             f"{', '.join([*have, 'all'])})")
-        return [line.split()[0] for line in listed.read_text().splitlines() if line.strip()]
+        try:
+            text = listed.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{listed}: cannot read the split file ({exc})") from None
+        return [line.split()[0] for line in text.splitlines() if line.strip()]
     if split not in ("train", "val"):
         raise DataError(f"{root}: has no ImageSets/Main, so its splits are train, val "
                         f"(by file name) and all; not {split!r}")
@@ -190,3 +194,7 @@ class VocDataset(DetectionDataset):
             image_ids=np.array(ids, np.int64), sizes=np.array(sizes, np.int64).reshape(-1, 2),
             boxes=boxes, labels=labels, ignore=ignore, problems=problems,
         )
+        # the annotation files are those in ann_dir
+        self.sources.files |= {root / CLASSES_FILE, *(root / "ImageSets" / "Main" / f"{s}.txt"
+                                                      for s in ("train", "val", "test"))}
+        self.sources.folders |= {ann_dir, self.images_dir}

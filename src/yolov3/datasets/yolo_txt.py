@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolov3.datasets.base import DetectionDataset, image_ids
+from yolov3.datasets.base import DetectionDataset, SourcePaths, image_ids
 from yolov3.datasets.boxes import OK, OUTSIDE, box_faults
 from yolov3.datasets.problems import BOX, CLASS, MALFORMED, NO_IMAGE, Problems
 from yolov3.errors import DataError
@@ -43,7 +43,7 @@ def read_image_list(path: Path, problems: Problems) -> list[Path]:
     """The images a list file names, one per line (relative lines against the list's folder,
     else the current folder, as darknet runs); a missing image is a problem."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the image list ({exc})") from None
     images = []
@@ -58,18 +58,21 @@ def read_image_list(path: Path, problems: Problems) -> list[Path]:
 
 
 def collect_images(entries: str | Path | Sequence[str | Path], root: Path,
-                   problems: Problems) -> list[Path]:
+                   problems: Problems, sources: SourcePaths | None = None) -> list[Path]:
     """The images of a split given as a folder, a list file or an image, or a list of those
-    (relative to ``root``)."""
+    (relative to ``root``). The folders and list files read are added to ``sources``."""
     entries = [entries] if isinstance(entries, str | Path) else list(entries)
+    sources = SourcePaths() if sources is None else sources
     images: list[Path] = []
     for entry in entries:
         path = resolve(entry, [root])
         if path.is_dir():
+            sources.folders.add(path)
             images += list_images(path)
         elif path.is_file() and is_image_file(path):
             images.append(path)
         elif path.is_file():
+            sources.files.add(path)
             images += read_image_list(path, problems)
         else:
             raise DataError(f"{path}: the image folder or list does not exist")
@@ -84,7 +87,7 @@ def parse_label_file(path: Path, num_classes: int,
     or height (after clipping) is dropped with a note."""
     empty = np.zeros(0, np.int64), np.zeros((0, 4))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return empty
     except (OSError, UnicodeDecodeError) as exc:
@@ -139,7 +142,9 @@ def _all_numbers(fields: list[str]) -> bool:
 class YoloDataset(DetectionDataset):
     """Images with YOLO txt labels (see :func:`label_path` for where they are found).
 
-    Boxes stay fractions until an image's size is known (its header, or the decoded image)."""
+    Boxes stay fractions until an image's size is known (its header, or the decoded image).
+    ``sources`` are the folders and list files the images came from (see
+    :meth:`source_paths`)."""
 
     format = "yolo"
     normalised = True
@@ -151,6 +156,7 @@ class YoloDataset(DetectionDataset):
         source: Path,
         split: str,
         problems: Problems,
+        sources: SourcePaths | None = None,
     ) -> None:
         keep, labels, boxes = [], [], []
         for image in images:
@@ -164,13 +170,24 @@ class YoloDataset(DetectionDataset):
             image_ids=image_ids([p.stem for p in keep]), sizes=None, boxes=boxes, labels=labels,
             ignore=[np.zeros(len(c), bool) for c in labels], problems=problems,
         )
+        kept = set(keep)
+        self.sources.files.update(image for image in images if image not in kept)
+        if sources is not None:
+            self.sources.update(sources)
+
+    def source_paths(self) -> SourcePaths:
+        """:meth:`DetectionDataset.source_paths` with the label file of every image (of
+        those without one too: writing one would change the dataset)."""
+        paths = super().source_paths()
+        paths.files |= {label_path(p) for p in paths.files if is_image_file(p)}
+        return paths
 
 
 def read_darknet_data(path: Path) -> dict[str, str]:
     """The ``key = value`` lines of darknet's ``.data`` file (``classes``, ``train``,
     ``valid``, ``names``, ...)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     fields = {}

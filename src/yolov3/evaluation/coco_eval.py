@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from yolov3.classes import default_names
@@ -17,37 +16,12 @@ from yolov3.datasets.base import DetectionDataset
 from yolov3.datasets.coco import CocoDataset
 from yolov3.datasets.convert import coco_dict
 from yolov3.datasets.problems import UNREADABLE
-from yolov3.errors import DataError
 from yolov3.evaluation.class_map import class_mapping
 from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
 from yolov3.evaluation.report import format_table, metrics_dict, write_report
-from yolov3.images import Letterbox, letterbox
 from yolov3.inference import Detections, Detector
+from yolov3.inference.batching import letterboxed_batches
 from yolov3.model.network import YOLOv3
-
-
-class _Letterboxed(Dataset):
-    """Dataset images decoded and letterboxed (in data-loader workers) exactly as
-    ``Detector.prepare`` does, without sending the model to the workers; an unreadable image
-    gives its error message instead."""
-
-    def __init__(self, dataset: DetectionDataset, input_hw: tuple[int, int]) -> None:
-        self.dataset, self.input_hw = dataset, input_hw
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, Letterbox | str]:
-        try:
-            image = self.dataset[i].image
-        except DataError as exc:
-            return i, None, str(exc)
-        x, lb = letterbox(image, self.input_hw)
-        return i, x, lb
-
-
-def _collate(items: list) -> list:
-    return items
 
 
 def ground_truth(dataset: DetectionDataset, skipped: set[int]) -> dict[str, Any]:
@@ -106,26 +80,23 @@ def evaluate(
     detector = Detector(model, img_size, conf_thresh, iou_thresh, multi_label=True, device=device)
     to_dataset = class_mapping(model_names or default_names(model.num_classes), dataset.names)
     category = np.append(np.asarray(dataset.category_ids, np.int64), -1)[to_dataset]
-    loader = DataLoader(_Letterboxed(dataset, detector.input_hw), batch_size=batch_size,
-                        num_workers=workers, collate_fn=_collate)
+    batches = letterboxed_batches(dataset.pixels, detector.input_hw, batch_size, workers)
     predictions: list[dict[str, Any]] = []
     skipped: set[int] = set()
     start, network = time.perf_counter(), 0.0
     try:
         with tqdm(total=len(dataset), unit="img", desc="val", disable=not progress) as bar:
-            for items in loader:
-                for i, _, message in (it for it in items if it[1] is None):
+            for batch in batches:
+                for i, message in batch.failures:
                     dataset.problems.add(message, UNREADABLE)  # raises with strict
                     skipped.add(int(dataset.image_ids[i]))
-                good = [it for it in items if it[1] is not None]
-                if good:
+                if batch.indices:
                     t = time.perf_counter()
-                    dets = detector.detect_prepared(torch.stack([it[1] for it in good]),
-                                                    [it[2] for it in good])
+                    dets = detector.detect_batch(batch.inputs, batch.letterboxes)
                     network += time.perf_counter() - t
-                    for (i, _, _), d in zip(good, dets, strict=True):
+                    for i, d in zip(batch.indices, dets, strict=True):
                         predictions += coco_results(int(dataset.image_ids[i]), d, category)
-                bar.update(len(items))
+                bar.update(len(batch.indices) + len(batch.failures))
     finally:
         model.train(was_training)
     inference = time.perf_counter() - start

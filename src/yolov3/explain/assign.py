@@ -106,7 +106,7 @@ def explain_assignment(model: YOLOv3, sample: Sample, img_size: int) -> Assignme
     image, targets = PLAIN_TRAIN_TRANSFORM(sample, input_hw, np.random.default_rng(0))
     device = model.anchors.device
     with torch.no_grad():
-        raw = model.forward_raw(image[None].to(device))
+        raw = model(image[None].to(device))
     layers = model.yolo_layers
     grid_hw = [(r.shape[2], r.shape[3]) for r in raw]
     assignment = assign_targets(layers, grid_hw, [targets], input_hw)

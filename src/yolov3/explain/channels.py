@@ -73,7 +73,7 @@ def explain_channels(
     x, _ = letterbox(image, (img_size, img_size))
     yolo = model.yolo_layers[layer]
     with torch.no_grad():
-        raw = model.forward_raw(x[None].to(model.anchors.device))[layer].float()
+        raw = model(x[None].to(model.anchors.device))[layer].float()
         decoded = yolo.decode(raw, (img_size, img_size))
     return ChannelView(
         image=x.permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy(),

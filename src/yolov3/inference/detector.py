@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from yolov3.images import Letterbox, letterbox
+from yolov3.images import Letterbox
+from yolov3.inference.batching import letterboxed_batches
 from yolov3.inference.postprocess import postprocess
-from yolov3.model.network import YOLOv3
+from yolov3.model.network import Decoded, YOLOv3
 
 
 @dataclass
@@ -28,8 +29,10 @@ class Detections:
 
 
 class Detector:
-    """A model with darknet's inference protocol around it.
+    """A network with darknet's inference protocol around it.
 
+    ``model`` is a :class:`YOLOv3` (decoded here by :class:`Decoded`) or any module that gives
+    darknet's decoded output (B, N, 5+C) for a batch of inputs (the fast copy, an ONNX graph).
     ``detect`` takes RGB uint8 images of any size, letterboxes them to ``img_size``, runs the
     network in batches, applies score = objectness x class probability, the threshold, per-class
     NMS, and maps the boxes back to each image.
@@ -37,39 +40,37 @@ class Detector:
 
     def __init__(
         self,
-        model: YOLOv3,
+        model: nn.Module,
         img_size: int | tuple[int, int] = 416,
         conf_thresh: float = 0.25,
         iou_thresh: float = 0.45,
         multi_label: bool = True,
         device: str | torch.device = "cpu",
+        max_det: int = 300,
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        network = Decoded(model) if isinstance(model, YOLOv3) else model
+        self.model = network.to(self.device).eval()
         self.input_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.conf_thresh = conf_thresh
         self.iou_thresh = iou_thresh
         self.multi_label = multi_label
-
-    def prepare(self, image: np.ndarray) -> tuple[Tensor, Letterbox]:
-        """The letterboxed network input for one image, and the mapping back."""
-        return letterbox(image, self.input_hw)
+        self.max_det = max_det
 
     @torch.inference_mode()
-    def detect_prepared(self, batch: Tensor, boxes: Sequence[Letterbox]) -> list[Detections]:
-        """Detections for a (B, 3, H, W) batch of letterboxed inputs."""
-        output = self.model(batch.to(self.device, non_blocking=True))
-        dets = postprocess(output, self.conf_thresh, self.iou_thresh, self.multi_label)
+    def detect_batch(self, inputs: Tensor, letterboxes: Sequence[Letterbox]) -> list[Detections]:
+        """Detections for a (B, 3, H, W) batch of letterboxed inputs, in image pixels."""
+        output = self.model(inputs.to(self.device, non_blocking=True))
+        dets = postprocess(output, self.conf_thresh, self.iou_thresh, self.multi_label,
+                           self.max_det)
         return [
             Detections(lb.to_image(d[:, :4]).cpu(), d[:, 4].cpu(), d[:, 5].long().cpu())
-            for d, lb in zip(dets, boxes, strict=True)
+            for d, lb in zip(dets, letterboxes, strict=True)
         ]
 
     def detect(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[Detections]:
         """Detections for each (H, W, 3) uint8 RGB image."""
         results: list[Detections] = []
-        for start in range(0, len(images), batch_size):
-            prepared = [self.prepare(im) for im in images[start : start + batch_size]]
-            batch = torch.stack([p[0] for p in prepared])
-            results += self.detect_prepared(batch, [p[1] for p in prepared])
+        for batch in letterboxed_batches(images, self.input_hw, batch_size):
+            results += self.detect_batch(batch.inputs, batch.letterboxes)
         return results

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from yolov3.model.layers import ConvBlock
-from yolov3.model.network import YOLOv3
+from yolov3.model.network import Decoded, YOLOv3
 
 log = logging.getLogger("yolov3")
 
@@ -43,8 +43,8 @@ def fold_batch_norm(model: YOLOv3) -> YOLOv3:
 
 
 class FastModel(nn.Module):
-    """``model``'s inference output (``YOLOv3`` in eval mode: (B, N, 5+C) decoded rows), from a
-    folded, channels-last, autograd-free copy.
+    """``model``'s decoded inference output (:class:`Decoded`: (B, N, 5+C) rows), from a folded,
+    channels-last, autograd-free copy.
 
     ``mode`` picks how the copy runs: ``eager`` (no start-up cost) or ``trace`` (TorchScript
     trace + freeze, one trace per input shape, a few seconds each).
@@ -63,7 +63,7 @@ class FastModel(nn.Module):
             raise ValueError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        self.net = fold_batch_norm(model)
+        self.net = Decoded(fold_batch_norm(model)).eval()
         self.mode = mode
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
@@ -92,19 +92,19 @@ class FastModel(nn.Module):
 
 def is_exact(fast: nn.Module, model: YOLOv3, input_hw: tuple[int, int] = (64, 64),
              tol: float = 1e-4) -> bool:
-    """Whether ``fast`` gives ``model``'s inference output to ``tol`` (relative or absolute,
-    as ``torch.allclose``) on a fixed random batch of two ``input_hw`` images."""
+    """Whether ``fast`` gives ``model``'s decoded output to ``tol`` (relative or absolute, as
+    ``torch.allclose``) on a fixed random batch of two ``input_hw`` images."""
     device = next(model.parameters()).device
     x = torch.rand((2, 3, *input_hw), generator=torch.Generator().manual_seed(0)).to(device)
     with torch.inference_mode():
-        return torch.allclose(fast(x), model.eval()(x), rtol=tol, atol=tol)
+        return torch.allclose(fast(x), Decoded(model.eval())(x), rtol=tol, atol=tol)
 
 
 def fast_if_exact(model: YOLOv3, mode: Mode = "eager") -> nn.Module:
-    """:class:`FastModel` of ``model`` when :func:`is_exact` holds, else ``model`` itself."""
+    """:class:`FastModel` of ``model`` when :func:`is_exact` holds, else ``model`` decoded."""
     fast = FastModel(model, mode).to(next(model.parameters()).device)
     if is_exact(fast, model):
         return fast
     log.warning("the fast inference path differs from the plain model by more than 1e-4; "
                 "using the plain model")
-    return model
+    return Decoded(model)

@@ -78,19 +78,18 @@ class OnnxDetector(Detector):
         if model.has_nms and not multi_label:
             raise YoloError(f"{path}: its NMS keeps every class above the threshold; "
                             "single-label detection needs a graph exported without NMS")
-        super().__init__(model, img_size, conf_thresh, iou_thresh, multi_label)
-        self.max_det = max_det
+        super().__init__(model, img_size, conf_thresh, iou_thresh, multi_label, max_det=max_det)
 
     @torch.inference_mode()
-    def detect_prepared(self, batch: Tensor, boxes: Sequence[Letterbox]) -> list[Detections]:
-        """Detections for a (B, 3, H, W) batch of letterboxed inputs."""
+    def detect_batch(self, inputs: Tensor, letterboxes: Sequence[Letterbox]) -> list[Detections]:
+        """Detections for a (B, 3, H, W) batch of letterboxed inputs, in image pixels."""
         if not self.model.has_nms:
-            return super().detect_prepared(batch, boxes)
-        found = self.model(batch, torch.tensor([self.conf_thresh]),
+            return super().detect_batch(inputs, letterboxes)
+        found = self.model(inputs, torch.tensor([self.conf_thresh]),
                            torch.tensor([self.iou_thresh]))
         found = found[torch.argsort(found[:, 5], descending=True, stable=True)]
         results = []
-        for i, lb in enumerate(boxes):
+        for i, lb in enumerate(letterboxes):
             d = found[found[:, 0] == i][: self.max_det]
             results.append(Detections(lb.to_image(d[:, 1:5]), d[:, 5], d[:, 6].long()))
         return results

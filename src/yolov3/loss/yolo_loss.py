@@ -21,34 +21,32 @@ logits, which is numerically stable and equal to the sigmoid-then-log form.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from yolov3.loss.assign import LayerTargets, assign_targets, ignore_mask, padded_gt_boxes
-
-if TYPE_CHECKING:
-    from yolov3.model.network import YOLOv3
+from yolov3.model.layers import YOLOLayer
 
 PARTS = ("xy", "wh", "obj", "cls")
 
 
 def yolo_loss(
-    model: YOLOv3,
+    layers: Sequence[YOLOLayer],
     raw_outputs: Sequence[Tensor],
     targets: Sequence[Tensor],
     input_hw: tuple[int, int],
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Darknet's training objective of a batch: ``total, parts``.
 
-    ``raw_outputs`` is ``model.forward_raw(images)`` (per YOLO layer (B, A, h, w, 5+C) logits),
-    ``targets`` holds B tensors (n_i, 5) of ``class, xc, yc, w, h`` normalised to the network
-    input of size ``input_hw = (H, W)``. ``parts`` maps ``xy``, ``wh``, ``obj``, ``cls`` to 0-d
-    float32 tensors in the autograd graph; ``total`` is their sum.
+    ``layers`` are the network's YOLO layers (``model.yolo_layers``: anchors, masks, ignore
+    thresholds), ``raw_outputs`` their raw predictions ``model(images)`` (per YOLO layer
+    (B, A, h, w, 5+C) logits), ``targets`` holds B tensors (n_i, 5) of ``class, xc, yc, w, h``
+    normalised to the network input of size ``input_hw = (H, W)``. ``parts`` maps ``xy``,
+    ``wh``, ``obj``, ``cls`` to 0-d float32 tensors in the autograd graph; ``total`` is their
+    sum.
     """
-    layers = model.yolo_layers
     grid_hw = [(r.shape[2], r.shape[3]) for r in raw_outputs]
     assignment = assign_targets(layers, grid_hw, targets, input_hw)
     gt_boxes, gt_valid = padded_gt_boxes(targets, input_hw, layers[0].anchors.device)

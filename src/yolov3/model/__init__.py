@@ -1,7 +1,16 @@
-"""The network: cfg parsing, darknet layer blocks and the model built from them."""
+"""The network (Part 1 of the blog series): cfg parsing, darknet's layer blocks, and YOLOv3 built
+from them: the backbone, the upsampling network and the YOLO layers."""
 
 from yolov3.model.cfg import BUILTIN_CFGS, load_cfg, parse_cfg_text
 from yolov3.model.layers import YOLOLayer
-from yolov3.model.network import YOLOv3, build_model
+from yolov3.model.network import Decoded, YOLOv3, build_model
 
-__all__ = ["BUILTIN_CFGS", "YOLOLayer", "YOLOv3", "build_model", "load_cfg", "parse_cfg_text"]
+__all__ = [
+    "BUILTIN_CFGS",
+    "Decoded",
+    "YOLOLayer",
+    "YOLOv3",
+    "build_model",
+    "load_cfg",
+    "parse_cfg_text",
+]

@@ -2,8 +2,9 @@
 
 One design serves every architecture: the built-in ``yolov3``, ``yolov3-spp`` and
 ``yolov3-tiny`` are the cfg files shipped in ``yolov3/cfgs``, and any cfg made of the supported
-layer types builds the same way. In training mode ``forward`` returns the raw predictions of
-each YOLO layer (what the loss needs); in eval mode it returns darknet's inference output.
+layer types builds the same way. ``forward`` returns the raw predictions of each YOLO layer in
+either mode (what the loss takes); decoding them into darknet's inference output is the explicit
+step :meth:`YOLOv3.decode`, which :class:`Decoded` appends to a network.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from yolov3.model.layers import (
     Upsample,
     YOLOLayer,
 )
+from yolov3.model.parts import NetworkParts, network_parts
 
 
 @dataclass(frozen=True)
@@ -197,8 +199,16 @@ class YOLOv3(nn.Module):
         """(K, 2) all anchors of the cfg, in input pixels."""
         return self.yolo_layers[0].anchors
 
-    def forward_raw(self, x: Tensor) -> list[Tensor]:
-        """Raw predictions of each YOLO layer, in cfg order: (B, A, h, w, 5+C) logits."""
+    @property
+    def parts(self) -> NetworkParts:
+        """Which layers are the backbone, the upsampling network and each head (the 1x1
+        convolution and YOLO layer), derived from the cfg (see :mod:`yolov3.model.parts`)."""
+        return network_parts(self.sections)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Raw predictions of each YOLO layer, in cfg order: (B, A, h, w, 5+C) logits, in
+        training and eval mode alike (what the loss takes; :meth:`decode` turns them into
+        detections)."""
         saved: dict[int, Tensor] = {}
         raw: list[Tensor] = []
         for i, layer in enumerate(self.layers):
@@ -214,30 +224,26 @@ class YOLOv3(nn.Module):
                 saved[i] = x
         return raw
 
-    def decode(self, raw: list[Tensor], input_hw: tuple[int, int]) -> Tensor:
+    def decode(self, raw: Sequence[Tensor], input_hw: tuple[int, int]) -> Tensor:
         """Darknet's inference output from raw predictions: (B, N, 5+C) rows of cx, cy, w, h
-        (input pixels), objectness and class probabilities, ordered by layer, anchor, y, x."""
-        out = [
-            m.decode(r, input_hw).flatten(1, 3) for m, r in zip(self.yolo_layers, raw, strict=True)
-        ]
+        (input pixels), objectness and class probabilities, ordered by layer, anchor, y, x.
+        Decoded in float32 whatever the precision of ``raw``."""
+        out = [m.decode(r.float(), input_hw).flatten(1, 3)
+               for m, r in zip(self.yolo_layers, raw, strict=True)]
         return torch.cat(out, dim=1)
 
-    def forward(self, x: Tensor) -> list[Tensor] | Tensor:
-        raw = self.forward_raw(x)
-        if self.training:
-            return raw
-        return self.decode(raw, (x.shape[2], x.shape[3]))
 
-    def loss(self, images: Tensor, targets: list[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Darknet's training objective on a batch: ``total, parts`` (see ``yolov3.loss``).
+class Decoded(nn.Module):
+    """A network followed by its decoding: images (B, 3, H, W) in, darknet's inference output
+    (B, N, 5+C) out (:meth:`YOLOv3.decode`). What the detector, the export and the evaluation
+    run; ``net`` may be a batch-norm-folded or lower-precision copy of a :class:`YOLOv3`."""
 
-        ``images`` is (B, 3, H, W) in [0, 1]; ``targets`` holds B tensors (n_i, 5) of
-        ``class, xc, yc, w, h`` normalised to the network input.
-        """
-        from yolov3.loss import yolo_loss
+    def __init__(self, net: YOLOv3) -> None:
+        super().__init__()
+        self.net = net
 
-        input_hw = (images.shape[2], images.shape[3])
-        return yolo_loss(self, self.forward_raw(images), targets, input_hw)
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net.decode(self.net(images), (images.shape[2], images.shape[3]))
 
 
 def build_model(

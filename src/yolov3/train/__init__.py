@@ -1,4 +1,4 @@
-"""Training: the configuration, darknet's optimiser and learning-rate schedule."""
+"""Training: the configuration, darknet's optimiser and schedule, the iteration and the loop."""
 
 from yolov3.train.config import (
     AugmentConfig,
@@ -17,9 +17,8 @@ from yolov3.train.optim import (
     learning_rate,
     lr_factor,
     param_groups,
-    set_learning_rate,
-    train_iteration,
 )
+from yolov3.train.step import TrainStep
 
 __all__ = [
     "AugmentConfig",
@@ -30,12 +29,11 @@ __all__ = [
     "RunConfig",
     "ScheduleConfig",
     "TrainConfig",
+    "TrainStep",
     "build_optimizer",
     "learning_rate",
     "load_config",
     "lr_factor",
     "param_groups",
     "preset_path",
-    "set_learning_rate",
-    "train_iteration",
 ]

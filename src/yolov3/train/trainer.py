@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -35,16 +34,12 @@ from yolov3.inputs.augment import TrainTransform
 from yolov3.inputs.loader import MultiScale, TrainLoader, make_train_loader
 from yolov3.model.cfg import format_cfg, load_cfg
 from yolov3.model.network import build_model
-from yolov3.train.config import AMP_DTYPES, TrainConfig
+from yolov3.train.config import TrainConfig
 from yolov3.train.datasets import open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
-from yolov3.train.optim import (
-    StepOptions,
-    apply_optimizer_config,
-    build_optimizer,
-    train_iteration,
-)
+from yolov3.train.optim import apply_optimizer_config, build_optimizer, learning_rate
 from yolov3.train.report import LOSS_PARTS, plot_curves, write_json
+from yolov3.train.step import TrainStep
 from yolov3.weights.checkpoint import load_checkpoint, save_checkpoint
 from yolov3.weights.darknet import save_darknet_weights
 from yolov3.weights.load import load_pretrained
@@ -105,7 +100,7 @@ class Trainer:
             if self.procs.is_main:
                 log.info("%s", message)
         self.model.freeze(config.model.freeze)
-        self.step_options = self._step_options()
+        self.step = self._train_step()
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
 
@@ -131,21 +126,15 @@ class Trainer:
             raise ConfigError(f"model.anchors: expected 'auto' or 'w,h, w,h, ...', got '{spec}'")
         return list(zip(flat[0::2], flat[1::2], strict=True))
 
-    def _step_options(self) -> StepOptions:
-        """DistributedDataParallel, torch.compile, channels_last inputs and mixed precision, as
-        ``train`` asks."""
+    def _train_step(self) -> TrainStep:
+        """The iteration as ``train`` asks it to run: DistributedDataParallel across processes,
+        torch.compile, channels-last inputs, mixed precision."""
         run = self.config.train
-        net: torch.nn.Module | None = None
-        if self.procs.distributed:
-            net = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-        if run.compile:
-            net = torch.compile(net or self.model)
-        amp = AMP_DTYPES[run.amp]
-        dtype = getattr(torch, amp) if amp else None
-        scaler = torch.amp.GradScaler(self.device.type) if run.amp == "fp16" else None
-        return StepOptions(net, self.procs.world_size, dtype, scaler, run.channels_last)
+        return TrainStep(
+            self.model, self.optimizer, amp=run.amp, channels_last=run.channels_last,
+            compile=run.compile, world_size=self.procs.world_size,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+        )
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -232,8 +221,7 @@ class Trainer:
             step_start = time.perf_counter()
             for minibatches in self._iterations(loader):
                 iteration = self.state.iteration + 1
-                stats = train_iteration(self.model, self.optimizer, minibatches, iteration, cfg,
-                                        self.step_options)
+                stats = self.step(minibatches, learning_rate(iteration, cfg))
                 now = time.perf_counter()
                 self.state.iteration = iteration
                 self.state.wall_time = start_wall + now - start_time
@@ -279,7 +267,7 @@ class Trainer:
         return results
 
     def _check_finite(self, stats: dict[str, float], iteration: int) -> bool:
-        """True for a finite loss. A non-finite one was not applied (``train_iteration`` skips
+        """True for a finite loss. A non-finite one was not applied (the step skips
         the step); after ``train.max_nonfinite`` in a row the run stops with a checkpoint."""
         if math.isfinite(stats["total"]):
             self._nonfinite_in_row = 0
