@@ -13,8 +13,7 @@ from matplotlib.patches import Rectangle
 from yolov3.anchors import anchor_quality
 from yolov3.explain.figure import new_figure
 from yolov3.loss.assign import anchor_shape_iou
-from yolov3.model.cfg import Section
-from yolov3.model.network import layer_strides
+from yolov3.model.cfg import Section, layer_strides
 
 #: Box shapes drawn at most in the scatter (a seeded sample of them beyond this).
 MAX_POINTS = 4000

@@ -8,6 +8,7 @@ layer, numbered from 0 in file order, which is how ``route`` and ``shortcut`` re
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -200,3 +201,32 @@ def format_cfg(sections: list[Section]) -> str:
         body = "\n".join(f"{k}={v}" for k, v in sec.options.items())
         parts.append(f"[{sec.type}]\n{body}\n")
     return "\n".join(parts)
+
+
+def resolve_layer(index: int, current: int, section: Section, key: str) -> int:
+    """Darknet layer references: negative is relative to the current layer, else absolute."""
+    absolute = current + index if index < 0 else index
+    if not 0 <= absolute < current:
+        raise ConfigError(
+            f"{section.where(key)}: refers to layer {index}, which resolves to {absolute}; "
+            f"only earlier layers 0..{current - 1} can be used"
+        )
+    return absolute
+
+
+def layer_strides(sections: Sequence[Section]) -> list[float]:
+    """Input pixels per output pixel of each layer (``sections[1:]``): convolutions and
+    max-pools multiply by their stride (1 by default), upsamplings divide, a route takes its
+    first source's."""
+    strides: list[float] = []
+    for i, sec in enumerate(sections[1:]):
+        before = strides[-1] if strides else 1.0
+        if sec.type in ("convolutional", "maxpool"):
+            strides.append(before * sec.get_int("stride", 1, minimum=1))
+        elif sec.type == "upsample":
+            strides.append(before / sec.get_int("stride", 2, minimum=1))
+        elif sec.type == "route":
+            strides.append(strides[resolve_layer(sec.get_ints("layers")[0], i, sec, "layers")])
+        else:
+            strides.append(before)
+    return strides

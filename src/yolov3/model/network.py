@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from yolov3.errors import ConfigError
-from yolov3.model.cfg import Section, load_cfg, override_head
+from yolov3.model.cfg import Section, layer_strides, load_cfg, override_head, resolve_layer
 from yolov3.model.layers import (
     ConvBlock,
     MaxPool,
@@ -36,17 +36,6 @@ class NetInfo:
     width: int
     height: int
     channels: int
-
-
-def _resolve(index: int, current: int, section: Section, key: str) -> int:
-    """Darknet layer references: negative is relative to the current layer, else absolute."""
-    absolute = current + index if index < 0 else index
-    if not 0 <= absolute < current:
-        raise ConfigError(
-            f"{section.where(key)}: refers to layer {index}, which resolves to {absolute}; "
-            f"only earlier layers 0..{current - 1} can be used"
-        )
-    return absolute
 
 
 # The most parameters one convolution may hold: 64 M (yolov3's largest has 4.7 M), so that a typo
@@ -81,7 +70,7 @@ def _build_layer(
             raise ConfigError(f"{sec.where('activation')}: {exc}") from None
         return layer, filters
     if sec.type == "shortcut":
-        src = _resolve(sec.get_int("from"), i, sec, "from")
+        src = resolve_layer(sec.get_int("from"), i, sec, "from")
         if out_channels[src] != in_ch:
             raise ConfigError(
                 f"{sec.where('from')}: adds layer {src} ({out_channels[src]} channels) to "
@@ -92,7 +81,7 @@ def _build_layer(
         except ValueError as exc:
             raise ConfigError(f"{sec.where('activation')}: {exc}") from None
     if sec.type == "route":
-        srcs = [_resolve(v, i, sec, "layers") for v in sec.get_ints("layers")]
+        srcs = [resolve_layer(v, i, sec, "layers") for v in sec.get_ints("layers")]
         return Route(srcs), sum(out_channels[s] for s in srcs)
     if sec.type == "upsample":
         return Upsample(sec.get_int("stride", 2, minimum=1)), in_ch
@@ -117,24 +106,6 @@ def _build_layer(
             )
         return YOLOLayer(anchors, mask, classes, sec.get_float("ignore_thresh", 0.7)), in_ch
     raise ConfigError(f"{sec.where()}: unsupported layer type")  # parse_cfg rejects these
-
-
-def layer_strides(sections: Sequence[Section]) -> list[float]:
-    """Input pixels per output pixel of each layer (``sections[1:]``): convolutions and
-    max-pools multiply by their stride (1 by default), upsamplings divide, a route takes its
-    first source's."""
-    strides: list[float] = []
-    for i, sec in enumerate(sections[1:]):
-        before = strides[-1] if strides else 1.0
-        if sec.type in ("convolutional", "maxpool"):
-            strides.append(before * sec.get_int("stride", 1, minimum=1))
-        elif sec.type == "upsample":
-            strides.append(before / sec.get_int("stride", 2, minimum=1))
-        elif sec.type == "route":
-            strides.append(strides[_resolve(sec.get_ints("layers")[0], i, sec, "layers")])
-        else:
-            strides.append(before)
-    return strides
 
 
 class YOLOv3(nn.Module):

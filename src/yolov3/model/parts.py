@@ -17,7 +17,7 @@ layers**. A darknet cfg only lists layers, so the parts are derived from it; lay
   2. otherwise (a cfg without residual blocks, such as yolov3-tiny) the layer just before the
      first 1x1 ``[convolutional]`` that follows the last downsampling layer before the first
      ``[yolo]``. A downsampling layer is a ``[convolutional]`` or ``[maxpool]`` whose output
-     stride (:func:`~yolov3.model.network.layer_strides`) is larger than its input's, the
+     stride (:func:`~yolov3.model.cfg.layer_strides`) is larger than its input's, the
      previous layer's (the image counts as stride 1). In yolov3-tiny that is the stride-2
      ``[maxpool]`` 9; the first 1x1 convolution after it is layer 13, so the backbone is layers
      0-12 and ends with the 1024-filter 3x3 convolution at stride 32. Without a downsampling
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from yolov3.errors import ConfigError
-from yolov3.model.cfg import Section
+from yolov3.model.cfg import Section, layer_strides
 
 BACKBONE = "backbone"
 UPSAMPLING = "upsampling network"
@@ -97,7 +97,6 @@ def _is_1x1_conv(sec: Section) -> bool:
 def network_parts(sections: Sequence[Section]) -> NetworkParts:
     """The backbone, upsampling network and heads of the network that ``sections`` (a parsed
     cfg, ``[net]`` first) define, by the rule of this module's docstring."""
-    from yolov3.model.network import layer_strides  # network.py imports this module
 
     layers = list(sections[1:])
     strides = layer_strides(sections)

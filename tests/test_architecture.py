@@ -1,0 +1,91 @@
+"""The package layout: dependencies run one way. Read from the source of every module (imports
+at module level and inside functions alike), not from what happens to be loaded."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import yolov3
+
+ROOT = Path(yolov3.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = ["yolov3", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in ROOT.rglob("*.py")}
+
+
+def imports_of(name: str) -> set[str]:
+    """The project modules that module ``name`` imports anywhere in its source: ``from a.b
+    import c`` is ``a.b.c`` when that is a module, else ``a.b``."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.add(full if full in MODULES else base)
+    return {m for m in found if m in MODULES and m != name}
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def reaches(start: str, goal: str) -> list[str] | None:
+    """A chain of imports from ``start`` to ``goal``, if there is one."""
+    stack, seen = [[start]], {start}
+    while stack:
+        chain = stack.pop()
+        for nxt in sorted(GRAPH[chain[-1]]):
+            if nxt == goal:
+                return [*chain, nxt]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append([*chain, nxt])
+    return None
+
+
+def test_the_graph_is_read_from_the_source() -> None:
+    assert "yolov3.loss.assign" in GRAPH["yolov3.loss.yolo_loss"]
+    assert "yolov3.model.network" in GRAPH["yolov3.inference.detector"]
+    assert len(MODULES) > 60
+
+
+def test_no_import_cycle() -> None:
+    cycles = [chain for name in GRAPH if (chain := reaches(name, name))]
+    assert not cycles, " -> ".join(cycles[0])
+
+
+@pytest.mark.parametrize("side", ["yolov3.datasets", "yolov3.inputs", "yolov3.images"])
+def test_the_data_side_does_not_depend_on_inference(side: str) -> None:
+    for name in (m for m in GRAPH if m == side or m.startswith(side + ".")):
+        for other in ("yolov3.inference", "yolov3.evaluation", "yolov3.train", "yolov3.cli"):
+            chains = [c for m in MODULES if m.startswith(other) and (c := reaches(name, m))]
+            assert not chains, " -> ".join(chains[0])
+
+
+def test_the_loss_depends_on_the_yolo_layers_not_the_network() -> None:
+    for name in (m for m in GRAPH if m.startswith("yolov3.loss")):
+        assert reaches(name, "yolov3.model.network") is None, name
+    assert "yolov3.model.layers" in GRAPH["yolov3.loss.assign"]
+
+
+def test_the_model_knows_nothing_of_training_data_or_inference() -> None:
+    for name in (m for m in GRAPH if m.startswith("yolov3.model")):
+        for other in ("yolov3.loss", "yolov3.train", "yolov3.datasets", "yolov3.inputs",
+                      "yolov3.inference", "yolov3.weights", "yolov3.cli"):
+            chains = [c for m in MODULES if m.startswith(other) and (c := reaches(name, m))]
+            assert not chains, " -> ".join(chains[0])
