@@ -14,7 +14,6 @@ from yolov3.anchors import (
     anchor_quality,
     anchors_cfg_line,
     box_shapes,
-    cfg_anchors,
     fit_anchors,
     fit_anchors_for_training,
     kmeans_anchors,
@@ -24,7 +23,7 @@ from yolov3.cli.main import main
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import ConfigError, DataError
 from yolov3.loss import anchor_shape_iou
-from yolov3.model.cfg import load_cfg
+from yolov3.model.cfg import cfg_anchors, load_cfg
 
 # Five well-separated shapes (w, h), smallest area first.
 TRUE_CENTRES = np.array([[12.0, 20], [60, 30], [45, 110], [180, 90], [260, 300]])

@@ -17,6 +17,7 @@ from yolov3.inputs.augment import (
     distort_hsv,
     place_boxes,
 )
+from yolov3.train.config import load_config
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
 NO_HSV = {"hue": 0.0, "saturation": 1.0, "exposure": 1.0}
@@ -215,8 +216,18 @@ def test_same_generator_same_result_and_empty_samples():
     assert image.min() >= 0 and image.max() <= 1
 
 
-@pytest.mark.parametrize("bad", [{"jitter": 1.2}, {"hue": -0.1}, {"saturation": 0.5},
-                                 {"flip": 2.0}, {"max_labels": 0}])
-def test_bad_settings_are_config_errors(bad):
-    with pytest.raises(ConfigError):
-        TrainTransform(**bad)
+@pytest.mark.parametrize("bad", ["augment.jitter=1.2", "augment.hue=-0.1",
+                                 "augment.saturation=0.5", "augment.exposure=.nan",
+                                 "augment.flip=2.0", "data.max_labels=0"])
+def test_bad_settings_are_config_errors_when_the_config_loads(bad):
+    key = bad.split("=")[0]
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(overrides=[bad])
+
+
+def test_the_config_section_builds_the_transform():
+    config = load_config(overrides=["augment.jitter=0.2", "augment.flip=0", "data.max_labels=7"])
+    transform = config.augment.build(config.data.max_labels)
+    assert isinstance(transform, TrainTransform)
+    assert (transform.jitter, transform.flip, transform.max_labels) == (0.2, 0.0, 7)
+    assert (transform.hue, transform.saturation, transform.exposure) == (0.1, 1.5, 1.5)

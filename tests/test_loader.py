@@ -20,6 +20,8 @@ from yolov3.inputs.loader import (
     epoch_order,
     make_train_loader,
 )
+from yolov3.train.config import load_config
+from yolov3.train.distributed import minibatch_per_process
 
 SMALL = MultiScale(64, 160, interval=10)
 
@@ -41,10 +43,18 @@ def test_sizes_change_only_every_interval_and_cover_the_range():
     assert MultiScale(320, 416, step=64).sizes == (320, 384)
 
 
-@pytest.mark.parametrize("bad", [(300, 608, 10), (320, 600, 10), (608, 320, 10), (320, 608, 0)])
-def test_bad_multiscale_is_a_config_error(bad):
-    with pytest.raises(ConfigError):
-        MultiScale(*bad)
+@pytest.mark.parametrize("bad", [(300, 608, 10), (320, 600, 10), (608, 320, 10), (320, 608, -1)])
+def test_bad_multiscale_is_a_config_error_when_the_config_loads(bad):
+    keys = ("min_size", "max_size", "interval")
+    with pytest.raises(ConfigError, match="multiscale"):
+        load_config(overrides=[f"multiscale.{k}={v}" for k, v in zip(keys, bad, strict=True)])
+
+
+def test_the_multiscale_section_builds_the_sizes():
+    sizes = load_config(overrides=["multiscale.min_size=320", "multiscale.max_size=416"])
+    assert sizes.multiscale.build(608).sizes == (320, 352, 384, 416)
+    fixed = load_config(overrides=["multiscale.interval=0"])
+    assert fixed.multiscale.build(608).sizes == (608,)
 
 
 def test_epochs_are_seeded_permutations_joined_without_gaps():
@@ -85,8 +95,8 @@ def test_rank_shares_partition_the_global_batch(world_size):
     for step, batch in enumerate(whole):
         joined = [k for share in shares for k in share[step]]
         assert joined == batch  # same images, positions (hence augmentation) and size
-    with pytest.raises(ConfigError):
-        TrainBatchSampler(23, 6, rank=0, world_size=4)
+    with pytest.raises(ConfigError, match="multiple of"):
+        minibatch_per_process(6, 1, 4)
 
 
 def batches(loader) -> list:

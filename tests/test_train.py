@@ -95,12 +95,11 @@ def test_diverging_run_stops_with_a_checkpoint_and_a_clear_message(micro_cfg, tm
 
 
 def test_anchors_auto_are_fitted_written_and_kept_on_resume(micro_cfg, tmp_path) -> None:
-    from yolov3.anchors import cfg_anchors
-    from yolov3.model.cfg import load_cfg
+    from yolov3.model.cfg import cfg_anchors, load_cfg
 
     out = tmp_path / "auto"
     assert main(train_args(micro_cfg, out, 1, "--anchors", "auto")) == 0
-    fitted = cfg_anchors(load_cfg(out / "model.cfg"))
+    fitted = np.asarray(cfg_anchors(load_cfg(out / "model.cfg")))
     assert fitted.shape == (6, 2)
     assert not np.array_equal(fitted, cfg_anchors(load_cfg(micro_cfg)))
     saved = load_checkpoint(out / "last.pt")

@@ -16,6 +16,7 @@ from data_factory import NAMES, write_coco, write_yolo
 from yolov3.cli.main import build_parser, main
 from yolov3.cli.train import overrides_from_args
 from yolov3.datasets.coco import CocoDataset
+from yolov3.errors import ConfigError
 from yolov3.evaluation import evaluate
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
@@ -103,8 +104,8 @@ BAD_VALUES = {
     "lr=0": (["--set", "optimizer.lr=0"], "optimizer.lr must be a number > 0, got 0.0"),
     "lr=nan": (["--set", "optimizer.lr=.nan"], "optimizer.lr must be a number > 0, got nan"),
     "decay": (["--set", "optimizer.decay=-0.1"], "optimizer.decay must be a number >= 0"),
-    "device": (["--set", "train.device=gpu"], "train.device 'gpu' is not a device"),
-    "--device": (["--device", "cuda:x"], "train.device 'cuda:x' is not a device"),
+    "device": (["--set", "train.device=gpu"], "train.device gpu is not a device"),
+    "--device": (["--device", "cuda:x"], "train.device cuda:x is not a device"),
     "--seed": (["--seed", "-1"], "train.seed must be >= 0, got -1"),
     "--workers": (["--workers", "-1"], "train.workers must be >= 0, got -1"),
     "--max-iter": (["--max-iter", "0"], "schedule.max_iter must be >= 1, got 0"),
@@ -139,9 +140,15 @@ def test_boundary_values_are_accepted() -> None:
         "train.log_interval=1", "optimizer.momentum=0", "optimizer.decay=0", "train.seed=0",
         "train.workers=0", "train.eval_interval=0", "train.checkpoint_interval=0",
         "schedule.burn_in=0", "schedule.max_iter=1", "multiscale.interval=0",
-        "train.time_limit=0", "train.device=cuda:1", "optimizer.lr=1e-9",
+        "train.time_limit=0", "train.device=cpu", "optimizer.lr=1e-9",
     ])
-    assert (config.optimizer.momentum, config.train.device) == (0.0, "cuda:1")
+    assert (config.optimizer.momentum, config.train.device) == (0.0, "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_device_this_machine_lacks_is_an_error_when_the_config_loads() -> None:
+    with pytest.raises(ConfigError, match=r"train\.device cuda:1 was asked for but no CUDA GPU"):
+        load_config(overrides=["train.device=cuda:1"])
 
 
 # --- --config on resume -----------------------------------------------------------------
@@ -177,14 +184,15 @@ def test_resume_applies_the_config_file(micro_cfg, tmp_path) -> None:
 
 @pytest.mark.parametrize("text", ["2024-05-01", "on", "123", "null", "1e3", "[a, b]", "x: y",
                                   "it's \"quoted\"", "C:\\data\\set", "données"])
-def test_text_options_are_not_read_as_yaml(text) -> None:
+def test_text_options_are_not_read_as_yaml(text, micro_cfg, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / text).write_text(Path(micro_cfg).read_text())  # --model names this cfg file
     args = build_parser().parse_args([
-        "train", "--data", text, "--model", text, "--weights", text, "--anchors", text,
-        "--device", "cuda:0", "--batch-size", "16", "--max-iter", "5", "--seed", "3"])
+        "train", "--data", text, "--model", text, "--weights", text,
+        "--device", "cpu", "--batch-size", "16", "--max-iter", "5", "--seed", "3"])
     config = load_config(overrides=overrides_from_args(args))
     assert config.data.dataset == text
-    assert (config.model.cfg, config.model.weights, config.model.anchors) == (text, text, text)
-    assert config.train.device == "cuda:0"
+    assert (config.model.cfg, config.model.weights) == (text, text)
     assert (config.optimizer.batch, config.schedule.max_iter, config.train.seed) == (16, 5, 3)
 
 

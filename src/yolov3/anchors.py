@@ -30,7 +30,7 @@ from yolov3.errors import ConfigError, DataError
 from yolov3.fileio import atomic_write
 from yolov3.images import letterbox_geometry
 from yolov3.loss.assign import anchor_shape_iou
-from yolov3.model.cfg import Section, format_cfg, load_cfg, override_head
+from yolov3.model.cfg import cfg_anchors, format_anchors, format_cfg, load_cfg, override_head
 
 #: IoU at which a box counts as recalled by its best anchor.
 RECALL_IOU = 0.5
@@ -203,18 +203,9 @@ def fit_anchors_for_training(
     return [(float(w), float(h)) for w, h in anchors]
 
 
-def cfg_anchors(sections: list[Section]) -> np.ndarray:
-    """(K, 2) the anchors of a parsed cfg (those of its first ``[yolo]`` section)."""
-    yolo = next((s for s in sections if s.type == "yolo"), None)
-    if yolo is None:
-        raise ConfigError(f"{sections[0].source}: the cfg has no [yolo] layer")
-    flat = yolo.get_floats("anchors")
-    return np.asarray(flat, np.float64).reshape(-1, 2)
-
-
 def anchors_cfg_line(anchors: np.ndarray) -> str:
     """The anchors in darknet cfg syntax: ``anchors = 10,13,  16,30,  ...``."""
-    return "anchors = " + ",  ".join(f"{w:g},{h:g}" for w, h in np.asarray(anchors))
+    return "anchors = " + format_anchors(np.asarray(anchors).tolist())
 
 
 def write_anchor_cfg(

@@ -3,7 +3,7 @@ TorchScript.
 
 The exported graph is the batch-norm-folded network with darknet's decoding: input ``images``
 (B, 3, H, W) in [0, 1], output ``output`` (B, N, 5+C) rows of cx, cy, w, h (input pixels),
-objectness and class probabilities, as ``YOLOv3`` gives in eval mode. With ``include_nms``
+objectness and class probabilities, as :class:`~yolov3.model.Decoded` gives. With ``include_nms``
 the graph goes on to darknet's detection protocol (score = objectness x class probability,
 threshold, per-class NMS, ONNX's ``NonMaxSuppression``) and outputs ``detections`` (K, 7): image
 index, x1, y1, x2, y2 (input pixels), score, class, grouped by image and class, best first;
@@ -24,6 +24,7 @@ from torchvision.ops import batched_nms, box_convert
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write
 from yolov3.inference.fast import fold_batch_norm
+from yolov3.model.cfg import STRIDE
 from yolov3.model.network import Decoded, YOLOv3
 
 Format = Literal["onnx", "torchscript"]
@@ -75,8 +76,8 @@ class DetectionGraph(nn.Module):
 
 def _example(model: YOLOv3, img_size: int | tuple[int, int], batch: int, half: bool) -> Tensor:
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
-    if h % 32 or w % 32:
-        raise YoloError(f"image size {h}x{w}: height and width must be multiples of 32")
+    if h % STRIDE or w % STRIDE:
+        raise YoloError(f"image size {h}x{w}: height and width must be multiples of {STRIDE}")
     device = next(model.parameters()).device
     return torch.full((batch, 3, h, w), 0.5, dtype=torch.float16 if half else torch.float32,
                       device=device)

@@ -76,29 +76,31 @@ def is_image_file(path: Path) -> bool:
 def list_images(folder: Path) -> list[Path]:
     """The image files under ``folder`` (recursively, into linked folders too), sorted by path.
 
-    Each folder is walked once, as the first path in sorted order that reaches it: a link to a
-    folder already walked (an ancestor, a cycle, a second link to one folder) is not entered
-    again. Folders that cannot be read are skipped."""
+    Each folder is walked once: folders reached without a link first, then the linked ones in
+    path order, so that a folder reached both ways is listed at its own path. A link to a folder
+    already walked (an ancestor, a cycle, a second link to one folder) is not entered again.
+    Folders that cannot be read are skipped."""
     found: list[Path] = []
     walked: set[Path] = set()
-    todo = [folder]  # a stack: the smallest path on top, so folders are walked in path order
-    while todo:
-        current = todo.pop()
+    plain, linked = [folder], []  # plain: a stack, the smallest path on top
+    while plain or linked:
+        if not plain:
+            linked.sort(reverse=True)
+            plain.append(linked.pop())
+        current = plain.pop()
         try:
             real = current.resolve()
             if real in walked:
                 continue
             walked.add(real)
-            entries = sorted(current.iterdir())
+            entries = sorted(current.iterdir(), reverse=True)
         except (OSError, RuntimeError):  # unreadable, or a link loop (RuntimeError before 3.13)
             continue
-        folders = []
         for entry in entries:
             if is_image_file(entry) and entry.is_file():
                 found.append(entry)
             elif entry.is_dir():
-                folders.append(entry)
-        todo += reversed(folders)
+                (linked if entry.is_symlink() else plain).append(entry)
     return sorted(found)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from yolov3.anchors import (
     RECALL_IOU,
     anchor_quality,
     anchors_cfg_line,
-    cfg_anchors,
     fit_anchors,
     write_anchor_cfg,
 )
@@ -17,7 +18,7 @@ from yolov3.cli.common import check_img_size
 from yolov3.cli.data import add_dataset_options
 from yolov3.datasets.open import FORMS, open_dataset
 from yolov3.fileio import writable_dir
-from yolov3.model.cfg import load_cfg
+from yolov3.model.cfg import cfg_anchors, load_cfg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     check_img_size(args.img_size)
     cfg = args.cfg or ("yolov3-tiny" if args.n == 6 else "yolov3")
     sections = load_cfg(cfg)
-    reference = cfg_anchors(sections)
+    reference = np.asarray(cfg_anchors(sections))
     dataset = open_dataset(args.data, args.split, args.images, args.strict)
     anchors, shapes = fit_anchors(dataset, args.n, args.img_size, args.seed, args.restarts)
     out = writable_dir(args.out)

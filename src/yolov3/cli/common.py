@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from yolov3.classes import default_names
+from yolov3.devices import parse_device
 from yolov3.errors import YoloError
 from yolov3.model import BUILTIN_CFGS, YOLOv3
-from yolov3.weights.load import DEFAULT_MODEL, load_model
+from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
 from yolov3.weights.official import PRETRAINED
 
 
@@ -34,14 +35,37 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_detection_args(parser: argparse.ArgumentParser, conf: float) -> None:
-    """--img-size, --conf and --iou: darknet's detection protocol, as detect and val run it."""
+    """--img-size, --conf and --iou: darknet's detection protocol, as detect and val run it.
+
+    --conf and --iou are checked as they are parsed (a value outside [0, 1] is argparse's usage
+    error); --img-size by :func:`check_img_size` when the command runs."""
     parser.add_argument("--img-size", type=int, default=416,
-                        help="network input size, a multiple of 32 (default: %(default)s)")
-    parser.add_argument("--conf", type=float, default=conf,
-                        help="score threshold, objectness x class probability "
+                        help=f"network input size, a multiple of 32 from 32 to {MAX_IMG_SIZE} "
                         "(default: %(default)s)")
-    parser.add_argument("--iou", type=float, default=0.45,
-                        help="IoU threshold of the per-class NMS (default: %(default)s)")
+    parser.add_argument("--conf", type=fraction("a score threshold: objectness x class "
+                                                "probability"), default=conf,
+                        help="score threshold in [0, 1], objectness x class probability "
+                        "(default: %(default)s)")
+    parser.add_argument("--iou", type=fraction("the overlap above which the per-class NMS "
+                                               "drops the weaker box"), default=0.45,
+                        help="IoU threshold of the per-class NMS, in [0, 1] "
+                        "(default: %(default)s)")
+
+
+def fraction(meaning: str) -> Callable[[str], float]:
+    """An argparse ``type``: a number from 0 to 1 (a score or an IoU), ``meaning`` saying what
+    it is in the error message. NaN and infinities are refused: a comparison with NaN is always
+    false, which would keep every box or none without a word."""
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+        if not 0.0 <= value <= 1.0:  # also False for NaN
+            raise argparse.ArgumentTypeError(f"must be in [0, 1] ({meaning}), got {text}")
+        return value
+
+    return number
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -55,43 +79,37 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return integer
 
 
+# The largest --img-size: the network's memory and time grow with the square of the side (a
+# 32-channel float map at 4096x4096 is 2 GB already) and darknet's models train at 320 to 608.
+MAX_IMG_SIZE = 4096
+
+
 def check_img_size(size: int) -> int:
-    """``--img-size`` as the network takes it: a positive multiple of its total stride, 32."""
+    """``--img-size`` as the network takes it: a multiple of its total stride, 32, from 32 to
+    :data:`MAX_IMG_SIZE`; else a :class:`YoloError` saying so."""
     if size <= 0 or size % 32:
-        raise YoloError(f"--img-size {size} is not a multiple of 32 greater than 0")
+        raise YoloError(f"--img-size {size} is not a multiple of 32 greater than 0 (the "
+                        "network's total stride is 32): use 32, 64, ... up to "
+                        f"{MAX_IMG_SIZE}")
+    if size > MAX_IMG_SIZE:
+        gigabytes = 32 * size * size * 4 / 1e9  # the first layer's 32 float32 channels
+        raise YoloError(f"--img-size {size} is above the largest accepted, {MAX_IMG_SIZE}: the "
+                        "network's memory grows with the square of the input side (at "
+                        f"{size}x{size} the first layer's output alone is {gigabytes:,.0f} GB; "
+                        "the models are trained at 320 to 608); use a multiple of 32 from 32 to "
+                        f"{MAX_IMG_SIZE}")
     return size
 
 
 def device_from_args(args: argparse.Namespace) -> torch.device:
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise YoloError(f"--device {args.device} is not a device: use cpu, cuda or "
-                        "cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise YoloError("--device cuda was asked for but no CUDA GPU is available; use cpu")
-    return device
-
-
-def untrained(args: argparse.Namespace) -> bool:
-    """--weights none: the cfg's random initialisation."""
-    return args.weights is not None and args.weights.lower() == "none"
+    return parse_device(args.device)
 
 
 def model_from_args(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
-    """The model that --model and --weights name, in eval mode, and its class names (from a
-    checkpoint, else --classes when the command has it, else COCO's for 80 classes)."""
-    weights, cfg = args.weights, args.model
-    if weights is None:
-        weights = cfg or DEFAULT_MODEL
-        if weights not in BUILTIN_CFGS:
-            raise YoloError(f"--model {cfg} has no official weights: give --weights FILE (or "
-                            "--weights none for an untrained network)")
-    elif untrained(args):
-        weights = None
-    elif cfg is None and weights in BUILTIN_CFGS:  # official weights name their network
-        cfg = weights
-    model, names = load_model(cfg, weights)
+    """The model that --model and --weights name (:func:`~yolov3.weights.load.load_model`), and
+    its class names (from a checkpoint, else --classes when the command has it, else COCO's for
+    80 classes)."""
+    model, names = load_model(args.model, args.weights)
     if names is None or getattr(args, "classes", None):
         names = default_names(model.num_classes, getattr(args, "classes", None))
     return model, names
@@ -99,5 +117,5 @@ def model_from_args(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
 
 def model_label(args: argparse.Namespace) -> str:
     """A short name for the model of --model / --weights, for titles and file names."""
-    source = args.model or (None if untrained(args) else args.weights)
+    source = args.model or (None if is_untrained(args.weights) else args.weights)
     return Path(source).stem if source else DEFAULT_MODEL

@@ -18,7 +18,6 @@ from yolov3.cli.common import (
     device_from_args,
     model_from_args,
     model_label,
-    untrained,
 )
 from yolov3.cli.data import add_dataset_options
 from yolov3.datasets.base import DetectionDataset
@@ -31,7 +30,7 @@ from yolov3.images import load_image
 from yolov3.model.cfg import BUILTIN_CFGS
 from yolov3.model.network import YOLOv3, build_model
 from yolov3.model.summary import format_layer_table, layer_table
-from yolov3.weights.load import DEFAULT_MODEL
+from yolov3.weights.load import DEFAULT_MODEL, is_untrained
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -174,7 +173,7 @@ def run_assign(args: argparse.Namespace) -> int:
         sample = _sample_from_label_file(args.image, args.boxes, model.num_classes)
     view = explain_assignment(model, sample, args.img_size)
     title = (f"{Path(sample.file_name).name}: target assignment, {model_label(args)}"
-             + (" (random weights)" if untrained(args) else ""))
+             + (" (random weights)" if is_untrained(args.weights) else ""))
     path = save_png(draw_assignment(view, names, args.size, title), _output(args, "assign"))
     boxes = view.boxes_xyxy().round().int().tolist()
     classes = view.targets[:, 0].long().tolist()

@@ -169,7 +169,11 @@ class CocoDataset(DetectionDataset):
                 raise DataError(f"{path}: image #{k} ({im!r:.80}) needs 'id', 'file_name', "
                                 f"'width' and 'height' ({type(exc).__name__}: {exc})") from None
         if len(set(ids)) != len(ids):
-            raise DataError(f"{path}: image ids are not unique")
+            seen: dict[int, int] = {}
+            k, j = next((k, seen[i]) for k, i in enumerate(ids) if seen.setdefault(i, k) != k)
+            raise DataError(f"{path}: image ids are not unique: image #{j} ({files[j]}) and "
+                            f"image #{k} ({files[k]}) are both id {ids[k]} (files merged from "
+                            "several whose ids all start at 1 repeat them; number them again)")
         index = {image_id: k for k, image_id in enumerate(ids)}
         skip = np.zeros(len(ids), bool)
         first_entry: dict[tuple[int, int], int] = {}  # (device, inode) -> entry listing it

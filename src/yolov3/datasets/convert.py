@@ -208,18 +208,31 @@ def _real(path: Path) -> Path:
         return path.absolute()
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing folder or file (links followed), else None: one folder
+    has one identity whatever the path (a letter case on a case-insensitive disk, a mount)."""
+    try:
+        found = path.stat()
+    except (OSError, ValueError):
+        return None
+    return found.st_dev, found.st_ino
+
+
 def _inside(path: str, folder: str) -> bool:
     """Whether the resolved ``path`` is the resolved ``folder`` or lies under it."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 class SourceGuard:
-    """The files and folders a dataset is read from (:class:`SourcePaths`, with the ``--data``
-    description), resolved, to check a conversion's output against: it never writes over,
-    deletes or adds to its source. Writing a file replaces its folder entry (a link there is
-    replaced, not written through), so what an output touches is its entry: its folder
-    resolved, and its own name. A source file is hit when that entry is the file's entry (its
-    link, for a linked file) or the file it resolves to."""
+    """The files and folders a dataset is read from (:meth:`DetectionDataset.source_paths`,
+    and the ``--data`` description), to check a conversion's output against: it never writes
+    over, deletes or adds to its source.
+
+    Writing a file replaces its folder entry (a link there is replaced, not written through),
+    so what an output touches is its entry: its folder resolved, and its own name. A source
+    file is hit when that entry is the file's entry (its link, for a linked file) or the file
+    it resolves to. Folders are also compared by identity (device and inode), which no spelling
+    of a path escapes."""
 
     def __init__(self, data: str | Path, splits: dict[str, DetectionDataset]) -> None:
         sources = SourcePaths()
@@ -230,52 +243,97 @@ class SourceGuard:
             sources.files |= {given / name for name in DIR_YAMLS}
         else:
             sources.files.add(given)
-        self._folders: dict[Path, Path] = {}  # a folder as written -> resolved (a cache)
+        self._resolved: dict[str, str] = {}  # a folder as written -> resolved (a cache)
         self.files: dict[str, Path] = {}  # resolved entry or file -> the source file
-        for file in sources.files:
+        holding: dict[str, Path] = {}  # each resolved folder that holds source files -> one
+        for file in sorted(sources.files, key=str):
             entry = self.entry(file)
-            self.files.setdefault(str(entry), file)
-            if entry.is_symlink():
-                self.files.setdefault(str(_real(entry)), file)
+            self.files.setdefault(entry, file)
+            holding.setdefault(os.path.dirname(entry), file)
+            if os.path.islink(entry):
+                real = str(_real(Path(entry)))
+                self.files.setdefault(real, file)
+                holding.setdefault(os.path.dirname(real), file)
         self.folders = {str(_real(d)): d for d in sources.folders}
+        # By identity: the folders holding source files, the folders listed, and every folder
+        # above either (an output folder there holds the source).
+        self.dir_ids = {key: file for folder, file in holding.items()
+                        if (key := _identity(Path(folder))) is not None}
+        self.folder_ids = {key: d for d in sources.folders if (key := _identity(d)) is not None}
+        self.above: dict[tuple[int, int], Path] = {}
+        for real, example in [*holding.items(), *self.folders.items()]:
+            for folder in [Path(real), *Path(real).parents]:
+                if (key := _identity(folder)) is not None:
+                    self.above.setdefault(key, example)
 
-    def entry(self, path: Path) -> Path:
+    def entry(self, path: Path) -> str:
         """The folder entry that writing ``path`` replaces: its folder resolved, its name."""
-        if path.parent not in self._folders:
-            self._folders[path.parent] = _real(path.parent)
-        return self._folders[path.parent] / path.name
+        folder, name = os.path.split(os.fspath(path))
+        real = self._resolved.get(folder)
+        if real is None:
+            real = self._resolved[folder] = str(_real(Path(folder or os.curdir)))
+        return os.path.join(real, name)
+
+    def _in_folder(self, path: Path) -> Path | None:
+        """The source folder that ``path`` (an existing folder) is or lies in, by identity."""
+        for folder in [path, *_real(path).parents]:
+            if (key := _identity(folder)) in self.folder_ids:
+                return self.folder_ids[key]
+        return None
 
     def check_out(self, out: Path) -> None:
         """:class:`DataError` when the output folder holds a file of the source or overlaps
         one of its folders (checked before anything is written)."""
         top = str(_real(out))
         held = [file for real, file in self.files.items() if _inside(real, top)]
-        if held:
-            raise DataError(f"{out}: holds {min(held)}, a file of the dataset being converted; "
+        key = _identity(out)
+        if held or key in self.above:
+            example = min(held) if held else self.above[key]  # type: ignore[index]
+            raise DataError(f"{out}: holds {example}, a file of the dataset being converted; "
                             "a conversion never writes over its source: choose an output folder "
                             "outside the dataset")
         for real, folder in sorted(self.folders.items()):
             if _inside(top, real) or _inside(real, top):
                 where = "lies inside" if _inside(top, real) else "holds"
-                raise DataError(f"{out}: {where} {folder}, a folder the dataset being converted "
-                                "lists (its images or annotations), so that the files written "
-                                "would join the source: choose an output folder outside it")
+                self._folder_error(out, where, folder)
+        nearest = next(p for p in [out, *_real(out).parents] if p.is_dir() or p == p.parent)
+        if (folder := self._in_folder(nearest)) is not None:  # out, or where it will be made
+            self._folder_error(out, "lies inside", folder)
+
+    @staticmethod
+    def _folder_error(out: Path, where: str, folder: Path) -> None:
+        raise DataError(f"{out}: {where} {folder}, a folder the dataset being converted lists "
+                        "(its images or annotations), so that the files written would join the "
+                        "source: choose an output folder outside it")
 
     def check(self, outputs: Iterable[Output]) -> None:
         """:class:`DataError` naming the first output that would replace a source file or land
         in a source folder (through a linked folder in the output)."""
+        checked: set[Path] = set()
         for output in outputs:
-            entry = str(self.entry(output.path))
+            entry = self.entry(output.path)
             hit = self.files.get(entry)
             if hit is not None:
                 raise DataError(f"{output.path}: writing it would replace {hit}, a file of the "
                                 "dataset being converted; a conversion never writes over its "
                                 "source: choose an output folder outside the dataset")
-            for real, folder in self.folders.items():
-                if _inside(entry, real):
-                    raise DataError(f"{output.path}: writing it would put a file in {folder}, a "
-                                    "folder of the dataset being converted: choose an output "
-                                    "folder outside the dataset")
+            folder, inside = output.path.parent, None
+            if folder not in checked:  # by identity, once per folder
+                checked.add(folder)
+                beside = self.dir_ids.get(_identity(folder))  # type: ignore[arg-type]
+                if beside is not None:
+                    raise DataError(f"{output.path}: writing it would put a file beside "
+                                    f"{beside}, in a folder of the dataset being converted "
+                                    "(a conversion never writes over its source): choose an "
+                                    "output folder outside the dataset")
+                inside = self._in_folder(folder) if folder.is_dir() else None
+            if inside is None:
+                inside = next((d for real, d in self.folders.items() if _inside(entry, real)),
+                              None)
+            if inside is not None:
+                raise DataError(f"{output.path}: writing it would put a file in {inside}, a "
+                                "folder of the dataset being converted: choose an output "
+                                "folder outside the dataset")
 
 
 def write_outputs(outputs: list[Output], symlink: bool) -> None:

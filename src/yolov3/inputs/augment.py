@@ -11,7 +11,7 @@ are not training targets and are dropped first.
 Both transforms return the image as a float32 (3, H, W) tensor in [0, 1] (from the training
 transform, a view of channels-last memory; the loader's collate stacks it into a contiguous
 batch) and the targets as an (n, 5) float32 tensor of ``class, xc, yc, w, h`` normalised to the
-network input: what ``YOLOv3.loss`` takes.
+network input: what the loss takes (:func:`yolov3.loss.yolo_loss`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from torchvision.ops import box_convert
 
 from yolov3.datasets.boxes import clip_boxes, large_enough
 from yolov3.datasets.sample import Sample
-from yolov3.errors import ConfigError
 from yolov3.images import letterbox, letterbox_geometry
 
 # DeNA's ``max_labels``: the targets of one image are capped at this many boxes.
@@ -108,6 +107,9 @@ class TrainTransform:
     - ``flip``: probability of the horizontal flip (darknet's ``flip``, DeNA's ``LRFLIP``).
     - ``max_labels``: the targets kept per image.
 
+    The values are checked where they are set, when the training config loads
+    (:class:`~yolov3.train.config.AugmentConfig` builds this transform).
+
     The image is resized with bilinear interpolation (OpenCV, half-pixel centres), so that a
     box edge at image coordinate x lands at x * new_w / w + dx.
     """
@@ -122,17 +124,6 @@ class TrainTransform:
         flip: float = 0.5,
         max_labels: int = MAX_LABELS,
     ) -> None:
-        if not 0 <= jitter < 1:
-            raise ConfigError(f"augment.jitter must be in [0, 1), got {jitter}")
-        if not 0 <= hue <= 0.5:
-            raise ConfigError(f"augment.hue must be in [0, 0.5], got {hue}")
-        if saturation < 1 or exposure < 1:
-            raise ConfigError("augment.saturation and augment.exposure are factors >= 1 "
-                              f"(1 = off), got {saturation} and {exposure}")
-        if not 0 <= flip <= 1:
-            raise ConfigError(f"augment.flip is a probability in [0, 1], got {flip}")
-        if max_labels < 1:
-            raise ConfigError(f"data.max_labels must be at least 1, got {max_labels}")
         self.jitter, self.random_placing = jitter, random_placing
         self.hue, self.saturation, self.exposure = hue, saturation, exposure
         self.flip, self.max_labels = flip, max_labels

@@ -24,11 +24,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from yolov3.datasets.sample import Sample
-from yolov3.errors import ConfigError, DataError
+from yolov3.errors import DataError
 from yolov3.inputs.augment import TrainTransform, Transform
+from yolov3.model.cfg import STRIDE
 
-# The network's total stride: every input side must be a multiple of it.
-STRIDE = 32
 # Distinct seed streams, so that the data order, the sizes and the augmentation never share
 # random numbers.
 _ORDER, _SCALE, _AUGMENT = 0, 1, 2
@@ -39,22 +38,14 @@ MAX_SUBSTITUTES = 16
 @dataclass(frozen=True)
 class MultiScale:
     """Darknet's multi-scale training: every ``interval`` iterations a square input size drawn
-    uniformly from ``min_size, min_size + step, ..., max_size``. ``MultiScale(416, 416)`` is a
-    fixed input size."""
+    uniformly from ``min_size, min_size + step, ..., max_size``, all multiples of the network's
+    stride. ``MultiScale(416, 416)`` is a fixed input size. Built and checked by
+    :class:`~yolov3.train.config.MultiscaleConfig`."""
 
     min_size: int = 320
     max_size: int = 608
     interval: int = 10
     step: int = STRIDE
-
-    def __post_init__(self) -> None:
-        if any(v % STRIDE or v <= 0 for v in (self.min_size, self.max_size, self.step)):
-            raise ConfigError(f"multiscale min_size, max_size and step must be positive multiples"
-                              f" of {STRIDE}, got {self.min_size}, {self.max_size}, {self.step}")
-        if self.max_size < self.min_size:
-            raise ConfigError(f"multiscale max ({self.max_size}) is below min ({self.min_size})")
-        if self.interval < 1:
-            raise ConfigError(f"multiscale interval must be at least 1, got {self.interval}")
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -111,12 +102,6 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
     ) -> None:
         if dataset_size < 1:
             raise DataError("the training dataset holds no image")
-        if batch_size < 1 or subdivisions < 1:
-            raise ConfigError(f"batch size ({batch_size}) and subdivisions ({subdivisions}) "
-                              "must be at least 1")
-        if not 0 <= rank < world_size or batch_size % world_size:
-            raise ConfigError(f"rank {rank} of {world_size}: the batch size ({batch_size}) must "
-                              "be a multiple of the number of processes")
         self.dataset_size, self.batch_size = dataset_size, batch_size
         self.multiscale = multiscale or MultiScale()
         self.seed, self.subdivisions = seed, subdivisions
@@ -233,9 +218,49 @@ class TrainLoader(DataLoader):
         self.skipped: list[str] = []
 
     def __iter__(self) -> Iterator[tuple[Tensor, list[Tensor], BatchInfo]]:
-        for images, targets, info in super().__iter__():
-            self.skipped += info.skipped
-            yield images, targets, info
+        try:
+            for images, targets, info in super().__iter__():
+                self.skipped += info.skipped
+                yield images, targets, info
+        except Exception as exc:  # a worker's error: its own message, not torch's traceback
+            original = worker_error(exc)
+            if original is None:
+                raise
+            raise original from exc
+
+
+_WORKER_TRACEBACK = "\nOriginal Traceback (most recent call last):\n"
+
+
+def worker_error(exc: BaseException) -> BaseException | None:
+    """The exception a data-loader worker raised, as it was raised there: torch re-raises it in
+    the main process as the same type whose message is "Caught X in DataLoader worker process
+    N. Original Traceback ..." followed by the worker's whole traceback; this is that type with
+    the worker's own message alone. ``None`` when ``exc`` is not such a re-raised error (or its
+    type cannot be made from a message)."""
+    text, kind = str(exc), type(exc)
+    if not (text.startswith(f"Caught {kind.__name__} ") and _WORKER_TRACEBACK in text):
+        return None
+    lines = text.split("\n")
+    # The worker's exception is the first line at the margin after the last traceback header
+    # (frames are indented); its message runs to the end.
+    last = max(i for i, line in enumerate(lines) if line.endswith("Traceback (most recent call "
+                                                                 "last):"))
+    body = lines[last + 1:]
+    first = next((i for i, line in enumerate(body) if line and not line.startswith(" ")), None)
+    if first is None:
+        return None
+    message = "\n".join(body[first:]).rstrip()
+    name = (kind.__qualname__ if kind.__module__ == "builtins"
+            else f"{kind.__module__}.{kind.__qualname__}")
+    if message.startswith(f"{name}: "):
+        message = message[len(name) + 2:]
+    elif message == name:
+        message = ""
+    try:
+        return kind(message)
+    except Exception:
+        return None
 
 
 def make_train_loader(

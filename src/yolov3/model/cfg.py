@@ -8,6 +8,7 @@ layer, numbered from 0 in file order, which is how ``route`` and ``shortcut`` re
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,6 +18,25 @@ from yolov3.errors import ConfigError
 
 #: Architectures that ship with the package, built without any file argument.
 BUILTIN_CFGS = ("yolov3", "yolov3-spp", "yolov3-tiny")
+
+#: The networks' total stride, the largest of their YOLO layers: every input side (training,
+#: detection, export) must be a multiple of it.
+STRIDE = 32
+
+#: Anchor boxes: (width, height) pairs in pixels of the network input.
+Anchors = list[tuple[float, float]]
+
+# [net] keys that darknet's own trainer reads (its training recipe). This implementation takes
+# the recipe from the training config instead (the preset and its overrides), so these keys are
+# accepted, for darknet's cfg files, and reported as not read: see :func:`unread_training_keys`.
+_NET_TRAINING_KEYS = (
+    "batch", "subdivisions", "momentum", "decay", "angle", "saturation", "exposure", "hue",
+    "learning_rate", "burn_in", "max_batches", "policy", "steps", "scales", "max_crop",
+    "min_crop", "flip", "mosaic", "letter_box",
+)
+# [yolo] keys of darknet's trainer that the training config replaces (augment.jitter,
+# multiscale); ignore_thresh is read, as a property of the YOLO layer.
+_YOLO_TRAINING_KEYS = ("jitter", "random", "truth_thresh")
 
 # Keys each section may hold. Darknet ignores unknown keys silently, which hides typos such as
 # ``filter=255``; here an unknown key is an error that names the file and line.
@@ -30,11 +50,7 @@ _LAYER_KEYS: dict[str, set[str]] = {
     "yolo": {"mask", "anchors", "classes", "num", "jitter", "ignore_thresh", "truth_thresh",
              "random"},
 }
-_NET_KEYS = {
-    "batch", "subdivisions", "width", "height", "channels", "momentum", "decay", "angle",
-    "saturation", "exposure", "hue", "learning_rate", "burn_in", "max_batches", "policy",
-    "steps", "scales", "max_crop", "min_crop", "flip", "mosaic", "letter_box",
-}
+_NET_KEYS = {"width", "height", "channels", *_NET_TRAINING_KEYS}
 _SECTION_NAMES = {"net", "network", *_LAYER_KEYS}
 
 
@@ -161,7 +177,7 @@ def load_cfg(cfg: str | Path) -> list[Section]:
                 "nor an existing .cfg file"
             )
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the cfg ({exc})") from None
     return parse_cfg_text(text, str(path))
@@ -182,7 +198,7 @@ def override_head(
         if sec.type != "yolo":
             continue
         if anchors is not None:
-            sec.options["anchors"] = ",".join(f"{w:g},{h:g}" for w, h in anchors)
+            sec.options["anchors"] = format_anchors(anchors)
             sec.options["num"] = str(len(anchors))
         if num_classes is not None:
             sec.options["classes"] = str(num_classes)
@@ -230,3 +246,44 @@ def layer_strides(sections: Sequence[Section]) -> list[float]:
         else:
             strides.append(before)
     return strides
+
+
+def parse_anchors(text: str, where: str) -> Anchors:
+    """Anchors written as darknet does, ``w,h, w,h, ...``: an even count of finite positive
+    numbers. ``where`` names the source in the error (a cfg line, a config key)."""
+    try:
+        flat = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{where}: expected anchors as 'w,h, w,h, ...', got '{text}'") from None
+    if not flat or len(flat) % 2:
+        raise ConfigError(f"{where}: anchors are (width, height) pairs: an even count of "
+                          f"numbers, got {len(flat)} in '{text}'")
+    if not all(math.isfinite(v) and v > 0 for v in flat):
+        raise ConfigError(f"{where}: anchor widths and heights must be positive pixels, "
+                          f"got '{text}'")
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def format_anchors(anchors: Sequence[tuple[float, float]]) -> str:
+    """Anchors in darknet's cfg syntax: ``10,13,  16,30,  ...``."""
+    return ",  ".join(f"{w:g},{h:g}" for w, h in anchors)
+
+
+def cfg_anchors(sections: Sequence[Section]) -> Anchors:
+    """All K anchors of a parsed cfg (those of its first ``[yolo]`` section, which the
+    ``mask`` of every ``[yolo]`` indexes)."""
+    yolo = next((s for s in sections if s.type == "yolo"), None)
+    if yolo is None:
+        raise ConfigError(f"{sections[0].source}: the cfg has no [yolo] layer")
+    return parse_anchors(yolo.get_str("anchors"), yolo.where("anchors"))
+
+
+def unread_training_keys(sections: Sequence[Section]) -> list[str]:
+    """The keys of darknet's training recipe that a cfg sets and this implementation does not
+    read: the recipe comes from the training config (``yolov3-coco-darknet`` and its
+    overrides), which holds darknet's values. ``[yolo] ignore_thresh`` is read from the cfg."""
+    found = [f"[net] {k}" for k in _NET_TRAINING_KEYS if k in sections[0].options]
+    for key in _YOLO_TRAINING_KEYS:
+        if any(key in s.options for s in sections if s.type == "yolo"):
+            found.append(f"[yolo] {key}")
+    return found

@@ -17,7 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from yolov3.errors import ConfigError
-from yolov3.model.cfg import Section, layer_strides, load_cfg, override_head, resolve_layer
+from yolov3.model.cfg import (
+    Section,
+    layer_strides,
+    load_cfg,
+    override_head,
+    parse_anchors,
+    resolve_layer,
+)
 from yolov3.model.layers import (
     ConvBlock,
     MaxPool,
@@ -90,10 +97,7 @@ def _build_layer(
         size = sec.get_int("size", stride, minimum=1)
         return MaxPool(size, stride, sec.get_int("padding", size - 1, minimum=0)), in_ch
     if sec.type == "yolo":
-        flat = sec.get_floats("anchors")
-        if len(flat) % 2:
-            raise ConfigError(f"{sec.where('anchors')}: needs an even count (w,h pairs)")
-        anchors = list(zip(flat[0::2], flat[1::2], strict=True))
+        anchors = parse_anchors(sec.get_str("anchors"), sec.where("anchors"))
         mask = sec.get_ints("mask", list(range(len(anchors))))
         if any(not 0 <= m < len(anchors) for m in mask):
             raise ConfigError(f"{sec.where('mask')}: indices must be in 0..{len(anchors) - 1}")

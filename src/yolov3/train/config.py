@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -20,7 +21,11 @@ from typing import Any
 
 import yaml
 
+from yolov3.devices import parse_device
 from yolov3.errors import ConfigError
+from yolov3.inputs.augment import TrainTransform
+from yolov3.inputs.loader import MultiScale
+from yolov3.model.cfg import STRIDE, Anchors, cfg_anchors, load_cfg, parse_anchors
 
 #: Mixed-precision modes of ``train.amp`` and the autocast dtype of each.
 AMP_DTYPES = {"off": None, "bf16": "bfloat16", "fp16": "float16"}
@@ -31,12 +36,19 @@ BASE_PRESET = "yolov3-coco-darknet"
 
 @dataclass
 class ModelConfig:
-    """The network and its initial weights."""
+    """The network and its initial weights. ``anchors``: None keeps the cfg's, ``auto`` fits
+    as many to the training boxes, else ``w,h, w,h, ...`` (as many pairs as the cfg has)."""
 
     cfg: str
     weights: str | None
     anchors: str | None
     freeze: int
+
+    def anchor_pairs(self) -> Anchors | None:
+        """The anchors set here as (w, h) pairs (None: the cfg's; not for ``auto``)."""
+        if self.anchors is None:
+            return None
+        return parse_anchors(self.anchors, "model.anchors")
 
 
 @dataclass
@@ -78,7 +90,7 @@ class ScheduleConfig:
 
 @dataclass
 class AugmentConfig:
-    """Darknet's training augmentation."""
+    """Darknet's training augmentation (see :class:`~yolov3.inputs.augment.TrainTransform`)."""
 
     jitter: float
     random_placing: bool
@@ -87,15 +99,26 @@ class AugmentConfig:
     exposure: float
     flip: float
 
+    def build(self, max_labels: int) -> TrainTransform:
+        """The transform that applies this augmentation, keeping ``max_labels`` boxes."""
+        return TrainTransform(self.jitter, self.random_placing, self.hue, self.saturation,
+                              self.exposure, self.flip, max_labels)
+
 
 @dataclass
 class MultiscaleConfig:
-    """Darknet's random input resizing during training."""
+    """Darknet's random input resizing during training; ``interval`` 0 keeps one size."""
 
     interval: int
     min_size: int
     max_size: int
     step: int
+
+    def build(self, img_size: int) -> MultiScale:
+        """The input sizes of training: these, or ``img_size`` alone when ``interval`` is 0."""
+        if self.interval == 0:
+            return MultiScale(img_size, img_size, 1, STRIDE)
+        return MultiScale(self.min_size, self.max_size, self.interval, self.step)
 
 
 @dataclass
@@ -166,15 +189,33 @@ def load_config(
     return config
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as the config means it: ``true`` and ``false`` are booleans, while YAML 1.1's other
+    spellings (``on``, ``off``, ``yes``, ``no``) stay text, so that ``train.amp: off`` is the
+    mode ``off``; a boolean setting takes those words too (see :func:`_coerce`)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+# Words a boolean setting accepts besides true and false.
+_BOOL_WORDS = {"on": True, "yes": True, "y": True, "off": False, "no": False, "n": False}
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the config as UTF-8") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -193,7 +234,7 @@ def _parse_override(item: str) -> dict[str, Any]:
     if not sep or not all(parts):
         raise ConfigError(f"override '{item}': expected section.key=value")
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{item}': the value is not valid YAML ({exc})") from None
     for part in reversed(parts):
@@ -237,6 +278,8 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
         return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
     elif hint is int and isinstance(value, float) and value.is_integer():
         return int(value)
+    elif hint is bool and isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        return _BOOL_WORDS[value.lower()]
     elif isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     expected = getattr(hint, "__name__", str(hint))
@@ -304,12 +347,23 @@ def _validate(config: TrainConfig) -> None:
         problems.append(f"optimizer.momentum must be >= 0 and < 1, got {opt.momentum}")
     if not (math.isfinite(opt.decay) and opt.decay >= 0):
         problems.append(f"optimizer.decay must be a number >= 0, got {opt.decay}")
+    aug = config.augment
+    if not 0 <= aug.jitter < 1:
+        problems.append(f"augment.jitter must be in [0, 1), got {aug.jitter}")
+    if not 0 <= aug.hue <= 0.5:
+        problems.append(f"augment.hue must be in [0, 0.5], got {aug.hue}")
+    for name, factor in (("saturation", aug.saturation), ("exposure", aug.exposure)):
+        if not (math.isfinite(factor) and factor >= 1):
+            problems.append(f"augment.{name} is a factor >= 1 (1 = off), got {factor}")
+    if not 0 <= aug.flip <= 1:
+        problems.append(f"augment.flip is a probability in [0, 1], got {aug.flip}")
     if not (math.isfinite(run.time_limit) and run.time_limit >= 0):
         problems.append(f"train.time_limit must be a number of seconds >= 0 (0: none), "
                         f"got {run.time_limit}")
-    device_problem = _device_problem(run.device)
-    if device_problem:
-        problems.append(device_problem)
+    try:
+        parse_device(run.device, "train.device")
+    except ConfigError as exc:
+        problems.append(str(exc))
     sizes = {
         "data.img_size": config.data.img_size,
         "multiscale.min_size": ms.min_size,
@@ -317,23 +371,31 @@ def _validate(config: TrainConfig) -> None:
         "multiscale.step": ms.step,
     }
     for name, size in sizes.items():
-        if size < 32 or size % 32:
-            problems.append(f"{name} must be a positive multiple of 32, got {size}")
+        if size < STRIDE or size % STRIDE:
+            problems.append(f"{name} must be a positive multiple of {STRIDE}, got {size}")
     if config.train.amp not in AMP_DTYPES:
         problems.append(f"train.amp must be one of {', '.join(AMP_DTYPES)}, "
                         f"got '{config.train.amp}'")
     if ms.min_size > ms.max_size:
         problems.append("multiscale.min_size must not exceed multiscale.max_size")
+    problems += _model_problems(config.model)
     if problems:
         raise ConfigError("config: " + "; ".join(problems))
 
 
-def _device_problem(device: str) -> str | None:
-    """Why ``train.device`` is not a device torch knows (None: it is)."""
-    import torch  # here, so that reading a config does not need torch
-
+def _model_problems(model: ModelConfig) -> list[str]:
+    """What in ``model`` does not fit its cfg (which is read, not built): the anchors and the
+    frozen layers."""
     try:
-        torch.device(device)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        return f"train.device '{device}' is not a device: {exc} (use cpu, cuda or cuda:N)"
-    return None
+        sections = load_cfg(model.cfg)
+        if model.anchors not in (None, "auto"):
+            expected, given = len(cfg_anchors(sections)), len(model.anchor_pairs() or [])
+            if given != expected:
+                return [f"model.anchors: {model.cfg} has {expected} anchors (its [yolo] masks "
+                        f"index them): give {expected} w,h pairs or 'auto', got {given}"]
+    except ConfigError as exc:
+        return [f"model: {exc}"]
+    layers = len(sections) - 1
+    if model.freeze > layers:
+        return [f"model.freeze ({model.freeze}) exceeds the {layers} layers of {model.cfg}"]
+    return []

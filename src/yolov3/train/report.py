@@ -13,8 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the Agg backend is chosen first
 
 from yolov3.fileio import atomic_write
-
-LOSS_PARTS = ("xy", "wh", "obj", "cls")
+from yolov3.loss import PARTS
 
 
 def plot_curves(
@@ -25,7 +24,7 @@ def plot_curves(
     fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(12, 4.5))
     if losses:
         its = [r["iteration"] for r in losses]
-        for part in (*LOSS_PARTS, "total"):
+        for part in (*PARTS, "total"):
             ax_loss.plot(its, [max(r[part], 1e-6) for r in losses], label=part,
                          linewidth=2 if part == "total" else 1)
         ax_loss.set_yscale("log")

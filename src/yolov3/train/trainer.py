@@ -24,21 +24,22 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from yolov3.anchors import cfg_anchors, fit_anchors_for_training
-from yolov3.errors import ConfigError, DataError, YoloError
+from yolov3.anchors import fit_anchors_for_training
+from yolov3.devices import parse_device
+from yolov3.errors import DataError, YoloError
 from yolov3.evaluation import evaluate
 from yolov3.fileio import atomic_write
 from yolov3.inference import Detector
 from yolov3.inference.draw import draw_detections
-from yolov3.inputs.augment import TrainTransform
-from yolov3.inputs.loader import MultiScale, TrainLoader, make_train_loader
-from yolov3.model.cfg import format_cfg, load_cfg
+from yolov3.inputs.loader import TrainLoader, make_train_loader
+from yolov3.loss import PARTS
+from yolov3.model.cfg import Anchors, cfg_anchors, format_anchors, format_cfg, load_cfg
 from yolov3.model.network import build_model
 from yolov3.train.config import TrainConfig
 from yolov3.train.datasets import open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
 from yolov3.train.optim import apply_optimizer_config, build_optimizer, learning_rate
-from yolov3.train.report import LOSS_PARTS, plot_curves, write_json
+from yolov3.train.report import plot_curves, write_json
 from yolov3.train.step import TrainStep
 from yolov3.weights.checkpoint import load_checkpoint, save_checkpoint
 from yolov3.weights.darknet import save_darknet_weights
@@ -71,10 +72,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
         self.config, self.out = config, Path(out)
         run = config.train
-        device = torch.device(run.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise YoloError("train.device is cuda but no CUDA GPU is available; use cpu")
-        self.procs, self.device = start_processes(device)
+        self.procs, self.device = start_processes(parse_device(run.device, "train.device"))
         self.minibatch = minibatch_per_process(
             config.optimizer.batch, config.optimizer.subdivisions, self.procs.world_size)
         torch.manual_seed(run.seed)
@@ -104,27 +102,19 @@ class Trainer:
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
 
-    def _anchors(self) -> list[tuple[float, float]] | None:
+    def _anchors(self) -> Anchors | None:
         """``model.anchors``: None keeps the cfg's; ``auto`` fits as many by k-means on the
         training boxes (YOLOv2's 1 - IoU distance) and records them in the config, so that a
-        resumed run and ``model.cfg`` use the same; else a list ``w,h, w,h, ...``."""
-        spec = self.config.model.anchors
-        if spec is None:
-            return None
-        if spec == "auto":
-            count = len(cfg_anchors(load_cfg(self.config.model.cfg)))
+        resumed run and ``model.cfg`` use the same; else the pairs given."""
+        model = self.config.model
+        if model.anchors == "auto":
+            count = len(cfg_anchors(load_cfg(model.cfg)))
             fitted = fit_anchors_for_training(self.train_data, count, self.config.data.img_size,
                                               self.config.train.seed)
-            spec = self.config.model.anchors = ", ".join(f"{w:g},{h:g}" for w, h in fitted)
+            model.anchors = format_anchors(fitted)
             if self.procs.is_main:
-                log.info("anchors fitted to the training boxes: %s", spec)
-        try:
-            flat = [float(v) for v in spec.split(",")]
-        except ValueError:
-            flat = []
-        if not flat or len(flat) % 2:
-            raise ConfigError(f"model.anchors: expected 'auto' or 'w,h, w,h, ...', got '{spec}'")
-        return list(zip(flat[0::2], flat[1::2], strict=True))
+                log.info("anchors fitted to the training boxes: %s", model.anchors)
+        return model.anchor_pairs()
 
     def _train_step(self) -> TrainStep:
         """The iteration as ``train`` asks it to run: DistributedDataParallel across processes,
@@ -175,16 +165,11 @@ class Trainer:
         """The training data from the current iteration on (darknet's augmentation and
         multi-scale inputs)."""
         cfg = self.config
-        aug = cfg.augment
-        ms = cfg.multiscale
-        multiscale = (MultiScale(ms.min_size, ms.max_size, ms.interval, ms.step)
-                      if ms.interval > 0 else MultiScale(cfg.data.img_size, cfg.data.img_size))
         return make_train_loader(
             self.train_data, self.minibatch * self.procs.world_size,
-            transform=TrainTransform(aug.jitter, aug.random_placing, aug.hue, aug.saturation,
-                                     aug.exposure, aug.flip, cfg.data.max_labels),
-            multiscale=multiscale, subdivisions=cfg.optimizer.subdivisions,
-            workers=cfg.train.workers, seed=cfg.train.seed,
+            transform=cfg.augment.build(cfg.data.max_labels),
+            multiscale=cfg.multiscale.build(cfg.data.img_size),
+            subdivisions=cfg.optimizer.subdivisions, workers=cfg.train.workers, seed=cfg.train.seed,
             start_iteration=self.state.iteration, max_iterations=cfg.schedule.max_iter,
             pin_memory=self.device.type == "cuda", rank=self.procs.rank,
             world_size=self.procs.world_size,
@@ -274,7 +259,7 @@ class Trainer:
             return True
         self._nonfinite_in_row += 1
         log.warning("iteration %d: non-finite loss (%s); the step was skipped", iteration,
-                    ", ".join(f"{k}={stats[k]:.4g}" for k in LOSS_PARTS))
+                    ", ".join(f"{k}={stats[k]:.4g}" for k in PARTS))
         if self._nonfinite_in_row >= self.config.train.max_nonfinite:
             self.save()
             raise YoloError(
@@ -285,12 +270,12 @@ class Trainer:
         return False
 
     def _postfix(self, stats: dict[str, float], rate: float, size: int) -> str:
-        parts = " ".join(f"{k} {stats[k]:.3g}" for k in LOSS_PARTS)
+        parts = " ".join(f"{k} {stats[k]:.3g}" for k in PARTS)
         return f"lr {stats['lr']:.2e} {parts} | {size}px {rate:.1f} img/s"
 
     def _log(self, writer: SummaryWriter, iteration: int, stats: dict[str, float], images: int,
              rate: float) -> None:
-        per_image = {k: stats[k] / images for k in (*LOSS_PARTS, "total")}
+        per_image = {k: stats[k] / images for k in (*PARTS, "total")}
         for k, v in per_image.items():
             writer.add_scalar(f"loss/{k}", v, iteration)
         writer.add_scalar("lr", stats["lr"], iteration)

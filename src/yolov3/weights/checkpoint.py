@@ -27,14 +27,43 @@ VERSION = 1
 
 
 def is_checkpoint(path: str | Path) -> bool:
-    """True for a file written by ``torch.save`` (a zip archive, recognised by its first bytes, so
-    that a truncated one is recognised too), False for darknet weights (whose first bytes, read
-    as a version number, would be 67324752.134742016)."""
+    """True for a file that :func:`load_checkpoint` reads or names, False for darknet weights:
+    a zip archive (what ``torch.save`` writes, recognised by its first bytes so that a truncated
+    one is recognised too; also a TorchScript export), or an ONNX model (which load_checkpoint
+    names as such). Darknet weights begin with a small version number, which neither can."""
     try:
         with open(path, "rb") as f:
-            return f.read(4) == _ZIP_MAGIC
+            head = f.read(4)
     except OSError:
         return False
+    return head == _ZIP_MAGIC or is_onnx(head)
+
+
+# The first field of an ONNX ModelProto, ir_version (field 1, a varint: tag byte 0x08), and the
+# tags of the fields that can follow it (producer_name ... opset_import, metadata_props,
+# training_info, functions), in the order protobuf serialises them.
+_ONNX_NEXT_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0xA2, 0xCA}
+
+
+def is_onnx(head: bytes) -> bool:
+    """Whether a file's first bytes are an ONNX model's: ir_version (1 to 127) first, then
+    another ModelProto field. A darknet weights file starts with its major version, a 32-bit
+    0 (or 1), so its first byte is never 0x08 followed by a non-zero byte and a field tag."""
+    return len(head) >= 3 and head[0] == 0x08 and 0 < head[1] < 0x80 and head[2] in _ONNX_NEXT_TAGS
+
+
+def _export_kind(head: bytes, names: list[str]) -> str | None:
+    """What a model export passed as weights is, from its first bytes and, for a zip archive,
+    its entry names (a TorchScript archive has ``*/code/`` and ``*/constants.pkl``; a
+    ``torch.save`` checkpoint has neither); None for anything else."""
+    inside = [n.split("/")[1:] for n in names]  # the entries below the archive's top folder
+    if any(parts[:1] == ["code"] or parts == ["constants.pkl"] for parts in inside):
+        return ("a TorchScript export (what `yolov3 export --format torchscript` writes), not "
+                "weights: it runs with torch.jit.load")
+    if is_onnx(head):
+        return ("an ONNX model (what `yolov3 export` writes), not weights: it runs with ONNX "
+                "Runtime")
+    return None
 
 
 def save_checkpoint(path: str | Path, model: YOLOv3, names: list[str], **state: Any) -> None:
@@ -60,12 +89,20 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, A
     training)."""
     path = Path(path)
     try:
-        complete = zipfile.is_zipfile(path)
-    except zipfile.BadZipFile:  # a damaged directory that is_zipfile does not catch itself
-        complete = False
+        with open(path, "rb") as f:
+            head = f.read(4)
     except OSError as exc:
         raise WeightsError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
-    if not complete:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except Exception:  # truncated, damaged or no zip archive: zipfile fails in many ways
+        names = None
+    export = _export_kind(head, names or [])
+    if export:
+        raise WeightsError(f"{path}: {export}; to detect, evaluate or train, pass the checkpoint "
+                           "(.pt) or darknet .weights it was exported from")
+    if names is None:
         raise WeightsError(f"{path}: not a complete checkpoint (a checkpoint is the zip archive "
                            "that torch.save writes; this file is truncated, damaged or something "
                            "else); use an intact copy")
@@ -73,20 +110,33 @@ def load_checkpoint(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, A
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(f"{path}: refused to load; it is not a safe yolov3 checkpoint "
-                           f"({_first_line(exc)})") from None
+                           f"({_torch_reason(exc)})") from None
     except Exception as exc:  # a damaged archive fails in torch.load in many ways
         raise WeightsError(f"{path}: the checkpoint is damaged ({type(exc).__name__}: "
-                           f"{_first_line(exc)}); use an intact copy") from None
+                           f"{_torch_reason(exc)}); use an intact copy") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise WeightsError(f"{path}: not a yolov3 checkpoint (no '{FORMAT}' marker)")
     _check_entries(payload, path, keys)
     return payload
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, without terminal colour codes."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+# Sentences of torch.load's messages that advise loading the file anyway (with
+# weights_only=False, or by allowlisting what it holds): never relayed, the file is untrusted.
+_UNSAFE_ADVICE = re.compile(r"weights.only|safe_globals|allowlist|trust|can still be loaded|"
+                            r"arbitrary code|two options|documentation of torch\.load",
+                            re.IGNORECASE)
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """What torch.load's error says is wrong with the file, on one line, without terminal colour
+    codes and without its advice to load the file unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    for line in text.splitlines():  # the first line with something besides advice
+        kept = [s for s in re.split(r"(?<=[.!?])\s+", line.strip())
+                if s and not _UNSAFE_ADVICE.search(s)]
+        if kept:
+            return " ".join(kept)
+    return type(exc).__name__
 
 
 def _check_entries(payload: dict[str, Any], path: Path, keys: tuple[str, ...]) -> None:

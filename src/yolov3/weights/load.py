@@ -1,4 +1,6 @@
-"""Starting a model from pretrained weights, also when its number of classes differs.
+"""Turning ``--model`` / ``--weights`` into a network: the one loading policy of every command
+and of the Python API (:func:`load_model`, :func:`from_darknet`), and the start of training from
+pretrained weights (:func:`load_pretrained`), also when the number of classes differs.
 
 Fine-tuning loads everything but the class-dependent head convolutions (the 1x1 convolutions
 before each [yolo] layer), as darknet does with ``darknet53.conv.74`` or a COCO detector.
@@ -12,10 +14,10 @@ from pathlib import Path
 import torch
 
 from yolov3.errors import WeightsError
-from yolov3.model.cfg import override_head
+from yolov3.model.cfg import BUILTIN_CFGS, Anchors, override_head
 from yolov3.model.layers import YOLOLayer
-from yolov3.model.network import YOLOv3
-from yolov3.weights.checkpoint import is_checkpoint, load_checkpoint
+from yolov3.model.network import YOLOv3, build_model
+from yolov3.weights.checkpoint import is_checkpoint, load_checkpoint, model_from_checkpoint
 from yolov3.weights.darknet import count_file_floats, count_floats, load_darknet_weights
 from yolov3.weights.official import resolve_weights
 
@@ -114,9 +116,6 @@ def transfer_box_channels(model: YOLOv3, state: dict[str, torch.Tensor]) -> None
                 mine.view(anchors, -1, *mine.shape[1:])[:, :5] = src[:, :5]
 
 
-DEFAULT_MODEL = "yolov3"
-
-
 def first_difference(model: YOLOv3, other: YOLOv3) -> str | None:
     """How ``other``'s layers differ from ``model``'s (the first tensor whose name or shape
     does not match), or ``None`` when both have the same architecture."""
@@ -131,44 +130,78 @@ def first_difference(model: YOLOv3, other: YOLOv3) -> str | None:
     return None
 
 
+#: The network of a command given neither ``--model`` nor ``--weights``.
+DEFAULT_MODEL = "yolov3"
+#: The ``--weights`` value of an untrained network (the cfg's random initialisation).
+UNTRAINED = "none"
+
+
+def is_untrained(weights: str | Path | None) -> bool:
+    """``--weights none``: the cfg's random initialisation, on purpose."""
+    return isinstance(weights, str) and weights.lower() == UNTRAINED
+
+
+def from_darknet(
+    cfg: str | Path,
+    weights: str | Path | None = None,
+    num_classes: int | None = None,
+    anchors: Anchors | None = None,
+) -> YOLOv3:
+    """A network in eval mode from a darknet cfg (a built-in name such as ``yolov3-tiny``, or a
+    path), optionally with another class count or anchor set, and darknet weights (an official
+    name such as ``yolov3-tiny``, fetched and cached on first use, or a path; None: untrained).
+    A weights file that covers only the first layers (``darknet53.conv.74``) loads those."""
+    model = build_model(cfg, num_classes=num_classes, anchors=anchors)
+    if weights is not None:
+        load_darknet_weights(model, resolve_weights(weights))
+    return model.eval()
+
+
 def load_model(
     cfg: str | Path | None, weights: str | Path | None
 ) -> tuple[YOLOv3, list[str] | None]:
-    """A model in eval mode for inference, and its class names when the weights carry them.
+    """The network that ``--model cfg`` and ``--weights weights`` name, in eval mode, and its
+    class names when the weights carry them: the one policy of every command.
 
-    ``weights`` may be a yolov3 checkpoint, a darknet file or an official name; ``None`` keeps
-    the random initialisation. A checkpoint brings its own network (cfg, anchors) and names:
-    ``cfg`` may then be left ``None``, and when given it must have the checkpoint's
-    architecture (its class count aside), else :class:`WeightsError`. Without a checkpoint,
-    ``cfg=None`` means ``yolov3``.
+    - ``weights`` None: the official weights of ``cfg`` (default ``yolov3``), which must then
+      be a built-in architecture; ``none`` (:data:`UNTRAINED`): ``cfg`` untrained.
+    - An official name brings its own network: ``weights="yolov3-tiny"`` alone is yolov3-tiny.
+    - A yolov3 checkpoint brings its network (cfg, anchors) and class names: ``cfg`` may be
+      left None; when given it must have the checkpoint's architecture (its class count
+      aside), else :class:`WeightsError`.
+    - A darknet file must cover the whole network of ``cfg`` (default ``yolov3``).
     """
-    from yolov3.model.network import build_model
-    from yolov3.weights.checkpoint import model_from_checkpoint
-
-    if weights is not None:
-        path = resolve_weights(weights)
-        if is_checkpoint(path):
-            payload = load_checkpoint(path)
-            model = model_from_checkpoint(payload, path)
-            if cfg is not None:
-                with torch.device("meta"):  # only the shapes are compared: no weights made
-                    other = build_model(cfg, model.num_classes)
-                difference = first_difference(model, other)
-                if difference:
-                    raise WeightsError(
-                        f"{path}: this checkpoint holds another network than {cfg} "
-                        f"({difference}); leave out the cfg (--model) to use the checkpoint's "
-                        "own network"
-                    )
-            return model.eval(), list(payload["names"])
-        cfg = cfg or DEFAULT_MODEL
-        model = build_model(cfg)
-        report = load_darknet_weights(model, path)
-        if not report.complete:
-            raise WeightsError(
-                f"{path}: covers only {report.layers_loaded} of the {report.layers_total} conv "
-                f"layers of {cfg} (a backbone to train from, or weights of another cfg); "
-                "detection needs the weights of the whole network"
-            )
-        return model.eval(), None
-    return build_model(cfg or DEFAULT_MODEL).eval(), None
+    if weights is None:
+        weights = cfg or DEFAULT_MODEL
+        if weights not in BUILTIN_CFGS:
+            raise WeightsError(f"--model {cfg} has no official weights: give --weights FILE "
+                               f"(or --weights {UNTRAINED} for an untrained network)")
+    elif is_untrained(weights):
+        return build_model(cfg or DEFAULT_MODEL).eval(), None
+    elif cfg is None and weights in BUILTIN_CFGS:
+        cfg = weights
+    path = resolve_weights(weights)
+    if is_checkpoint(path):
+        payload = load_checkpoint(path)
+        model = model_from_checkpoint(payload, path)
+        if cfg is not None:
+            with torch.device("meta"):  # only the shapes are compared: no weights made
+                other = build_model(cfg, model.num_classes)
+            difference = first_difference(model, other)
+            if difference:
+                raise WeightsError(
+                    f"{path}: this checkpoint holds another network than {cfg} "
+                    f"({difference}); leave out the cfg (--model) to use the checkpoint's "
+                    "own network"
+                )
+        return model, list(payload["names"])
+    cfg = cfg or DEFAULT_MODEL
+    model = build_model(cfg)
+    report = load_darknet_weights(model, path)
+    if not report.complete:
+        raise WeightsError(
+            f"{path}: covers only {report.layers_loaded} of the {report.layers_total} conv "
+            f"layers of {cfg} (a backbone to train from, or weights of another cfg); "
+            "detection needs the weights of the whole network"
+        )
+    return model.eval(), None
