@@ -6,7 +6,7 @@ import pytest
 
 import yolov3
 from yolov3.errors import ConfigError
-from yolov3.model.cfg import parse_cfg_text
+from yolov3.model.cfg import load_cfg, parse_cfg_text, unread_training_keys
 
 GOOD = "[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=18\nsize=1\nactivation=linear\n" \
        "[yolo]\nmask=0,1,2\nanchors=1,2,3,4,5,6\nclasses=1\n"
@@ -87,3 +87,26 @@ def test_pad_sets_the_padding_whatever_padding_says() -> None:
     text = GOOD.replace("[convolutional]", "[convolutional]\nfilters=4\nsize=3\npad=1\n"
                         "padding=0\n[convolutional]", 1)
     assert _shapes(text)[0] == (1, 4, 64, 64)
+
+
+def test_darknets_training_keys_are_listed_as_not_read() -> None:
+    """One rule for the recipe darknet's cfgs carry: accepted, not read, and said so; the
+    training config holds darknet's values. ``ignore_thresh`` belongs to the YOLO layer and is
+    read."""
+    keys = unread_training_keys(load_cfg("yolov3"))
+    for key in ("[net] learning_rate", "[net] burn_in", "[net] steps", "[net] scales",
+                "[net] batch", "[net] subdivisions", "[net] hue", "[yolo] jitter",
+                "[yolo] random", "[yolo] truth_thresh"):
+        assert key in keys
+    assert not any(k.endswith(("width", "height", "channels", "ignore_thresh")) for k in keys)
+    model = yolov3.build_model("yolov3")
+    assert [m.ignore_thresh for m in model.yolo_layers] == [0.7, 0.7, 0.7]
+    tweaked = load_cfg("yolov3")
+    for section in tweaked:
+        if section.type == "yolo":
+            section.options["ignore_thresh"] = "0.5"
+    assert [m.ignore_thresh for m in yolov3.build_model(tweaked).yolo_layers] == [0.5] * 3
+    micro = parse_cfg_text("[net]\nwidth=64\nheight=64\n\n[convolutional]\nfilters=18\nsize=1\n"
+                           "activation=linear\n\n[yolo]\nmask=0,1,2\nanchors=1,2, 3,4, 5,6\n"
+                           "classes=1\n")
+    assert unread_training_keys(micro) == []

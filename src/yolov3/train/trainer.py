@@ -33,9 +33,16 @@ from yolov3.inference import Detector
 from yolov3.inference.draw import draw_detections
 from yolov3.inputs.loader import TrainLoader, make_train_loader
 from yolov3.loss import PARTS
-from yolov3.model.cfg import Anchors, cfg_anchors, format_anchors, format_cfg, load_cfg
+from yolov3.model.cfg import (
+    Anchors,
+    cfg_anchors,
+    format_anchors,
+    format_cfg,
+    load_cfg,
+    unread_training_keys,
+)
 from yolov3.model.network import build_model
-from yolov3.train.config import TrainConfig
+from yolov3.train.config import BASE_PRESET, TrainConfig
 from yolov3.train.datasets import open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
 from yolov3.train.optim import apply_optimizer_config, build_optimizer, learning_rate
@@ -83,6 +90,11 @@ class Trainer:
             if split.problems and self.procs.is_main:
                 log.warning("%s split: %s", split.split, split.problems.summary())
         self.names = list(self.train_data.names)
+        unread = unread_training_keys(load_cfg(config.model.cfg))
+        if unread and self.procs.is_main:
+            log.info("%s: not read: %s; the training recipe is the config's (the %s preset, "
+                     "--config and the options)", config.model.cfg, ", ".join(unread),
+                     BASE_PRESET)
         self.model = build_model(config.model.cfg, num_classes=len(self.names),
                                  anchors=self._anchors()).to(self.device)
         if self.procs.distributed and run.sync_bn:
