@@ -135,6 +135,19 @@ def test_bad_config_value_is_one_clear_error(args, message, tmp_path, capsys) ->
     assert message in errors[0]
 
 
+@pytest.mark.parametrize("bad", ["augment.jitter=1.5", "multiscale.min_size=100",
+                                 "model.anchors=10,13", "augment.flip=-1"])
+def test_a_bad_value_stops_before_data_model_or_weights_are_touched(bad, tmp_path,
+                                                                    capsys) -> None:
+    # Neither the dataset nor the weights exist: the config error must come first.
+    code = main(["train", "--data", str(tmp_path / "no-such-dataset"), "--weights",
+                 str(tmp_path / "no-such.weights"), "--out", str(tmp_path / "out"),
+                 "--set", bad])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert bad.split("=")[0] in err and "no-such" not in err
+
+
 def test_boundary_values_are_accepted() -> None:
     config = load_config(overrides=[
         "train.log_interval=1", "optimizer.momentum=0", "optimizer.decay=0", "train.seed=0",
