@@ -19,7 +19,8 @@ from yolov3.datasets.problems import UNREADABLE
 from yolov3.evaluation.class_map import class_mapping
 from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
 from yolov3.evaluation.report import format_table, metrics_dict, write_report
-from yolov3.inference import Detections, Detector
+from yolov3.inference import Detections
+from yolov3.inference.backends import make_detector
 from yolov3.inference.batching import letterboxed_batches
 from yolov3.model.network import YOLOv3
 
@@ -62,6 +63,7 @@ def evaluate(
     workers: int = 0,
     model_names: list[str] | None = None,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """COCO AP of ``model`` on ``dataset`` with darknet's protocol (``multi_label``: one
     detection per box and class whose objectness x class probability exceeds ``conf_thresh``;
@@ -74,10 +76,14 @@ def evaluate(
     ``predictions.json`` and ``pr_curve.png`` there. An unreadable image is added to
     ``dataset.problems`` (an error if the dataset is strict) and left out of the ground truth.
     ``model_names`` name the model's classes when they differ from the dataset's (default:
-    COCO's names for 80 classes). The model's train/eval mode is restored afterwards.
+    COCO's names for 80 classes). The network runs as ``detect`` runs it (the batch-norm-folded
+    fast copy) in ``precision`` (``result["precision"]`` says which; see
+    :func:`~yolov3.inference.backends.make_detector`). The model's train/eval mode is restored
+    afterwards.
     """
     was_training = model.training
-    detector = Detector(model, img_size, conf_thresh, iou_thresh, multi_label=True, device=device)
+    detector = make_detector(model, "torch", img_size, conf_thresh, iou_thresh,
+                             multi_label=True, device=device, precision=precision)
     to_dataset = class_mapping(model_names or default_names(model.num_classes), dataset.names)
     category = np.append(np.asarray(dataset.category_ids, np.int64), -1)[to_dataset]
     batches = letterboxed_batches(dataset.pixels, detector.input_hw, batch_size, workers)
@@ -105,6 +111,7 @@ def evaluate(
     cocoeval = time.perf_counter() - t
     result = metrics_dict(metrics)
     result["images"] = len(dataset) - len(skipped)
+    result["precision"] = detector.precision
     result["timing"] = {
         "images_per_second": len(dataset) / inference,
         "inference_s": inference, "network_and_nms_s": network, "cocoeval_s": cocoeval,

@@ -10,7 +10,8 @@ import torch
 
 from yolov3.errors import YoloError
 from yolov3.inference.detector import Detector
-from yolov3.inference.fast import fast_if_exact
+from yolov3.inference.fast import FastModel, fast_if_exact
+from yolov3.inference.precision import resolve_precision
 from yolov3.model.network import YOLOv3
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
@@ -24,17 +25,26 @@ def make_detector(
     iou_thresh: float = 0.45,
     multi_label: bool = True,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> Detector:
     """A :class:`Detector` for ``model`` on ``backend``: ``torch`` runs the batch-norm-folded
-    fast copy (the plain model if the copy is not exact to 1e-4); ``onnxruntime`` exports the
-    model to ONNX (any batch size) and runs it on the CPU."""
+    fast copy (the plain model if the copy is not exact to 1e-4) in ``precision`` (``auto``:
+    bf16 where the hardware has it natively, see :mod:`yolov3.inference.precision`);
+    ``onnxruntime`` exports the model to ONNX (any batch size) and runs it on the CPU in fp32.
+    The detector's ``precision`` says what it runs in."""
+    precision = resolve_precision(precision, device)
     if backend == "torch":
-        return Detector(fast_if_exact(model.to(device)), img_size, conf_thresh, iou_thresh,
-                        multi_label, device)
+        engine = fast_if_exact(model.to(device), precision=precision)
+        detector = Detector(engine, img_size, conf_thresh, iou_thresh, multi_label, device)
+        detector.precision = precision if isinstance(engine, FastModel) else "fp32"
+        return detector
     if backend != "onnxruntime":
         raise YoloError(f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
     if torch.device(device).type != "cpu":
         raise YoloError("the onnxruntime backend runs on the CPU; use --device cpu")
+    if precision != "fp32":
+        raise YoloError(f"the onnxruntime backend runs in fp32; {precision} runs on the torch "
+                        "backend")
     from yolov3.export import export_onnx
     from yolov3.inference.onnx_backend import OnnxDetector
 

@@ -56,6 +56,7 @@ class Detector:
         self.iou_thresh = iou_thresh
         self.multi_label = multi_label
         self.max_det = max_det
+        self.precision = "fp32"  # the number format the network runs in (see make_detector)
 
     @torch.inference_mode()
     def detect_batch(self, inputs: Tensor, letterboxes: Sequence[Letterbox]) -> list[Detections]:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from yolov3.inference.precision import DTYPES
 from yolov3.model.layers import ConvBlock
 from yolov3.model.network import Decoded, YOLOv3
 
@@ -47,8 +48,10 @@ class FastModel(nn.Module):
     channels-last, autograd-free copy.
 
     ``mode`` picks how the copy runs: ``eager`` (no start-up cost) or ``trace`` (TorchScript
-    trace + freeze, one trace per input shape, a few seconds each).
-    ``num_threads`` sets PyTorch's intra-op threads when given.
+    trace + freeze, one trace per input shape, a few seconds each). ``precision`` is the number
+    format of the weights and activations (``fp32``, ``bf16``, ``fp16``: see
+    :mod:`yolov3.inference.precision`); the inputs are cast to it and the decoded output is
+    float32. ``num_threads`` sets PyTorch's intra-op threads when given.
     """
 
     def __init__(
@@ -57,13 +60,15 @@ class FastModel(nn.Module):
         mode: Mode = "eager",
         channels_last: bool = True,
         num_threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        self.net = Decoded(fold_batch_norm(model)).eval()
+        self.dtype = DTYPES[precision]
+        self.net = Decoded(fold_batch_norm(model).to(self.dtype)).eval()
         self.mode = mode
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
@@ -85,7 +90,7 @@ class FastModel(nn.Module):
         return self._traced[key]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.contiguous(memory_format=self.memory_format)
+        x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
             return self._runner(x)(x)
 
@@ -100,11 +105,13 @@ def is_exact(fast: nn.Module, model: YOLOv3, input_hw: tuple[int, int] = (64, 64
         return torch.allclose(fast(x), Decoded(model.eval())(x), rtol=tol, atol=tol)
 
 
-def fast_if_exact(model: YOLOv3, mode: Mode = "eager") -> nn.Module:
-    """:class:`FastModel` of ``model`` when :func:`is_exact` holds, else ``model`` decoded."""
-    fast = FastModel(model, mode).to(next(model.parameters()).device)
-    if is_exact(fast, model):
-        return fast
-    log.warning("the fast inference path differs from the plain model by more than 1e-4; "
-                "using the plain model")
-    return Decoded(model)
+def fast_if_exact(model: YOLOv3, mode: Mode = "eager", precision: str = "fp32") -> nn.Module:
+    """:class:`FastModel` of ``model`` in ``precision`` when its fp32 copy passes
+    :func:`is_exact` (the folding is right), else ``model`` decoded, in fp32."""
+    device = next(model.parameters()).device
+    fast = FastModel(model, mode).to(device)
+    if not is_exact(fast, model):
+        log.warning("the fast inference path differs from the plain model by more than 1e-4; "
+                    "using the plain model in fp32")
+        return Decoded(model)
+    return fast if precision == "fp32" else FastModel(model, mode, precision=precision).to(device)
