@@ -29,6 +29,9 @@ from yolov3.model.cfg import STRIDE, Anchors, cfg_anchors, load_cfg, parse_ancho
 
 #: Mixed-precision modes of ``train.amp`` and the autocast dtype of each.
 AMP_DTYPES = {"off": None, "bf16": "bfloat16", "fp16": "float16"}
+#: ``train.amp`` values: a mode of :data:`AMP_DTYPES`, or ``auto`` (bf16 where the device has
+#: native bfloat16, fp16 on other CUDA GPUs, off elsewhere: see :func:`amp_mode`).
+AMP_MODES = (*AMP_DTYPES, "auto")
 
 #: The packaged config that every training config starts from.
 BASE_PRESET = "yolov3-coco-darknet"
@@ -373,8 +376,8 @@ def _validate(config: TrainConfig) -> None:
     for name, size in sizes.items():
         if size < STRIDE or size % STRIDE:
             problems.append(f"{name} must be a positive multiple of {STRIDE}, got {size}")
-    if config.train.amp not in AMP_DTYPES:
-        problems.append(f"train.amp must be one of {', '.join(AMP_DTYPES)}, "
+    if config.train.amp not in AMP_MODES:
+        problems.append(f"train.amp must be one of {', '.join(AMP_MODES)}, "
                         f"got '{config.train.amp}'")
     if ms.min_size > ms.max_size:
         problems.append("multiscale.min_size must not exceed multiscale.max_size")
@@ -399,3 +402,14 @@ def _model_problems(model: ModelConfig) -> list[str]:
     if model.freeze > layers:
         return [f"model.freeze ({model.freeze}) exceeds the {layers} layers of {model.cfg}"]
     return []
+
+
+def amp_mode(amp: str, device: str) -> str:
+    """The mixed-precision mode ``train.amp`` runs as on ``device``: ``auto`` is bf16 where
+    bfloat16 is native (AVX512_BF16 or AMX on the CPU, CUDA), fp16 on a CUDA GPU without it,
+    off elsewhere; any other value as it is."""
+    if amp != "auto":
+        return amp
+    from yolov3.inference.precision import resolve_precision  # torch, only when needed
+
+    return {"fp32": "off"}.get(chosen := resolve_precision("auto", device), chosen)
