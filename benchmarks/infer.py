@@ -9,7 +9,10 @@ alike; the table gives the median latency per batch and images per second:
 - ``fast-eager`` / ``fast-trace``: :class:`yolov3.inference.fast.FastModel` behind ``Detector``;
 - ``torch-compile`` (with ``--compile``): the folded model through ``torch.compile`` (Inductor,
   frozen weights) behind ``Detector``; compiling yolov3 takes a minute or more;
-- ``onnxruntime``: the ONNX export run by ONNX Runtime behind ``OnnxDetector``.
+- ``onnxruntime``: the ONNX export run by ONNX Runtime behind ``OnnxDetector``;
+- ``bf16-trace`` (on a CPU with native bfloat16: AVX512_BF16 or AMX): ``fast-trace`` in bf16,
+  what ``--precision bf16`` (and ``auto`` there) runs; its detections are close to, not equal
+  to, fp32's, and ``ratio_bf16_vs_opencv=X`` ends the output.
 
 The project's times include decoding, thresholding and NMS. ``same`` says whether an engine's
 detections equal the plain model's. yolov3-tiny uses the official weights; yolov3 uses random
@@ -18,7 +21,7 @@ of its heads set to -4 so that, as with trained weights, few boxes reach NMS.
 
 ``python benchmarks/infer.py --model yolov3 --img-size 416 --batch 1`` measures that row; the
 last line is ``ratio_vs_opencv=X``, the best project median over OpenCV's, for the yolov3 /
-416 / batch 1 row when measured (else the last row).
+416 / batch 1 row when measured (else the last row). int8 is not built yet (no column).
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ from yolov3.images import letterbox, load_image
 from yolov3.inference import Detections, Detector
 from yolov3.inference.fast import FastModel, fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector
+from yolov3.inference.precision import native_bf16
+from yolov3.model import Decoded
 from yolov3.model.cfg import builtin_cfg_path
 from yolov3.weights.official import fetch_weights
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 PHOTO_NAMES = ("coffee", "motorcycle_left", "astronaut", "chelsea")
 PROJECT = ("fast-eager", "fast-trace", "torch-compile", "onnxruntime")
+BF16 = native_bf16(torch.device("cpu"))
 
 
 def random_yolov3_weights(path: Path) -> None:
@@ -108,12 +114,15 @@ def engines(
         "fast-trace": Detector(FastModel(model, "trace"), size),
         "onnxruntime": OnnxDetector(onnx_path, size, num_threads=threads),
     }
+    if BF16:
+        detectors["bf16-trace"] = Detector(FastModel(model, "trace", precision="bf16"), size)
     if compile_:
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
-        detectors["torch-compile"] = Detector(torch.compile(fold_batch_norm(model)), size)
-    return {"opencv": opencv} | {k: d.detect_prepared for k, d in detectors.items()}
+        detectors["torch-compile"] = Detector(torch.compile(Decoded(fold_batch_norm(model))),
+                                              size)
+    return {"opencv": opencv} | {k: d.detect_batch for k, d in detectors.items()}
 
 
 def measure_row(
@@ -205,7 +214,7 @@ def main() -> int:
     e2e = args.e2e if args.e2e is not None else (0 if single else 50)
     print(f"machine: {machine()}")
     keys = ["opencv", "plain", "fast-eager", "fast-trace"]
-    keys += ["torch-compile"] * args.compile + ["onnxruntime"]
+    keys += ["torch-compile"] * args.compile + ["onnxruntime"] + ["bf16-trace"] * BF16
     header = ("| model | size | batch | " + " | ".join(keys)
               + " | best/opencv | best/opencv, fastest runs |")
     print("median ms per batch (images/s); * = detections differ from plain; last column: the "
@@ -213,6 +222,7 @@ def main() -> int:
     print(header)
     print("|" + " --- |" * (header.count("|") - 1))
     ratios: dict[tuple, float] = {}
+    bf16_ratios: dict[tuple, float] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name in args.model:
@@ -230,6 +240,9 @@ def main() -> int:
                     cells = [f"{row[k]['ms']:.1f} ({row[k]['ips']:.1f})"
                              + ("*" if row[k]["same"] is False else "") for k in keys]
                     ratios[name, size, batch] = this = best / row["opencv"]["ms"]
+                    if BF16:
+                        bf16_ratios[name, size, batch] = (row["bf16-trace"]["ms"]
+                                                          / row["opencv"]["ms"])
                     print(f"| {name} | {size} | {batch} | " + " | ".join(cells)
                           + f" | {this:.2f} | {best_min:.2f} |", flush=True)
                     if args.compile:
@@ -244,6 +257,11 @@ def main() -> int:
                     print(line, flush=True)
     ratio = ratios.get(("yolov3", 416, 1), list(ratios.values())[-1])
     print(f"ratio_vs_opencv={ratio:.3f}")
+    if BF16:  # bf16 detections are not bit-equal to fp32's (tests/test_inference_precision.py)
+        bf16 = bf16_ratios.get(("yolov3", 416, 1), list(bf16_ratios.values())[-1])
+        print(f"ratio_bf16_vs_opencv={bf16:.3f}")
+    else:
+        print("ratio_bf16_vs_opencv: not measured, this CPU has no native bfloat16")
     return 0
 
 
