@@ -96,7 +96,8 @@ def test_detect_never_overwrites_or_rereads_its_inputs(photos, tiny_weights, tmp
         assert main(["detect", str(folder), *weights, "--out", str(inside)]) == 0
     printed = capsys.readouterr().out
     assert "left out 1 files under --out" in printed
-    assert sorted(p.name for p in inside.iterdir()) == ["coffee.png", "detections.json"]
+    written = sorted(p.name for p in inside.iterdir())
+    assert written == ["coffee.png", "detections.json", "detections.jsonl"]
 
 
 def test_detect_help_explains_every_option(capsys) -> None:

@@ -26,7 +26,8 @@ def tiny(tiny_weights) -> yolov3.YOLOv3:
 
 def test_auto_is_bf16_only_where_it_is_native() -> None:
     cpu = torch.device("cpu")
-    flags = open("/proc/cpuinfo").read().split() if Path("/proc/cpuinfo").exists() else []
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.exists() else []
     has_bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
     assert native_bf16(cpu) == has_bf16 or not flags
     assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")

@@ -11,6 +11,7 @@ import torch
 from yolov3.classes import default_names
 from yolov3.devices import parse_device
 from yolov3.errors import YoloError
+from yolov3.inference.precision import PRECISIONS
 from yolov3.model import BUILTIN_CFGS, YOLOv3
 from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
 from yolov3.weights.official import PRETRAINED
@@ -34,8 +35,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_detection_args(parser: argparse.ArgumentParser, conf: float) -> None:
-    """--img-size, --conf and --iou: darknet's detection protocol, as detect and val run it.
+def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: str) -> None:
+    """--img-size, --conf, --iou: darknet's detection protocol, as detect and val run it; and
+    --precision, the number format the network runs in (default ``precision``).
 
     --conf and --iou are checked as they are parsed (a value outside [0, 1] is argparse's usage
     error); --img-size by :func:`check_img_size` when the command runs."""
@@ -49,6 +51,10 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float) -> None:
     parser.add_argument("--iou", type=fraction("the overlap above which the per-class NMS "
                                                "drops the weaker box"), default=0.45,
                         help="IoU threshold of the per-class NMS, in [0, 1] "
+                        "(default: %(default)s)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=precision,
+                        help="number format of the network: fp32, bf16, fp16 (CUDA) or auto "
+                        "(bf16 where the CPU has AVX512_BF16/AMX or on a GPU, else fp32) "
                         "(default: %(default)s)")
 
 

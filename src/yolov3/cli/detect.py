@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
     add_model_args(p)
-    add_detection_args(p, conf=0.25)
+    add_detection_args(p, conf=0.25, precision="auto")
     p.add_argument("--single-label", action="store_true",
                    help="keep only the best class of each box (default: every class above "
                    "--conf, as darknet does)")
@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
     device = device_from_args(args)
     model, names = model_from_args(args)
     detector = make_detector(model, args.backend, args.img_size, args.conf, args.iou,
-                             multi_label=not args.single_label, device=device)
+                             multi_label=not args.single_label, device=device,
+                             precision=args.precision)
     out = writable_dir(args.out)
     batches = letterboxed_batches(ImageFiles(files), detector.input_hw, args.batch_size,
                                   args.workers, keep_images=True)

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the model's class names, one per line, when they are not the "
                    "dataset's (default: COCO's names for 80 classes); classes are matched by "
                    "name")
-    add_detection_args(p, conf=0.005)
+    add_detection_args(p, conf=0.005, precision="fp32")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="images per forward pass "
                    "(default: %(default)s)")
     p.add_argument("--workers", type=at_least(0), default=2,
@@ -58,10 +58,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{dataset.format} dataset {dataset.source}, split {dataset.split}: {len(dataset)} "
           f"images, {dataset.num_boxes} boxes, {len(dataset.names)} classes")
     result = evaluate(model, dataset, args.img_size, args.conf, args.iou, args.batch_size,
-                      device, writable_dir(args.out), args.workers, names)
+                      device, writable_dir(args.out), args.workers, names,
+                      precision=args.precision)
     print(result["table"])
     timing = result["timing"]
-    print(f"{result['images']} images at {timing['images_per_second']:.1f} images/s; "
+    print(f"{result['images']} images at {timing['images_per_second']:.1f} images/s in "
+          f"{result['precision']}; "
           f"COCOeval {timing['cocoeval_s']:.1f} s; written to {args.out}/metrics.json, "
           "predictions.json, pr_curve.png")
     if dataset.problems:

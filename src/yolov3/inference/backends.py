@@ -30,10 +30,10 @@ def make_detector(
     """A :class:`Detector` for ``model`` on ``backend``: ``torch`` runs the batch-norm-folded
     fast copy (the plain model if the copy is not exact to 1e-4) in ``precision`` (``auto``:
     bf16 where the hardware has it natively, see :mod:`yolov3.inference.precision`);
-    ``onnxruntime`` exports the model to ONNX (any batch size) and runs it on the CPU in fp32.
-    The detector's ``precision`` says what it runs in."""
-    precision = resolve_precision(precision, device)
+    ``onnxruntime`` exports the model to ONNX (any batch size) and runs it on the CPU in fp32
+    (``auto`` is fp32 there). The detector's ``precision`` says what it runs in."""
     if backend == "torch":
+        precision = resolve_precision(precision, device)
         engine = fast_if_exact(model.to(device), precision=precision)
         detector = Detector(engine, img_size, conf_thresh, iou_thresh, multi_label, device)
         detector.precision = precision if isinstance(engine, FastModel) else "fp32"
@@ -42,7 +42,7 @@ def make_detector(
         raise YoloError(f"unknown backend '{backend}' (known: {', '.join(BACKENDS)})")
     if torch.device(device).type != "cpu":
         raise YoloError("the onnxruntime backend runs on the CPU; use --device cpu")
-    if precision != "fp32":
+    if precision not in ("fp32", "auto"):
         raise YoloError(f"the onnxruntime backend runs in fp32; {precision} runs on the torch "
                         "backend")
     from yolov3.export import export_onnx
