@@ -186,22 +186,51 @@ def test_at_most_50_labels_the_first_ones():
 def test_eval_transform_is_the_detectors_letterbox():
     rng = np.random.default_rng(5)
     sample = rectangles_sample(rng)
-    image, targets = EvalTransform()(sample, (416, 416))
-    expected, info = letterbox(sample.image, (416, 416))
+    image, _ = EvalTransform()(sample, (416, 416))
+    expected, _ = letterbox(sample.image, (416, 416))
     assert torch.equal(image, expected)
-    back = info.to_image(to_pixels(targets, (416, 416)).float())
-    assert torch.allclose(back, torch.from_numpy(sample.boxes), atol=1e-3)
 
 
-@pytest.mark.parametrize("image_hw", [(1000, 7), (300, 4000), (480, 640)])
-def test_letterbox_maps_back_on_each_axis(image_hw):
-    # an elongated image's short side is rounded to whole pixels, so each axis has its scale
+def test_eval_targets_and_to_image_by_hand():
+    """200 x 100 into 416 x 416, derived by hand: scale 416 / 200 = 2.08 on both axes,
+    resized to 416 x 208, pad (416 - 208) / 2 = 104 above. Where the pixels land is
+    tests/test_geometry.py's subject; these are the numbers the mapping must give."""
+    sample = Sample(np.zeros((100, 200, 3), np.uint8), np.array([[50, 20, 150, 80]], np.float32),
+                    np.array([2]), 1, "x")
+    _, targets = EvalTransform()(sample, (416, 416))
+    # x 50..150 -> 104..312, y 20..80 -> 104 + 41.6 .. 104 + 166.4
+    expected = torch.tensor([[2, 208 / 416, (104 + 104) / 416, 208 / 416, 124.8 / 416]])
+    assert torch.allclose(targets, expected, atol=1e-6)
+    _, info = letterbox(sample.image, (416, 416))
+    back = info.to_image(torch.tensor([[104.0, 145.6, 312.0, 270.4], [0, 104, 416, 312],
+                                       [-10, 0, 500, 416]]))
+    torch.testing.assert_close(back, torch.tensor([[50.0, 20, 150, 80], [0, 0, 200, 100],
+                                                   [0, 0, 200, 100]]))  # clipped to the image
+
+
+@pytest.mark.parametrize(("image_hw", "scale_xy", "pad_xy"), [
+    # h 1000, w 7: new_h 416, new_w = int(7 * 0.416) = 2 (not 2.912): scale_x 2 / 7,
+    # pad_x (416 - 2) // 2 = 207
+    ((1000, 7), (2 / 7, 0.416), (207, 0)),
+    # h 300, w 4000: new_w 416, new_h = int(300 * 0.104) = 31 (31.2): pad_y (416 - 31) // 2
+    ((300, 4000), (0.104, 31 / 300), (0, 192)),
+    # 480 x 640: 416 x 312, pad_y 52, one scale 0.65
+    ((480, 640), (0.65, 0.65), (0, 52)),
+])
+def test_letterbox_geometry_by_hand_on_each_axis(image_hw, scale_xy, pad_xy):
+    """An elongated image's short side is rounded down to whole pixels, so each axis has its
+    own scale; the numbers are worked out by hand above."""
     _, info = letterbox(np.zeros((*image_hw, 3), np.uint8), (416, 416))
+    assert (info.scale_x, info.scale_y) == pytest.approx(scale_xy)
+    assert (info.pad_x, info.pad_y) == pad_xy
     h, w = image_hw
-    box = torch.tensor([[w / 4, h / 4, 3 * w / 4, 3 * h / 4]], dtype=torch.float64)
-    placed = box * torch.tensor([info.scale_x, info.scale_y] * 2) + torch.tensor(
-        [info.pad_x, info.pad_y] * 2)
-    torch.testing.assert_close(info.to_image(placed), box)
+    sx, sy = scale_xy
+    px, py = pad_xy
+    # the image's quarter box, placed by hand, comes back
+    placed = torch.tensor([[px + sx * w / 4, py + sy * h / 4, px + sx * 3 * w / 4,
+                            py + sy * 3 * h / 4]], dtype=torch.float64)
+    torch.testing.assert_close(info.to_image(placed), torch.tensor(
+        [[w / 4, h / 4, 3 * w / 4, 3 * h / 4]], dtype=torch.float64))
     assert info.to_image(torch.tensor([[0.0, 0.0, 416.0, 416.0]])).tolist() == [[0, 0, w, h]]
 
 
@@ -227,7 +256,7 @@ def test_bad_settings_are_config_errors_when_the_config_loads(bad):
 
 def test_the_config_section_builds_the_transform():
     config = load_config(overrides=["augment.jitter=0.2", "augment.flip=0", "data.max_labels=7"])
-    transform = config.augment.build(config.data.max_labels)
+    transform = config.augment.build(config.data.max_labels).transform
     assert isinstance(transform, TrainTransform)
     assert (transform.jitter, transform.flip, transform.max_labels) == (0.2, 0.0, 7)
     assert (transform.hue, transform.saturation, transform.exposure) == (0.1, 1.5, 1.5)

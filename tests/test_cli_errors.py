@@ -8,7 +8,11 @@ with ``--strict``), so that one bad label does not cost a run.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +23,13 @@ from PIL import Image
 from conftest import MICRO3_CFG
 from data_factory import NAMES, write_coco, write_voc, write_yolo
 from yolov3.cli.main import main
+from yolov3.datasets.open import open_dataset
+from yolov3.evaluation import evaluate
+from yolov3.images import load_image
+from yolov3.inference import Detector
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
-from yolov3.weights.checkpoint import save_checkpoint
+from yolov3.weights.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from yolov3.weights.darknet import save_darknet_weights
 
 
@@ -167,6 +175,24 @@ def test_checkpoint_brings_its_own_network(command, files, tmp_path, capsys) -> 
     code, _, err = run(capsys, *model_command(command, files, tmp_path),
                        "--weights", files["tiny.pt"])
     assert code == 0, err
+    # what the command gave is what the checkpoint's own network (yolov3-tiny, three classes)
+    # gives, run here directly
+    model = model_from_checkpoint(load_checkpoint(files["tiny.pt"]))
+    if command == "detect":
+        written = json.loads((tmp_path / "detections.json").read_text())
+        (expected,) = Detector(model, 64).detect([load_image(files["photo.png"])])
+        assert len(expected) > 0  # random weights: low scores, but some above 0.25
+        assert [d["category_name"] for d in written] == [NAMES[k] for k in
+                                                          expected.labels.tolist()]
+        # (the command runs the batch-norm-folded copy: scores agree to its rounding)
+        assert [d["score"] for d in written] == pytest.approx(expected.scores.tolist(),
+                                                              abs=1e-4)
+    if command == "val":
+        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        dataset = open_dataset(files["yolo"], "val")
+        expected = evaluate(model, dataset, img_size=64, model_names=NAMES, progress=False)
+        assert [c["name"] for c in metrics["per_class"]] == NAMES
+        assert metrics["AP"] == pytest.approx(expected["AP"], abs=1e-9)
     if command == "export":  # the graph is yolov3-tiny's, with its three classes
         import onnx
 
@@ -343,18 +369,45 @@ def test_detect_on_missing_and_corrupt_images(files, tmp_path, capsys) -> None:
 
 # --- output folders -------------------------------------------------------------------------
 
+def make_immutable(folder: Path, on: bool) -> bool:
+    """Set or clear the folder's immutable attribute (``chattr +i``): no one, root included,
+    may create files in it. False where the tool or the file system lacks it."""
+    if shutil.which("chattr") is None:
+        return False
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
 @pytest.fixture(params=["under a file", "read-only"])
-def unwritable(request, files, tmp_path) -> Path:
-    """An output folder that cannot be written: below a plain file, or without write
-    permission (root may write anyway, so that case needs another user)."""
+def unwritable(request, files, tmp_path) -> Iterator[Path]:
+    """An output folder that cannot be written: below a plain file, or read-only. Root writes
+    through permission bits, so there (as in CI) the read-only folder is immutable instead
+    (chattr +i), or, where the file system has no such attribute, a folder of the kernel's
+    /proc, where no one may create files."""
     if request.param == "under a file":
-        return files["a_file"] / "out"
-    if os.geteuid() == 0:
-        pytest.skip("root writes to read-only folders")
+        yield files["a_file"] / "out"
+        return
     folder = tmp_path / "read-only"
     folder.mkdir()
-    folder.chmod(0o500)
-    return folder
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        yield folder
+        return
+    if make_immutable(folder, True):
+        try:
+            yield folder
+        finally:
+            make_immutable(folder, False)
+        return
+    yield Path("/proc/1/fdinfo")
+
+
+def test_the_unwritable_folders_are_unwritable(unwritable) -> None:
+    """The fixture's premise, for whoever runs the tests (root too): nothing can be created
+    there."""
+    with pytest.raises(OSError):
+        unwritable.mkdir(parents=True, exist_ok=True)
+        (unwritable / "probe.txt").write_text("x")
 
 
 OUTPUT_COMMANDS = {

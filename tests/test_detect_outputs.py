@@ -73,7 +73,7 @@ def test_detections_are_written_one_a_line_and_as_a_list(photos, tiny_weights, t
 def test_ctrl_c_keeps_what_was_done(photos, tiny_weights, tmp_path) -> None:
     """A real Ctrl-C (SIGINT) to ``yolov3 detect`` in its own process once the first image's
     detections are on disk."""
-    n = 20
+    n = 60
     copies(photos["coffee"], tmp_path / "in", n)
     out = tmp_path / "out"
     proc = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""``yolov3 train`` end to end on generated data: the loss falls, checkpoints resume exactly."""
+"""``yolov3 train`` end to end on generated data: what a run writes, checkpoints resume exactly.
+(That training reaches an accuracy, with evaluation on: tests/test_training_reaches.py.)"""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def train_args(cfg: Path, out: Path, max_iter: int, *extra: str) -> list[str]:
             "--set", "optimizer.lr=0.01", "--set", "train.log_interval=1", *extra]
 
 
-def test_short_run_learns_and_resume_is_bit_identical(micro_cfg, tmp_path, capsys) -> None:
+def test_short_run_writes_its_outputs_and_resume_is_bit_identical(micro_cfg, tmp_path,
+                                                                  capsys) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(train_args(micro_cfg, straight, 6, "--set", "train.checkpoint_interval=3")) == 0
     results = json.loads((straight / "results.json").read_text())
@@ -38,7 +40,6 @@ def test_short_run_learns_and_resume_is_bit_identical(micro_cfg, tmp_path, capsy
 
     losses = load_checkpoint(straight / "last.pt")["state"]["losses"]
     assert [r["iteration"] for r in losses] == [1, 2, 3, 4, 5, 6]
-    assert losses[-1]["total"] < losses[0]["total"]
 
     assert main(train_args(micro_cfg, split, 3)) == 0
     assert main(["train", "--resume", str(split), "--max-iter", "6"]) == 0

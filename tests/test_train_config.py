@@ -11,7 +11,7 @@ from yolov3.train import load_config, preset_path
 
 def test_preset_is_darknets_recipe():
     c = load_config()
-    assert (c.model.cfg, c.model.weights, c.model.freeze) == ("yolov3", "darknet53.conv.74", 0)
+    assert (c.model.cfg, c.model.weights, c.model.freeze) == ("yolov3", "backbone", 0)
     opt = c.optimizer
     assert (opt.lr, opt.momentum, opt.decay, opt.batch, opt.subdivisions) == (
         0.001, 0.9, 0.0005, 64, 16)

@@ -30,7 +30,7 @@ def demo_photos() -> list[Path]:
 def main(out: str = "runs/demo") -> int:
     train_dir = Path(out) / "train"
     print("== 1. Fine-tuning yolov3-tiny on the generated shapes dataset (about 4 minutes) ==")
-    code = cli(["train", "--config", "demo", "--out", str(train_dir)])
+    code = cli(["train", "--config", "demo", "--out", str(train_dir), "--overwrite"])
     if code:
         return code
     results = json.loads((train_dir / "results.json").read_text())

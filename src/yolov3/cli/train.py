@@ -10,7 +10,10 @@ from pathlib import Path
 import yaml
 
 from yolov3.errors import YoloError
-from yolov3.fileio import writable_dir
+
+#: Where a run goes without --out: this folder, else the first of runs/train2, runs/train3, ...
+#: that holds no run.
+DEFAULT_OUT = "runs/train"
 
 # Command-line options that are shorthands for config keys.
 SHORTHANDS = {
@@ -43,8 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="dataset YAML, COCO JSON, VOC folder or darknet .data (data.dataset)")
     p.add_argument("--model", metavar="NAME|CFG", help="architecture (model.cfg)")
     p.add_argument("--weights", metavar="NAME|FILE",
-                   help="initial weights: official name, .weights, checkpoint, or 'none' "
-                   "(model.weights)")
+                   help="initial weights: 'backbone' (the default: the model's official "
+                   "backbone, darknet53.conv.74 for yolov3 and yolov3-spp, yolov3-tiny.conv.15 "
+                   "for yolov3-tiny; a custom cfg that starts otherwise trains from scratch), "
+                   "an official name, .weights, checkpoint, or 'none' (model.weights)")
     p.add_argument("--anchors", metavar="auto|W,H,...",
                    help="'auto' fits anchors to the training boxes by k-means (written into the "
                    "run's model.cfg); or a list w,h, w,h, ... (model.anchors)")
@@ -62,8 +67,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value, e.g. --set optimizer.lr=0.0005 "
                    "--set schedule.steps=[800,900]; repeatable")
-    p.add_argument("--out", default="runs/train", metavar="DIR",
-                   help="output folder (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR",
+                   help=f"the run's folder (default: {DEFAULT_OUT}, or the first of "
+                   f"{DEFAULT_OUT}2, {DEFAULT_OUT}3, ... that holds no run). A folder that holds "
+                   "another run (last.pt, best.pt, results.json, model.cfg, ...) is refused: "
+                   "continue that run with --resume DIR, or replace it with --overwrite. A "
+                   "folder that a live run writes into is refused (its lock file)")
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace the run that --out (default {DEFAULT_OUT}) holds: its files "
+                   "(last.pt, best.pt, "
+                   "results.json, model.cfg, last.weights, curves.png, tensorboard/, "
+                   "val_images/) are deleted first")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run in DIR from its last.pt (its config, changed by "
                    "--config FILE and the options given here)")
@@ -100,15 +114,22 @@ def run(args: argparse.Namespace) -> int:
     overrides = overrides_from_args(args)
     if args.resume:
         out = Path(args.resume)
+        if args.overwrite:
+            raise YoloError(f"--resume {out} continues that run; --overwrite would delete it: "
+                            "give one of them")
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise YoloError(f"--resume {out} continues the run in its own folder; leave out "
+                            f"--out {args.out} (copy the folder first to continue elsewhere)")
         last = out / "last.pt"
         if not last.is_file():
             raise YoloError(f"--resume {out}: no last.pt there to resume from")
         payload = load_checkpoint(last, keys=("config", "optimizer", "state"))
         config = load_config(args.config, overrides, saved=(payload["config"], str(last)))
     else:
-        out = writable_dir(args.out)
+        out = Path(args.out or DEFAULT_OUT)
         config = load_config(args.config, overrides)
-    trainer = Trainer(config, out, resume=bool(args.resume))
+    trainer = Trainer(config, out, resume=bool(args.resume), overwrite=args.overwrite,
+                      next_free=not (args.resume or args.out or args.overwrite))
     try:
         results = trainer.train()
     except StopRequestedError:

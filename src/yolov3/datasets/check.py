@@ -28,7 +28,9 @@ decoding every image, or looking at the files on disk, shows:
 - COCO annotation ids that are repeated (files merged from several whose ids all start at 1)
   or not positive integers, which pycocotools would mix up, and image files listed under
   several image ids (both found by the reader);
-- the class histogram: boxes per class and split.
+- the class histogram: boxes per class and split;
+- images with more boxes than training keeps of one image (:data:`MAX_LABELS`, DeNA's 50:
+  each epoch takes a random subset of them).
 
 Square images, and EXIF orientations that only mirror or turn by 180 degrees (2 to 4), keep
 their width and height, so their labels cannot be tied to an orientation and are not reported.
@@ -75,6 +77,7 @@ from yolov3.datasets.yolo_txt import label_path
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write
 from yolov3.images import image_size, is_image_file, list_images, load_image
+from yolov3.inputs.augment import MAX_LABELS
 
 # Two boxes of one class overlapping more than this are one object labelled twice.
 DUPLICATE_IOU = 0.95
@@ -120,6 +123,27 @@ class SplitSummary:
     images: int
     boxes: int
     histogram: dict[str, int]
+    over_cap: int = 0  # images with more than MAX_LABELS boxes that training uses
+
+
+def box_counts(dataset: DetectionDataset) -> np.ndarray:
+    """The boxes per image that training uses (those not marked ignore), from the labels alone
+    (no image is read): from :meth:`~DetectionDataset.annotations` where the dataset knows the
+    image sizes (COCO, VOC, the demo), else (YOLO txt, whose boxes are never ignored) every box
+    the label file holds."""
+    counts = np.zeros(len(dataset), np.int64)
+    for i in range(len(dataset)):
+        if dataset.sizes[i][0] > 0:
+            counts[i] = int(np.count_nonzero(~dataset.annotations(i).ignore))
+        else:
+            counts[i] = len(dataset.labels(i))
+    return counts
+
+
+def over_cap_message(count: int, max_labels: int = MAX_LABELS) -> str:
+    """The line that says how many training images are cut to ``max_labels`` boxes."""
+    return (f"{count} training images have more than {max_labels} boxes; each epoch keeps a "
+            f"random {max_labels} of them (data.max_labels)")
 
 
 class CheckReport:
@@ -149,6 +173,10 @@ class CheckReport:
             counts = ", ".join(f"{name} {n}" for name, n in s.histogram.items())
             lines += textwrap.wrap(f"boxes per class: {counts}", 96, initial_indent="  ",
                                    subsequent_indent="    ")
+            if s.over_cap:
+                lines.append(f"  {s.over_cap} images have more than {MAX_LABELS} boxes; each "
+                             f"epoch keeps a random {MAX_LABELS} of them (data.max_labels) "
+                             "when they are trained on")
         for kind, (title, todo) in KINDS.items():
             found = self.messages(kind)
             lines.append(f"{len(found):6d}  {title}")
@@ -234,6 +262,7 @@ def _check_images(dataset: DetectionDataset, report: CheckReport, workers: int,
     """Decode every image of a split; check its size and orientation against its annotation,
     its boxes for duplicates, and count the boxes per class."""
     histogram = np.zeros(len(dataset.names), np.int64)
+    over_cap = 0
     with ThreadPoolExecutor(max(workers, 1)) as pool:
         results = pool.map(_inspect, dataset.files)
         for i, result in enumerate(tqdm(results, total=len(dataset), unit="img",
@@ -241,6 +270,7 @@ def _check_images(dataset: DetectionDataset, report: CheckReport, workers: int,
             if isinstance(result, str):
                 report.add(UNREADABLE, result)
                 histogram += np.bincount(dataset.labels(i), minlength=len(dataset.names))
+                over_cap += len(dataset.labels(i)) > MAX_LABELS
                 continue
             stored, shown = result
             declared = tuple(int(v) for v in dataset.sizes[i])
@@ -249,6 +279,7 @@ def _check_images(dataset: DetectionDataset, report: CheckReport, workers: int,
                 report.add(found[0], f"{_where(dataset, i)}: {found[1]}")
             ann = dataset.annotations(i, shown)
             histogram += np.bincount(ann.labels, minlength=len(dataset.names))
+            over_cap += np.count_nonzero(~ann.ignore) > MAX_LABELS
             for a, b, iou in duplicate_pairs(ann.boxes, ann.labels):
                 a, b = int(a), int(b)
                 box = ", ".join(f"{v:g}" for v in ann.boxes[a])
@@ -256,7 +287,7 @@ def _check_images(dataset: DetectionDataset, report: CheckReport, workers: int,
                            f"{dataset.names[ann.labels[a]]}, x1 y1 x2 y2 = {box}) overlap with "
                            f"IoU {iou:.3f}")
     return SplitSummary(dataset.split, dataset.format, len(dataset), int(histogram.sum()),
-                        dict(zip(dataset.names, histogram.tolist(), strict=True)))
+                        dict(zip(dataset.names, histogram.tolist(), strict=True)), int(over_cap))
 
 
 def _label_coverage(dataset: DetectionDataset) -> tuple[dict[Path, str], set[Path]]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from yolov3.datasets import cache as cache_module
 from yolov3.datasets.base import DetectionDataset, valid_size
 from yolov3.datasets.boxes import (
     OK,
@@ -17,6 +21,14 @@ from yolov3.datasets.boxes import (
     describe_fault,
     describe_small,
     large_enough,
+)
+from yolov3.datasets.cache import (
+    CacheFile,
+    file_keys,
+    get_strings,
+    join_names,
+    put_strings,
+    unchanged,
 )
 from yolov3.datasets.problems import (
     BOX,
@@ -29,6 +41,7 @@ from yolov3.datasets.problems import (
 from yolov3.errors import DataError
 
 COCO_KEYS = ("images", "annotations", "categories")
+log = logging.getLogger("yolov3")
 
 
 def read_coco_json(path: Path) -> dict[str, Any]:
@@ -138,6 +151,110 @@ def note_annotation_ids(path: Path, anns: list[Any], problems: Problems) -> None
                           "id), so the metric's ground truth renumbers them", REPEATED_ID)
 
 
+@dataclass
+class _CocoRead:
+    """What :class:`CocoDataset` keeps of its annotation file, for every image entry (``files``
+    to ``keep``) and packed for the images kept (``offsets`` to ``ignore``)."""
+
+    images_dir: Path
+    first: Any  # the first image's file_name, which chooses images_dir
+    names: list[str]
+    category_ids: list[int]
+    files: list[Path]
+    file_names: list[str]  # as the JSON gives them: files are images_dir / each
+    image_keys: np.ndarray
+    ids: np.ndarray
+    sizes: np.ndarray
+    keep: np.ndarray
+    offsets: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    ignore: np.ndarray
+    problems: list[tuple[str, str]]  # (message, kind)
+    notes: list[tuple[str, str]]  # (kind, message)
+    from_cache: bool = False
+
+
+def _image_key(found: os.stat_result | None) -> tuple[int, int, int]:
+    """What the reader's checks see of an image file: whether it is a regular file, and its
+    device and inode (one file under two ids); -1s when missing."""
+    if found is None:
+        return (-1, -1, -1)
+    return (int(stat.S_ISREG(found.st_mode)), found.st_dev, found.st_ino)
+
+
+def _from_cache(cache: CacheFile, path: Path, images: Path | None,
+                json_key: np.ndarray) -> _CocoRead | None:
+    """The cached read of ``path`` when the file and every image file (as :func:`_image_key`
+    sees it) are unchanged, else None."""
+    old = cache.load()
+    if old is None:
+        return None
+    try:
+        if not unchanged(old["json.key"], json_key, cache.loaded_stamp).all():
+            return None
+        first = get_strings(old, "first")
+        images_dir = coco_images_dir(path, images, first[0] if first else None)
+        if [str(images_dir)] != get_strings(old, "images_dir"):
+            return None
+        file_names = get_strings(old, "file_names")
+        files = join_names(images_dir, file_names)
+        keys = []
+        for file in files:
+            try:
+                keys.append(_image_key(os.stat(file)))
+            except OSError:
+                keys.append(_image_key(None))
+        if not np.array_equal(np.array(keys, np.int64).reshape(-1, 3), old["image.keys"]):
+            return None
+        read = _CocoRead(
+            images_dir=images_dir, first=first[0] if first else None,
+            names=get_strings(old, "names"), category_ids=old["category_ids"].tolist(),
+            files=files, file_names=file_names, image_keys=old["image.keys"], ids=old["ids"],
+            sizes=old["sizes"],
+            keep=old["keep"].astype(bool), offsets=old["offsets"], boxes=old["boxes"],
+            labels=old["labels"], ignore=old["ignore"].astype(bool),
+            problems=list(zip(get_strings(old, "problems.message"),
+                              get_strings(old, "problems.kind"), strict=True)),
+            notes=list(zip(get_strings(old, "notes.kind"), get_strings(old, "notes.message"),
+                           strict=True)),
+            from_cache=True,
+        )
+        n, kept = len(files), int(read.keep.sum())
+        if not (len(read.ids) == len(read.keep) == n and read.sizes.shape == (n, 2)
+                and len(read.offsets) == kept + 1 and read.offsets[0] == 0
+                and (np.diff(read.offsets) >= 0).all()
+                and len(read.boxes) == len(read.labels) == len(read.ignore) == read.offsets[-1]
+                and len(read.names) == len(read.category_ids)):
+            raise ValueError("the arrays do not hold together")
+        return read
+    except (KeyError, IndexError, ValueError) as exc:
+        log.debug("ignoring the label cache %s (%s)", cache.path, exc)
+        return None
+
+
+def _save(cache: CacheFile, read: _CocoRead, json_key: np.ndarray) -> None:
+    if read.first is not None and not isinstance(read.first, str):
+        return
+    arrays: dict[str, np.ndarray] = {"json.key": json_key}
+    try:
+        arrays["category_ids"] = np.array(read.category_ids, np.int64)
+    except OverflowError:  # ids beyond 64 bits: read again each time
+        return
+    put_strings(arrays, "first", [] if read.first is None else [read.first])
+    put_strings(arrays, "images_dir", [str(read.images_dir)])
+    put_strings(arrays, "file_names", read.file_names)
+    put_strings(arrays, "names", read.names)
+    put_strings(arrays, "problems.message", [m for m, _ in read.problems])
+    put_strings(arrays, "problems.kind", [k for _, k in read.problems])
+    put_strings(arrays, "notes.kind", [k for k, _ in read.notes])
+    put_strings(arrays, "notes.message", [m for _, m in read.notes])
+    arrays.update({"image.keys": read.image_keys, "ids": read.ids, "sizes": read.sizes,
+                   "keep": read.keep, "offsets": read.offsets, "boxes": read.boxes,
+                   "labels": read.labels, "ignore": read.ignore})
+    cache.save(arrays, len(read.files))
+
+
 class CocoDataset(DetectionDataset):
     """A COCO annotation file. The categories, sorted by id, are the contiguous classes 0..C-1
     (``category_ids`` maps back). ``iscrowd`` boxes are kept with ``ignore`` set; boxes under
@@ -148,20 +265,52 @@ class CocoDataset(DetectionDataset):
     format = "coco"
 
     def __init__(self, path: Path, images: Path | None = None, strict: bool = False) -> None:
-        data = read_coco_json(path)
+        cache = CacheFile("coco", f"{os.path.abspath(path)}\0{path}\0{images}\0"
+                          f"{'' if images is None else os.path.abspath(images)}")
+        json_key = file_keys([str(path)])  # before reading it
+        read = _from_cache(cache, path, images, json_key)
+        if read is None:
+            read = self._read(path, images)
+            if len(read.files) >= cache_module.MIN_IMAGES:  # (saves the work of _save)
+                _save(cache, read, json_key)
         problems = Problems(strict)
+        for message, kind in read.problems:
+            problems.add(message, kind)
+        for kind, message in read.notes:
+            problems.note(message, kind)
+        self.images_dir = read.images_dir
+        keep = read.keep.tolist()
+        super().__init__(
+            source=path, split=split_of_json(path), names=read.names,
+            category_ids=read.category_ids,
+            files=[f for f, k in zip(read.files, keep, strict=True) if k],
+            image_ids=read.ids[read.keep], sizes=read.sizes[read.keep], boxes=read.boxes,
+            labels=read.labels, ignore=read.ignore, problems=problems, offsets=read.offsets,
+        )
+        self.from_cache = read.from_cache
+        self.labels_parsed = 0 if read.from_cache else 1
+        self.sources.files.update(f for f, k in zip(read.files, keep, strict=True)
+                                  if not k)  # left out
+        self.sources.folders.add(self.images_dir)
+
+    @classmethod
+    def _read(cls, path: Path, images: Path | None) -> _CocoRead:
+        """The annotation file read and checked, its problems collected (not raised)."""
+        data = read_coco_json(path)
+        problems = Problems()
         category_ids, names = _categories(path, data)
         entries = data["images"]
         if not entries:
             raise DataError(f"{path}: the 'images' list is empty")
         first = entries[0].get("file_name") if isinstance(entries[0], dict) else None
-        self.images_dir = coco_images_dir(path, images, first)
+        images_dir = coco_images_dir(path, images, first)
 
-        ids, files, sizes = [], [], []
+        ids, files, sizes, file_names = [], [], [], []
         for k, im in enumerate(entries):
             try:
                 ids.append(int(im["id"]))
-                files.append(self.images_dir / str(im["file_name"]))
+                file_names.append(str(im["file_name"]))
+                files.append(images_dir / file_names[-1])
                 sizes.append((int(im["height"]), int(im["width"])))
                 if not valid_size(*sizes[-1]) or not -(2**63) <= ids[-1] < 2**63:
                     raise ValueError("the id or the size is out of range")
@@ -176,12 +325,14 @@ class CocoDataset(DetectionDataset):
                             "several whose ids all start at 1 repeat them; number them again)")
         index = {image_id: k for k, image_id in enumerate(ids)}
         skip = np.zeros(len(ids), bool)
+        keys = []  # what of each image file the problems depend on (see _image_key)
         first_entry: dict[tuple[int, int], int] = {}  # (device, inode) -> entry listing it
         for k, file in enumerate(files):
             try:
                 found = file.stat()
             except OSError:
                 found = None
+            keys.append(_image_key(found))
             if found is None or not stat.S_ISREG(found.st_mode):
                 problems.add(f"{path}: image id {ids[k]}: {file} not found", NO_IMAGE)
                 skip[k] = True
@@ -195,26 +346,24 @@ class CocoDataset(DetectionDataset):
                 skip[k] = True
         note_annotation_ids(path, data["annotations"], problems)
 
-        img, labels, boxes, crowd = self._read_annotations(
+        img, labels, boxes, crowd = cls._read_annotations(
             path, data["annotations"], index, category_ids, np.array(sizes, np.int64), problems,
             skip,
         )
         keep = ~skip
         order = np.argsort(img, kind="stable")
-        counts = np.bincount(img, minlength=len(ids))
-        split_at = np.cumsum(counts)[:-1]
-        super().__init__(
-            source=path, split=split_of_json(path), names=names, category_ids=category_ids,
-            files=[f for f, k in zip(files, keep, strict=True) if k],
-            image_ids=np.array(ids, np.int64)[keep],
-            sizes=np.array(sizes, np.int64).reshape(-1, 2)[keep],
-            boxes=[b for b, k in zip(np.split(boxes[order], split_at), keep, strict=True) if k],
-            labels=[b for b, k in zip(np.split(labels[order], split_at), keep, strict=True) if k],
-            ignore=[b for b, k in zip(np.split(crowd[order], split_at), keep, strict=True) if k],
-            problems=problems,
+        rows = keep[img[order]]  # the boxes of the images kept, image by image
+        counts = np.bincount(img, minlength=len(ids))[keep]
+        first_name = entries[0].get("file_name") if isinstance(entries[0], dict) else None
+        return _CocoRead(
+            images_dir=images_dir, first=first_name, names=names, category_ids=category_ids,
+            files=files, file_names=file_names, image_keys=np.array(keys, np.int64).reshape(-1, 3),
+            ids=np.array(ids, np.int64), sizes=np.array(sizes, np.int64).reshape(-1, 2),
+            keep=keep, offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            boxes=boxes[order][rows], labels=labels[order][rows], ignore=crowd[order][rows],
+            problems=list(zip(problems.messages, problems.kinds, strict=True)),
+            notes=list(problems.notes),
         )
-        self.sources.files.update(f for f, k in zip(files, skip, strict=True) if k)  # left out
-        self.sources.folders.add(self.images_dir)
 
     @staticmethod
     def _read_annotations(

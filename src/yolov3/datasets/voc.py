@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 import zlib
 from dataclasses import dataclass
@@ -19,9 +20,17 @@ from yolov3.datasets.boxes import (
     describe_small,
     large_enough,
 )
-from yolov3.datasets.problems import BOX, CLASS, NO_IMAGE, NO_LABEL, Problems
+from yolov3.datasets.cache import (
+    CacheFile,
+    Entries,
+    file_keys,
+    listed_images,
+    listed_stems,
+    ranges,
+    reuse_or_parse,
+)
+from yolov3.datasets.problems import BOX, CLASS, MALFORMED, NO_IMAGE, NO_LABEL, Problems
 from yolov3.errors import DataError
-from yolov3.images import list_images
 
 ANNOTATION_FOLDERS = ("Annotations", "annotations", "annots")
 IMAGE_FOLDERS = ("JPEGImages", "images", "Images")
@@ -86,6 +95,43 @@ def parse_voc_xml(path: Path) -> VocFile:
     return VocFile(filename, (height, width), names, xyxy, np.array(difficult, bool))
 
 
+def _xml_paths(ann_dir: Path, stems: list[str]) -> list[str]:
+    """``str(ann_dir / f"{stem}.xml")`` of each stem (joined as text for plain names)."""
+    prefix = str(ann_dir) + os.sep
+    plain = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    return [prefix + s + ".xml" if not any(c in s for c in plain) else
+            str(ann_dir / f"{s}.xml") for s in stems]
+
+
+def parse_voc_files(paths: list[str]) -> Entries:
+    """:func:`parse_voc_xml` of each file: per file the fields ``error`` (the message, or "")
+    ``filename`` and ``size``, the rows ``names``, ``boxes`` and ``difficult``."""
+    error, filename, size, counts = [], [], [], []
+    names: list[str] = []
+    boxes, difficult = [np.zeros((0, 4))], [np.zeros(0, bool)]
+    for path in paths:
+        try:
+            item = parse_voc_xml(Path(path))
+        except DataError as exc:
+            error.append(str(exc))
+            filename.append("")
+            size.append((0, 0))
+            counts.append(0)
+            continue
+        error.append("")
+        filename.append(item.filename)
+        size.append(item.size)
+        counts.append(len(item.names))
+        names += item.names
+        boxes.append(item.boxes)
+        difficult.append(item.difficult)
+    return Entries(np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
+                   {"error": error, "filename": filename,
+                    "size": np.array(size, np.int64).reshape(-1, 2)},
+                   {"names": names, "boxes": np.concatenate(boxes),
+                    "difficult": np.concatenate(difficult)})
+
+
 def voc_splits(root: Path) -> list[str]:
     """The splits a VOC root defines: ImageSets/Main's train, val, test files when present,
     else the deterministic train / val split by file name."""
@@ -135,65 +181,99 @@ class VocDataset(DetectionDataset):
                             f"{', '.join(IMAGE_FOLDERS)})")
         ann_dir, self.images_dir = folders
         problems = Problems(strict)
-        all_stems = sorted(p.stem for p in ann_dir.glob("*.xml"))
+        all_stems = listed_stems(ann_dir, ".xml")
         if names is None and (root / CLASSES_FILE).is_file():
             names = read_names(root / CLASSES_FILE)
         id_of = dict(zip(all_stems, image_ids(all_stems).tolist(), strict=True))
-        parsed: dict[str, VocFile | DataError] = {}
         wanted = _split_stems(root, all_stems, split)
-        for stem in all_stems if names is None else wanted:
-            try:
-                parsed[stem] = parse_voc_xml(ann_dir / f"{stem}.xml")
-            except DataError as exc:
-                parsed[stem] = exc
+        stems = list(dict.fromkeys(all_stems if names is None else wanted))
+        xmls = _xml_paths(ann_dir, stems)
+        cache = CacheFile("voc", f"{os.path.abspath(ann_dir)}\0{ann_dir}\0{split}\0"
+                          f"{names is None}")
+        parsed, self.labels_parsed, arrays = reuse_or_parse(
+            cache, xmls, file_keys(xmls), lambda todo: parse_voc_files([xmls[i] for i in todo]),
+            fields=("error", "filename", "size"), rows=("names", "boxes", "difficult"))
+        if arrays is not None:
+            cache.save(arrays, len(stems))
+        error, size = parsed.fields["error"], np.asarray(parsed.fields["size"], np.int64)
+        row_names = parsed.rows["names"]
         if names is None:
-            names = sorted({n for v in parsed.values() if isinstance(v, VocFile) for n in v.names})
+            usable = np.repeat([not e for e in error], parsed.counts)
+            names = sorted({n for n, ok in zip(row_names, usable.tolist(), strict=True) if ok})
         label_of = {n: k for k, n in enumerate(names)}
-        image_of = {p.stem: p for p in reversed(list_images(self.images_dir))}
+        image_of = {p.stem: p for p in reversed(listed_images(self.images_dir)[0])}
+        index = {stem: i for i, stem in enumerate(stems)}
+        wanted_xmls = _xml_paths(ann_dir, wanted)
 
-        files, ids, sizes, boxes, labels, ignore = [], [], [], [], [], []
-        for stem in wanted:
-            xml = ann_dir / f"{stem}.xml"
-            if stem not in parsed:
-                problems.add(f"{xml}: listed in the {split} split but missing", NO_LABEL)
+        # The stems that have a usable annotation and image; the others' problems, by place.
+        found: list[tuple[int, str, str]] = []  # (place in wanted, message, kind)
+        places, entries, files = [], [], []
+        for place, (stem, xml) in enumerate(zip(wanted, wanted_xmls, strict=True)):
+            i = index.get(stem)
+            if i is None:
+                found.append((place, f"{xml}: listed in the {split} split but missing", NO_LABEL))
                 continue
-            item = parsed[stem]
-            if isinstance(item, DataError):
-                problems.add(str(item))
+            if error[i]:
+                found.append((place, error[i], MALFORMED))
                 continue
-            image = image_of.get(stem) or self.images_dir / item.filename
-            if not image.is_file():
-                problems.add(f"{xml}: its image ({stem}.* or {item.filename!r}) is not in "
-                             f"{self.images_dir}", NO_IMAGE)
-                continue
-            cls = np.array([label_of.get(n, -1) for n in item.names], np.int64)
-            faults = box_faults(item.boxes, np.array(item.size))
-            errors = [(f"{xml}: object {k + 1}: class {item.names[k]!r} is not one of the names",
-                       CLASS) for k in np.flatnonzero(cls < 0)]
-            errors += [
-                (f"{xml}: object {k + 1}: {describe_fault(faults[k], item.boxes[k], item.size)}",
-                 BOX)
-                for k in np.flatnonzero(faults != OK)
-            ]
-            for message, kind in errors:
-                problems.add(message, kind)
-            if errors:
-                continue
-            xyxy = clip_boxes(item.boxes, np.array(item.size))
-            keep = large_enough(xyxy)
-            for k in np.flatnonzero(~keep):
-                problems.note(f"{xml}: object {k + 1}: {describe_small(xyxy[k])}")
+            image = image_of.get(stem)  # list_images lists files only
+            if image is None:
+                image = self.images_dir / parsed.fields["filename"][i]
+                if not image.is_file():
+                    found.append((place, f"{xml}: its image ({stem}.* or "
+                                  f"{parsed.fields['filename'][i]!r}) is not in "
+                                  f"{self.images_dir}", NO_IMAGE))
+                    continue
+            places.append(place)
+            entries.append(i)
             files.append(image)
-            ids.append(id_of[stem])
-            sizes.append(item.size)
-            boxes.append(xyxy[keep])
-            labels.append(cls[keep])
-            ignore.append(item.difficult[keep])
+
+        # Their objects checked at once, as each image's alone.
+        good = np.array(entries, np.int64)
+        counts = parsed.counts[good]
+        rows = ranges(parsed.offsets[:-1][good], counts)
+        owner = np.repeat(np.arange(len(good)), counts)
+        first_row = np.cumsum(counts) - counts
+        boxes = np.asarray(parsed.rows["boxes"], np.float64).reshape(-1, 4)[rows]
+        size_rows = size[good][owner] if len(rows) else np.zeros((0, 2), np.int64)
+        names_rows = [row_names[r] for r in rows.tolist()]
+        cls = np.array([label_of.get(n, -1) for n in names_rows], np.int64)
+        faults = box_faults(boxes, size_rows)
+        bad = np.zeros(len(good), bool)
+        bad[owner[(cls < 0) | (faults != OK)]] = True
+        for g in np.flatnonzero(bad).tolist():
+            lo, hi = first_row[g], first_row[g] + counts[g]
+            xml, hw = wanted_xmls[places[g]], tuple(int(v) for v in size[good[g]])
+            found += [(places[g], f"{xml}: object {k + 1}: class {names_rows[lo + k]!r} is not "
+                       "one of the names", CLASS) for k in np.flatnonzero(cls[lo:hi] < 0)]
+            found += [
+                (places[g], f"{xml}: object {k + 1}: "
+                 f"{describe_fault(faults[lo + k], boxes[lo + k], hw)}", BOX)
+                for k in np.flatnonzero(faults[lo:hi] != OK)
+            ]
+        xyxy = clip_boxes(boxes, size_rows)
+        keep = large_enough(xyxy)
+        for r in np.flatnonzero(~keep & ~bad[owner]).tolist():
+            g = owner[r]
+            problems.note(f"{wanted_xmls[places[g]]}: object {r - first_row[g] + 1}: "
+                          f"{describe_small(xyxy[r])}")
+        found.sort(key=lambda item: item[0])  # stable: each image's in their order
+        for _, message, kind in found:
+            problems.add(message, kind)
+        kept = ~bad
+        rows_kept = keep & kept[owner]
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(owner[rows_kept],
+                                                             minlength=len(good))[kept])])
+        difficult = np.asarray(parsed.rows["difficult"], bool)[rows]
         super().__init__(
-            source=root, split=split, names=names, category_ids=None, files=files,
-            image_ids=np.array(ids, np.int64), sizes=np.array(sizes, np.int64).reshape(-1, 2),
-            boxes=boxes, labels=labels, ignore=ignore, problems=problems,
+            source=root, split=split, names=names, category_ids=None,
+            files=[f for f, k in zip(files, kept.tolist(), strict=True) if k],
+            image_ids=np.array([id_of[wanted[places[g]]] for g in np.flatnonzero(kept)],
+                               np.int64),
+            sizes=size[good][kept].reshape(-1, 2), boxes=xyxy[rows_kept], labels=cls[rows_kept],
+            ignore=difficult[rows_kept], problems=problems, offsets=offsets,
         )
+        self.from_cache = cache.loaded_stamp > 0 and self.labels_parsed == 0
         # the annotation files are those in ann_dir
         self.sources.files |= {root / CLASSES_FILE, *(root / "ImageSets" / "Main" / f"{s}.txt"
                                                       for s in ("train", "val", "test"))}

@@ -6,7 +6,10 @@ that it fits the input (its longer side set to the input size: no random scale),
 random position on a grey (127) canvas, HSV distortion of the whole canvas, horizontal flip.
 The boxes follow every step, are clipped to the canvas, dropped when under one pixel wide or
 high, and at most ``max_labels`` are kept. Boxes marked ``ignore`` (COCO crowd, VOC difficult)
-are not training targets and are dropped first.
+are not training targets and are dropped first. Training wraps the transform in
+:class:`RandomBoxOrder`, darknet's ``randomize_boxes``: an image with more boxes than the cap
+has them in a random order first, so that every epoch keeps another random ``max_labels`` of
+them rather than the first ones of its label file.
 
 Both transforms return the image as a float32 (3, H, W) tensor in [0, 1] (from the training
 transform, a view of channels-last memory; the loader's collate stacks it into a contiguous
@@ -16,6 +19,7 @@ network input: what the loss takes (:func:`yolov3.loss.yolo_loss`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 import cv2
@@ -174,6 +178,40 @@ class TrainTransform:
         # A (3, H, W) view of the channels-last pixels: the collate's stack makes the batch
         # contiguous in the same pass that copies it.
         return torch.from_numpy(image).permute(2, 0, 1), targets
+
+
+class RandomBoxOrder:
+    """Darknet's ``randomize_boxes`` before the cap of ``transform`` (a :class:`TrainTransform`):
+    an image with more training boxes (not ignored) than ``transform.max_labels`` has them
+    shuffled before the transform keeps the first ``max_labels`` that stay in the input, so
+    the boxes kept are a random subset that changes from epoch to epoch (with the stream
+    position that seeds ``rng``). The order is drawn from a generator spawned from ``rng``,
+    which draws nothing from ``rng`` itself: the augmentation stays the same draw for draw, and
+    an image within the cap is transformed exactly as by ``transform`` alone."""
+
+    def __init__(self, transform: TrainTransform) -> None:
+        self.transform = transform
+        self.max_labels = transform.max_labels
+
+    def __repr__(self) -> str:
+        return f"RandomBoxOrder({self.transform!r})"
+
+    def __call__(
+        self, sample: Sample, input_hw: tuple[int, int], rng: np.random.Generator
+    ) -> tuple[Tensor, Tensor]:
+        if np.count_nonzero(~sample.ignore) > self.max_labels:
+            order = _spawn(rng).permutation(len(sample.boxes))
+            sample = replace(sample, boxes=sample.boxes[order], labels=sample.labels[order],
+                             ignore=sample.ignore[order])
+        return self.transform(sample, input_hw, rng)
+
+
+def _spawn(rng: np.random.Generator) -> np.random.Generator:
+    """A child of ``rng`` (from its seed sequence): draws nothing from ``rng``."""
+    try:
+        return rng.spawn(1)[0]
+    except AttributeError:  # numpy < 1.25: no Generator.spawn
+        return np.random.default_rng(rng.bit_generator._seed_seq.spawn(1)[0])
 
 
 class EvalTransform:

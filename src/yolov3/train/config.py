@@ -23,7 +23,7 @@ import yaml
 
 from yolov3.devices import parse_device
 from yolov3.errors import ConfigError
-from yolov3.inputs.augment import TrainTransform
+from yolov3.inputs.augment import RandomBoxOrder, TrainTransform
 from yolov3.inputs.loader import MultiScale
 from yolov3.model.cfg import STRIDE, Anchors, cfg_anchors, load_cfg, parse_anchors
 
@@ -102,10 +102,12 @@ class AugmentConfig:
     exposure: float
     flip: float
 
-    def build(self, max_labels: int) -> TrainTransform:
-        """The transform that applies this augmentation, keeping ``max_labels`` boxes."""
-        return TrainTransform(self.jitter, self.random_placing, self.hue, self.saturation,
-                              self.exposure, self.flip, max_labels)
+    def build(self, max_labels: int) -> RandomBoxOrder:
+        """The transform that applies this augmentation, keeping ``max_labels`` boxes (a random
+        ``max_labels`` of an image that has more, as darknet's ``randomize_boxes``)."""
+        return RandomBoxOrder(TrainTransform(self.jitter, self.random_placing, self.hue,
+                                             self.saturation, self.exposure, self.flip,
+                                             max_labels))
 
 
 @dataclass

@@ -1,12 +1,19 @@
-"""The training and validation splits a config names, or the built-in demo dataset."""
+"""The training and validation splits a config names, or the built-in demo dataset, and what
+must be true of them before a run starts."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.check import box_counts, over_cap_message
 from yolov3.datasets.open import open_dataset
 from yolov3.datasets.synthetic import SyntheticShapes
+from yolov3.datasets.voc import find_voc_folders
+from yolov3.datasets.yolo_txt import label_path
+from yolov3.errors import DataError
 from yolov3.train.config import TrainConfig
 
 log = logging.getLogger("yolov3")
@@ -27,3 +34,53 @@ def open_training_data(config: TrainConfig) -> tuple[DetectionDataset, Detection
                     "give a dataset YAML with separate train and val splits",
                     config.data.dataset, shared, len(val))
     return train, val
+
+
+def check_training_data(train: DetectionDataset, val: DetectionDataset,
+                        max_labels: int, warn: bool = True) -> int:
+    """What must hold before a run starts; returns the boxes of the validation split.
+
+    A training split without a box to learn from is a :class:`DataError` that says where the
+    labels were looked for (labels in the wrong folder would give hours of training on
+    background). With ``warn``: a validation split without images or boxes is a warning that
+    no AP will be computed and no ``best.pt`` written; images with more than ``max_labels``
+    boxes are counted (each epoch keeps a random ``max_labels`` of them)."""
+    counts = box_counts(train)
+    if not counts.sum():
+        raise DataError(f"{train.source}: the {train.split} split has {_no_boxes(train)}: "
+                        "nothing to train on (the run would learn background only). Put the "
+                        "labels where they are looked for; `yolov3 data check "
+                        f"{train.source}` lists what it finds")
+    val_boxes = int(box_counts(val).sum())
+    if warn and not val_boxes:
+        what = "no images" if not len(val) else _no_boxes(val)
+        log.warning("%s: the %s split has %s: no validation AP will be computed and no best.pt "
+                    "written (last.pt and last.weights are)", val.source, val.split, what)
+    over = int(np.count_nonzero(counts > max_labels))
+    if warn and over:
+        log.warning("%s", over_cap_message(over, max_labels))
+    return val_boxes
+
+
+def _no_boxes(dataset: DetectionDataset) -> str:
+    """``N images but no boxes``, with where the labels were looked for."""
+    n = len(dataset)
+    if not n:
+        return "no images"
+    head = f"{n} images but no boxes"
+    if dataset.num_boxes:  # boxes there, all of them marked ignore
+        return (f"{head} that training uses: all its {dataset.num_boxes} boxes are marked "
+                "ignore (COCO iscrowd, VOC difficult)")
+    if dataset.format == "yolo":
+        folders = sorted({str(label_path(f).parent) for f in dataset.files})
+        found = sum(label_path(f).is_file() for f in dataset.files)
+        where = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more" if len(folders) > 3
+                                          else "")
+        return (f"{head}: YOLO label files (the image's path with its last images/ or "
+                f"JPEGImages/ folder made labels/, and .txt) were looked for in {where}; "
+                + (f"{found} of them exist and hold no box" if found else "none exists"))
+    if dataset.format == "voc":
+        folders = find_voc_folders(dataset.source)
+        where = folders[0] if folders else dataset.source
+        return f"{head}: the annotation files in {where} list no objects for them"
+    return f"{head}: {dataset.source} has no annotations for them"

