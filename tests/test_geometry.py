@@ -8,11 +8,11 @@ box edge at x lies between pixels. The two resize conventions in the code:
 - training (:class:`TrainTransform`, DeNA's ``cv2.resize`` with ``INTER_LINEAR``): half-pixel
   centres, output pixel centre X samples the image at x = X * w / new_w, so a point at x lands
   at X = x * new_w / w (+ the placement offset): exactly the scale the targets use;
-- evaluation (:func:`yolov3.images.letterbox`, darknet's ``letterbox_image`` / ``resize_image``,
-  ``w_scale = (im.w - 1) / (w - 1)``, i.e. ``align_corners=True``): the centres of the first
-  and last pixels map onto each other, output pixel j shows image pixel j * (w - 1) /
-  (new_w - 1), so a point at x lands at X = (x - 0.5) * (new_w - 1) / (w - 1) + 0.5 (+ pad),
-  while ``Letterbox`` (and darknet's ``correct_yolo_boxes``) map with new_w / w.
+- evaluation (:func:`yolov3.images.letterbox`): the same half-pixel convention, chosen so that
+  both sides place an image alike and where ``Letterbox`` (and darknet's ``correct_yolo_boxes``)
+  map boxes, with new_w / w. Darknet's ``resize_image`` (``w_scale = (im.w - 1) / (w - 1)``,
+  ``align_corners=True``) would put a point at X = (x - 0.5) * (new_w - 1) / (w - 1) + 0.5
+  (+ pad): up to 1.5 input pixels off its mapped box at a 4x enlargement.
 
 The measurement needs no formula of the code: a ramp image holds its own pixel index along one
 axis (green: the index, red: 16 x the index modulo 256, a steep sawtooth that uint8 rounding
@@ -118,18 +118,17 @@ def target_xyxy(targets: torch.Tensor, input_hw: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_letterbox_puts_pixels_where_darknets_aligned_corner_resize_does(case) -> None:
-    """Independent source: darknet's ``resize_image`` (image.c), w_scale = (im.w-1)/(w-1):
-    input pixel j shows image pixel (j - pad) * (w - 1) / (new_w - 1) (centre indices)."""
+def test_letterbox_resizes_with_half_pixel_centres(case) -> None:
+    """Independent source: the half-pixel convention of OpenCV's INTER_LINEAR (and PIL's
+    bilinear without antialiasing): input pixel centre J + 0.5 shows the image at
+    (J + 0.5 - pad) * w / new_w, i.e. in edge coordinates x = (X - pad) * w / new_w."""
     (h, w), input_hw = CASES[case]
     fits = measured_mapping(lambda im: letterbox(im, input_hw)[0], h, w)
     x, info = letterbox(ramp_image(h, w, 1), input_hw)
     new_w, new_h = round(info.scale_x * w), round(info.scale_y * h)
     for fit, n, new, pad in ((fits[0], w, new_w, info.pad_x), (fits[1], h, new_h, info.pad_y)):
-        a = (n - 1) / (new - 1)
-        # centre index c = (J - pad) * a at input centre index J: x = c + 0.5, X = J + 0.5
-        expected = np.array([a, 0.5 - (pad + 0.5) * a])
-        np.testing.assert_allclose(fit, expected, rtol=1e-4, atol=1e-3)
+        a = n / new
+        np.testing.assert_allclose(fit, np.array([a, -pad * a]), rtol=1e-4, atol=1e-3)
     # around the image: darknet's 0.5 grey
     assert (x == 0.5).all(0).sum() == x.shape[1] * x.shape[2] - new_w * new_h
 
@@ -194,14 +193,6 @@ def test_augmented_targets_are_where_the_pixels_land(seed) -> None:
         np.testing.assert_allclose(target, [xs[0], ys[0], xs[1], ys[1]], atol=TOLERANCE)
 
 
-LETTERBOX_MISMATCH = (
-    "src bug: letterbox() resizes with align_corners=True (darknet's resize_image) but "
-    "Letterbox.scale/pad, EvalTransform's targets and to_image map with new_w / w (half-pixel "
-    "centres), so a point at image x lands at (x - 0.5) * (new_w - 1) / (w - 1) + 0.5 + pad, "
-    "not at x * new_w / w + pad: 0.5 - 0.5 * (new_w - 1) / (w - 1) input pixels off at the "
-    "image edges (1.5 px for a 4x enlargement, 0.25 px for a halving)")
-
-
 def eval_run(input_hw, boxes):
     """EvalTransform on an image, as ``measured_mapping`` runs it; the targets in ``.targets``."""
     def run(image):
@@ -215,7 +206,6 @@ def quarter_box(h: int, w: int) -> np.ndarray:
     return np.array([[w / 4, h / 4, 3 * w / 4, 3 * h / 4]], np.float32)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LETTERBOX_MISMATCH)
 @pytest.mark.parametrize("case", CASES)
 def test_eval_targets_are_where_the_letterboxed_pixels_land(case) -> None:
     (h, w), input_hw = CASES[case]
@@ -224,7 +214,6 @@ def test_eval_targets_are_where_the_letterboxed_pixels_land(case) -> None:
     np.testing.assert_allclose(target_xyxy(run.targets, input_hw)[0], landed, atol=TOLERANCE)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LETTERBOX_MISMATCH)
 @pytest.mark.parametrize("case", CASES)
 def test_to_image_maps_the_letterboxed_pixels_back(case) -> None:
     """A box inside the image (to_image clips at the image's edges): where its corners land in
@@ -238,11 +227,6 @@ def test_to_image_maps_the_letterboxed_pixels_back(case) -> None:
     np.testing.assert_allclose(back, box, atol=TOLERANCE / min(info.scale_x, info.scale_y))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "src bug: training (cv2.resize, half-pixel centres) and evaluation (letterbox, aligned "
-    "corners) resize with different conventions: the same image lands up to 1.5 input pixels "
-    "apart at its edges (4x enlargement), so the network is evaluated on inputs placed "
-    "otherwise than those it was trained on"))
 @pytest.mark.parametrize("case", CASES)
 def test_training_and_evaluation_place_an_image_alike(case) -> None:
     (h, w), input_hw = CASES[case]

@@ -172,8 +172,16 @@ def letterbox_geometry(
 
 
 def letterbox(image: np.ndarray | Tensor, input_hw: tuple[int, int]) -> tuple[Tensor, Letterbox]:
-    """Darknet's ``letterbox_image``: resize with bilinear interpolation (darknet's resize
-    aligns corners) keeping the aspect ratio, centre on a grey (0.5) canvas.
+    """Darknet's ``letterbox_image``: the image resized keeping its aspect ratio, centred on a
+    grey (0.5) canvas.
+
+    The resize is bilinear with half-pixel centres (output pixel centre X samples the image at
+    ``(X + 0.5) * w / new_w - 0.5``, as OpenCV's ``INTER_LINEAR`` and DeNA's ``cv2.resize``), so
+    that a point at image x lands at ``x * new_w / w + pad``: exactly the mapping of
+    :class:`Letterbox`, of the training targets and of darknet's ``correct_yolo_boxes``, and the
+    same placement as the training transform. (Darknet's own ``resize_image`` aligns the
+    corner pixels instead, which puts the image up to 0.5 input pixels, times the
+    enlargement, away from where its boxes are mapped: ``tests/test_geometry.py`` measures it.)
 
     ``image`` is (H, W, 3) uint8 RGB (numpy) or a (3, H, W) float tensor in [0, 1]. Returns the
     (3, in_h, in_w) float tensor in [0, 1] and the mapping back to image pixels.
@@ -185,7 +193,7 @@ def letterbox(image: np.ndarray | Tensor, input_hw: tuple[int, int]) -> tuple[Te
     h, w = x.shape[1:]
     new_h, new_w, info = letterbox_geometry((h, w), input_hw)
     if (new_h, new_w) != (h, w):
-        x = F.interpolate(x[None], size=(new_h, new_w), mode="bilinear", align_corners=True)[0]
+        x = F.interpolate(x[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
     canvas = x.new_full((3, *input_hw), 0.5)
     top, left = int(info.pad_y), int(info.pad_x)
     canvas[:, top : top + new_h, left : left + new_w] = x
