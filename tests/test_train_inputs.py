@@ -86,10 +86,16 @@ def test_coco_annotation_without_image_id_is_left_out_of_the_ground_truth(tmp_pa
     assert [a["id"] for a in truth["annotations"]] == list(range(1, good + 1))
     assert [im["id"] for im in truth["images"]] == [1, 2, 3, 4]
 
+    # The metric is the clean dataset's: the same ground truth, the same 12 numbers.
+    clean = CocoDataset(write_coco(tmp_path / "clean"))
+    assert truth["annotations"] == clean.ground_truth()["annotations"]
+    torch.manual_seed(0)
     model = build_model(parse_cfg_text(MICRO3_CFG))
     metrics = evaluate(model, dataset, img_size=64, model_names=NAMES, progress=False)
-    assert metrics["images"] == 4
-    assert 0.0 <= metrics["AP"] <= 1.0
+    reference = evaluate(model, clean, img_size=64, model_names=NAMES, progress=False)
+    assert metrics["images"] == reference["images"] == 4
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"):
+        assert metrics[key] == reference[key], key
 
 
 # --- bad config values are one clear error -----------------------------------------------
