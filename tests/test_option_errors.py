@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from conftest import MICRO3_CFG
 from data_factory import NAMES, write_yolo
-from yolov3.cli.common import MAX_IMG_SIZE, check_img_size
+from yolov3.cli.common import check_img_size
 from yolov3.cli.main import build_parser, main
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import DataError, YoloError
 from yolov3.inputs.loader import MultiScale, make_train_loader, worker_error
+from yolov3.model.cfg import MAX_IMG_SIZE
 
 
 @pytest.fixture(scope="module")

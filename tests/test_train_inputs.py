@@ -101,6 +101,7 @@ def test_coco_annotation_without_image_id_is_left_out_of_the_ground_truth(tmp_pa
 # --- bad config values are one clear error -----------------------------------------------
 
 BAD_VALUES = {
+    "img_size>max": (["--img-size", "8192"], "data.img_size must be at most 4096"),
     "log_interval": (["--set", "train.log_interval=0"], "train.log_interval must be >= 1, got 0"),
     "momentum<0": (["--set", "optimizer.momentum=-1"],
                    "optimizer.momentum must be >= 0 and < 1, got -1.0"),
@@ -213,6 +214,20 @@ def test_text_options_are_not_read_as_yaml(text, micro_cfg, tmp_path, monkeypatc
     assert config.data.dataset == text
     assert (config.model.cfg, config.model.weights) == (text, text)
     assert (config.optimizer.batch, config.schedule.max_iter, config.train.seed) == (16, 5, 3)
+
+
+def test_set_values_as_the_readme_writes_them(tmp_path) -> None:
+    """YAML 1.1 reads off/on/yes/no as booleans; a text setting keeps the word, a boolean
+    setting takes it as the boolean it means."""
+    args = build_parser().parse_args(["train", "--set", "train.amp=off", "--set",
+                                      "train.compile=no", "--set", "train.channels_last=on"])
+    config = load_config(overrides=overrides_from_args(args))
+    assert (config.train.amp, config.train.compile, config.train.channels_last) == (
+        "off", False, True)
+    file_config = tmp_path / "set-values.yaml"
+    file_config.write_text("train:\n  amp: off\n  compile: yes\n")
+    config = load_config(file_config)
+    assert (config.train.amp, config.train.compile) == ("off", True)
 
 
 def test_weights_none_is_still_null() -> None:

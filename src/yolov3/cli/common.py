@@ -13,6 +13,7 @@ from yolov3.devices import parse_device
 from yolov3.errors import YoloError
 from yolov3.inference.precision import PRECISIONS
 from yolov3.model import BUILTIN_CFGS, YOLOv3
+from yolov3.model.cfg import MAX_IMG_SIZE, STRIDE
 from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
 from yolov3.weights.official import PRETRAINED
 
@@ -85,18 +86,13 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return integer
 
 
-# The largest --img-size: the network's memory and time grow with the square of the side (a
-# 32-channel float map at 4096x4096 is 2 GB already) and darknet's models train at 320 to 608.
-MAX_IMG_SIZE = 4096
-
-
 def check_img_size(size: int) -> int:
-    """``--img-size`` as the network takes it: a multiple of its total stride, 32, from 32 to
-    :data:`MAX_IMG_SIZE`; else a :class:`YoloError` saying so."""
-    if size <= 0 or size % 32:
-        raise YoloError(f"--img-size {size} is not a multiple of 32 greater than 0 (the "
-                        "network's total stride is 32): use 32, 64, ... up to "
-                        f"{MAX_IMG_SIZE}")
+    """``--img-size`` as the network takes it: a multiple of its total stride from the stride
+    to :data:`~yolov3.model.cfg.MAX_IMG_SIZE`; else a :class:`YoloError` saying so."""
+    if size <= 0 or size % STRIDE:
+        raise YoloError(f"--img-size {size} is not a multiple of {STRIDE} greater than 0 (the "
+                        f"network's total stride is {STRIDE}): use {STRIDE}, {2 * STRIDE}, ... "
+                        f"up to {MAX_IMG_SIZE}")
     if size > MAX_IMG_SIZE:
         gigabytes = 32 * size * size * 4 / 1e9  # the first layer's 32 float32 channels
         raise YoloError(f"--img-size {size} is above the largest accepted, {MAX_IMG_SIZE}: the "

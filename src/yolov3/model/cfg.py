@@ -22,6 +22,9 @@ BUILTIN_CFGS = ("yolov3", "yolov3-spp", "yolov3-tiny")
 #: The networks' total stride, the largest of their YOLO layers: every input side (training,
 #: detection, export) must be a multiple of it.
 STRIDE = 32
+#: The largest input side accepted: the network's memory and time grow with the square of the
+#: side (a 32-channel float map at 4096x4096 is 2 GB already); darknet trains at 320 to 608.
+MAX_IMG_SIZE = 4096
 
 #: Anchor boxes: (width, height) pairs in pixels of the network input.
 Anchors = list[tuple[float, float]]

@@ -25,7 +25,14 @@ from yolov3.devices import parse_device
 from yolov3.errors import ConfigError
 from yolov3.inputs.augment import RandomBoxOrder, TrainTransform
 from yolov3.inputs.loader import MultiScale
-from yolov3.model.cfg import STRIDE, Anchors, cfg_anchors, load_cfg, parse_anchors
+from yolov3.model.cfg import (
+    MAX_IMG_SIZE,
+    STRIDE,
+    Anchors,
+    cfg_anchors,
+    load_cfg,
+    parse_anchors,
+)
 
 #: Mixed-precision modes of ``train.amp`` and the autocast dtype of each.
 AMP_DTYPES = {"off": None, "bf16": "bfloat16", "fp16": "float16"}
@@ -378,6 +385,9 @@ def _validate(config: TrainConfig) -> None:
     for name, size in sizes.items():
         if size < STRIDE or size % STRIDE:
             problems.append(f"{name} must be a positive multiple of {STRIDE}, got {size}")
+        elif name != "multiscale.step" and size > MAX_IMG_SIZE:
+            problems.append(f"{name} must be at most {MAX_IMG_SIZE} (memory grows with the "
+                            f"square of the side), got {size}")
     if config.train.amp not in AMP_MODES:
         problems.append(f"train.amp must be one of {', '.join(AMP_MODES)}, "
                         f"got '{config.train.amp}'")
