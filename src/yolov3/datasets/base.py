@@ -58,7 +58,8 @@ class DetectionDataset(Dataset):
     id of class ``k`` (COCO's category ids; 1, 2, ... for the other formats); ``problems`` lists
     the labels that were skipped; :meth:`source_paths` the files and folders it is read from.
     ``annotations(i)`` gives the ground truth without decoding the image. Boxes are stored
-    packed (one array for all images) so that data-loader workers share them cheaply.
+    packed (one array for all images) so that data-loader workers share them cheaply; a reader
+    may pass them packed (``offsets``: image i's are rows ``offsets[i]:offsets[i + 1]``).
     """
 
     format: ClassVar[str] = ""
@@ -75,10 +76,11 @@ class DetectionDataset(Dataset):
         files: list[Path],
         image_ids: np.ndarray,
         sizes: np.ndarray | None,
-        boxes: list[np.ndarray],
-        labels: list[np.ndarray],
-        ignore: list[np.ndarray],
+        boxes: list[np.ndarray] | np.ndarray,
+        labels: list[np.ndarray] | np.ndarray,
+        ignore: list[np.ndarray] | np.ndarray,
         problems: Problems,
+        offsets: np.ndarray | None = None,
     ) -> None:
         self.source, self.split, self.names = source, split, names
         self.category_ids = list(category_ids or range(1, len(names) + 1))
@@ -89,12 +91,20 @@ class DetectionDataset(Dataset):
         self.image_ids = np.asarray(image_ids, np.int64)
         # (height, width) per image; 0 where unknown until the image is read (YOLO txt).
         self.sizes = np.zeros((len(files), 2), np.int64) if sizes is None else sizes
-        counts = [len(b) for b in boxes]
-        self._offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+        if offsets is None:  # one array per image
+            counts = [len(b) for b in boxes]
+            offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+            boxes = np.concatenate([np.zeros((0, 4)), *boxes])
+            labels = np.concatenate([np.zeros(0, np.int64), *labels])
+            ignore = np.concatenate([np.zeros(0, bool), *ignore])
+        # else packed already: image i's are rows offsets[i]:offsets[i + 1]
+        self._offsets = np.asarray(offsets, np.int64)
         # float64: YOLO's fractions must come back to the very same pixels.
-        self._boxes = np.concatenate([np.zeros((0, 4)), *boxes]).astype(np.float64)
-        self._labels = np.concatenate([np.zeros(0, np.int64), *labels]).astype(np.int64)
-        self._ignore = np.concatenate([np.zeros(0, bool), *ignore]).astype(bool)
+        self._boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        self._labels = np.asarray(labels, np.int64)
+        self._ignore = np.asarray(ignore, bool)
+        # Whether the labels came from the label cache (see yolov3.datasets.cache) unparsed.
+        self.from_cache = False
         self._small_noted: set[int] = set()  # images whose sub-pixel boxes are in the notes
 
     def __len__(self) -> int:

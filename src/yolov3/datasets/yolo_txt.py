@@ -3,6 +3,7 @@ images listed by folders or list files (a dataset YAML, or darknet's ``.data``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,13 +11,44 @@ import numpy as np
 
 from yolov3.datasets.base import DetectionDataset, SourcePaths, image_ids
 from yolov3.datasets.boxes import OK, OUTSIDE, box_faults
+from yolov3.datasets.cache import (
+    CacheFile,
+    Entries,
+    file_keys,
+    listed_images,
+    ranges,
+    reuse_or_parse,
+)
 from yolov3.datasets.problems import BOX, CLASS, MALFORMED, NO_IMAGE, Problems
 from yolov3.errors import DataError
 from yolov3.fileio import expand_home
-from yolov3.images import is_image_file, list_images
+from yolov3.images import is_image_file
 
 # darknet's ``replace_image_to_label``: the labels tree mirrors the images tree.
 _IMAGE_FOLDERS = ("images", "JPEGImages")
+
+
+def _txt_name(name: str) -> str:
+    """``Path(name).with_suffix(".txt").name``."""
+    dot = name.rfind(".")
+    return (name[:dot] if 0 < dot < len(name) - 1 else name) + ".txt"
+
+
+def label_paths(images: Sequence[Path]) -> list[str]:
+    """``[str(label_path(p)) for p in images]``, the folder worked out once per folder."""
+    prefix_of: dict[str, str | None] = {}
+    out = []
+    for image in images:
+        text = str(image)
+        head, sep, name = text.rpartition(os.sep)
+        folder = head + sep
+        if folder not in prefix_of:
+            label, tail = str(label_path(image)), _txt_name(name)
+            same = label == tail or label.endswith(os.sep + tail)
+            prefix_of[folder] = label[: len(label) - len(tail)] if same else None
+        prefix = prefix_of[folder]
+        out.append(str(label_path(image)) if prefix is None else prefix + _txt_name(name))
+    return out
 
 
 def label_path(image: Path) -> Path:
@@ -68,7 +100,7 @@ def collect_images(entries: str | Path | Sequence[str | Path], root: Path,
         path = resolve(entry, [root])
         if path.is_dir():
             sources.folders.add(path)
-            images += list_images(path)
+            images += listed_images(path)[0]
         elif path.is_file() and is_image_file(path):
             images.append(path)
         elif path.is_file():
@@ -131,6 +163,103 @@ def parse_label_file(path: Path, num_classes: int,
     return cls[~empty_box].astype(np.int64), cxcywh[~empty_box]
 
 
+# Label files parsed together: their fields converted in one call, their boxes checked at once.
+_CHUNK = 4096
+
+
+def parse_label_files(paths: Sequence[str], num_classes: int) -> Entries:
+    """:func:`parse_label_file` of each of ``paths``, vectorised, with the same results and
+    problems: per file the field ``skipped`` (it had problems), the rows ``classes`` and
+    ``boxes``, and its problems and notes. Files that are not plain clean text (a problem,
+    a note, a BOM-less decoding error, an unreadable file) go through :func:`parse_label_file`
+    itself, so that the messages are its own."""
+    parts = [_parse_chunk(paths[a : a + _CHUNK], num_classes)
+             for a in range(0, len(paths), _CHUNK)]
+    if not parts:
+        return Entries(np.zeros(1, np.int64), {"skipped": np.zeros(0, bool)},
+                       {"classes": np.zeros(0, np.int64), "boxes": np.zeros((0, 4))})
+    return Entries.concat(parts)
+
+
+def _parse_chunk(paths: Sequence[str], num_classes: int) -> Entries:
+    n = len(paths)
+    fields: list[str] = []
+    counts = np.zeros(n, np.int64)
+    slow: set[int] = set()  # for parse_label_file
+    for k, path in enumerate(paths):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            text = data.decode("utf-8-sig")
+        except FileNotFoundError:
+            continue  # an image without objects
+        except (OSError, UnicodeDecodeError):
+            slow.add(k)
+            continue
+        rows = [line.split() for line in text.splitlines()]
+        if not all(len(r) == 5 for r in rows):
+            rows = [r for r in rows if r]  # blank lines
+            if not all(len(r) == 5 for r in rows):
+                slow.add(k)
+                continue
+        counts[k] = len(rows)
+        for r in rows:
+            fields += r
+    try:
+        values = np.array(fields, np.float64).reshape(-1, 5)
+    except ValueError:  # not numbers somewhere: which files
+        ends = np.cumsum(counts) * 5
+        for k in np.flatnonzero(counts).tolist():
+            try:
+                np.array(fields[ends[k] - counts[k] * 5 : ends[k]], np.float64)
+            except ValueError:
+                slow.add(k)
+        for k in sorted(slow, reverse=True):
+            if counts[k]:
+                del fields[ends[k] - counts[k] * 5 : ends[k]]
+                counts[k] = 0
+        values = np.array(fields, np.float64).reshape(-1, 5)
+    # The computations of parse_label_file, on all rows at once.
+    row_file = np.repeat(np.arange(n), counts)
+    cls, cxcywh = values[:, 0], values[:, 1:]
+    xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
+    faults = box_faults(xyxy, np.array([1, 1]))
+    bad_class = (cls != np.round(cls)) | (cls < 0) | (cls >= num_classes)
+    xyxy = np.clip(xyxy, 0, 1)
+    cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], 1)
+    empty_box = (cxcywh[:, 2:] <= 0).any(axis=1)
+    bad = (faults != OK) | bad_class | empty_box
+    slow.update(np.unique(row_file[bad]).tolist())
+    skipped = np.zeros(n, bool)
+    classes, boxes = np.where(bad, 0, cls).astype(np.int64), cxcywh
+    entries = Entries(np.concatenate([[0], np.cumsum(counts)]), {"skipped": skipped},
+                      {"classes": classes, "boxes": boxes})
+    if not slow:
+        return entries
+    # Those files again, by parse_label_file, their rows put in their place.
+    starts = np.cumsum(counts) - counts
+    extra_classes, extra_boxes = [classes], [boxes]
+    total = len(classes)
+    for k in sorted(slow):
+        found = Problems()
+        parsed = parse_label_file(Path(paths[k]), num_classes, found)
+        entries.problems += [(k, m, kind) for m, kind in zip(found.messages, found.kinds,
+                                                             strict=True)]
+        entries.notes += [(k, kind, m) for kind, m in found.notes]
+        skipped[k] = parsed is None
+        cls_k, boxes_k = parsed if parsed is not None else (np.zeros(0, np.int64),
+                                                            np.zeros((0, 4)))
+        starts[k], counts[k] = total, len(cls_k)
+        total += len(cls_k)
+        extra_classes.append(cls_k)
+        extra_boxes.append(boxes_k)
+    take = ranges(starts, counts)
+    entries.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    entries.rows = {"classes": np.concatenate(extra_classes)[take],
+                    "boxes": np.concatenate(extra_boxes)[take]}
+    return entries
+
+
 def _all_numbers(fields: list[str]) -> bool:
     try:
         [float(f) for f in fields]
@@ -158,20 +287,38 @@ class YoloDataset(DetectionDataset):
         problems: Problems,
         sources: SourcePaths | None = None,
     ) -> None:
-        keep, labels, boxes = [], [], []
-        for image in images:
-            parsed = parse_label_file(label_path(image), len(names), problems)
-            if parsed is not None:
-                keep.append(image)
-                labels.append(parsed[0])
-                boxes.append(parsed[1])
+        labels = label_paths(images)
+        num_classes = len(names)
+        cache = CacheFile("yolo", f"{os.path.abspath(source)}\0{split}",
+                          {"classes": num_classes})
+        entries, self.labels_parsed, arrays = reuse_or_parse(
+            cache, labels, file_keys(labels),
+            lambda todo: parse_label_files([labels[i] for i in todo], num_classes),
+            fields=("skipped",), rows=("classes", "boxes"))
+        if arrays is not None:
+            cache.save(arrays, len(images))
+        for _, message, kind in entries.problems:
+            problems.add(message, kind)
+        for _, kind, message in entries.notes:
+            problems.note(message, kind)
+        keep = ~np.asarray(entries.fields["skipped"], bool)
+        offsets = entries.offsets
+        if keep.all():
+            files = list(images)
+        else:  # skipped images have no rows
+            files = [p for p, k in zip(images, keep.tolist(), strict=True) if k]
+            offsets = np.append(offsets[:-1][keep], offsets[-1])
+        stems = [f[f.rfind(os.sep) + 1 : -4] for f, k in zip(labels, keep.tolist(), strict=True)
+                 if k]
+        boxes = entries.rows["boxes"]
         super().__init__(
-            source=source, split=split, names=names, category_ids=None, files=keep,
-            image_ids=image_ids([p.stem for p in keep]), sizes=None, boxes=boxes, labels=labels,
-            ignore=[np.zeros(len(c), bool) for c in labels], problems=problems,
+            source=source, split=split, names=names, category_ids=None, files=files,
+            image_ids=image_ids(stems), sizes=None, boxes=boxes, labels=entries.rows["classes"],
+            ignore=np.zeros(len(boxes), bool), problems=problems, offsets=offsets,
         )
-        kept = set(keep)
-        self.sources.files.update(image for image in images if image not in kept)
+        self.from_cache = cache.loaded_stamp > 0 and self.labels_parsed == 0
+        self.sources.files.update(p for p, k in zip(images, keep.tolist(), strict=True)
+                                  if not k)
         if sources is not None:
             self.sources.update(sources)
 
