@@ -67,12 +67,18 @@ class FastModel(nn.Module):
             raise ValueError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
         if num_threads is not None:
             torch.set_num_threads(num_threads)
-        self.dtype = DTYPES[precision]
-        self.net = Decoded(fold_batch_norm(model).to(self.dtype)).eval()
+        self.net = Decoded(fold_batch_norm(model)).eval()
         self.mode = mode
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         self._traced: dict[tuple, torch.jit.ScriptModule] = {}
+        self.to_precision(precision)
+
+    def to_precision(self, precision: str) -> FastModel:
+        """This copy in ``precision`` (``fp32``, ``bf16``, ``fp16``), in place."""
+        self.dtype = DTYPES[precision]
+        self.to(self.dtype)  # through _apply, which drops the traces of the old precision
+        return self
 
     def _apply(self, fn, recurse=True):  # nn.Module.to, .cuda, .half... go through here
         self._traced.clear()  # traces hold the old device's weights
@@ -108,10 +114,9 @@ def is_exact(fast: nn.Module, model: YOLOv3, input_hw: tuple[int, int] = (64, 64
 def fast_if_exact(model: YOLOv3, mode: Mode = "eager", precision: str = "fp32") -> nn.Module:
     """:class:`FastModel` of ``model`` in ``precision`` when its fp32 copy passes
     :func:`is_exact` (the folding is right), else ``model`` decoded, in fp32."""
-    device = next(model.parameters()).device
-    fast = FastModel(model, mode).to(device)
+    fast = FastModel(model, mode).to(next(model.parameters()).device)
     if not is_exact(fast, model):
         log.warning("the fast inference path differs from the plain model by more than 1e-4; "
                     "using the plain model in fp32")
         return Decoded(model)
-    return fast if precision == "fp32" else FastModel(model, mode, precision=precision).to(device)
+    return fast.to_precision(precision)

@@ -160,8 +160,8 @@ class TrainStep:
 
         self.forward = forward
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-        self.buffers = batchnorm_buffers(model)
         self.sound_state = SoundState(model, optimizer)
+        self.buffers = self.sound_state.buffers
 
     def __call__(self, minibatches: Sequence[Minibatch], lr: float) -> dict[str, float]:
         """One iteration at learning rate ``lr``: a forward and backward pass per minibatch

@@ -225,13 +225,14 @@ class Trainer:
         self.val_boxes = check_training_data(self.train_data, self.val_data,
                                              config.data.max_labels, warn=self.procs.is_main)
         self.names = list(self.train_data.names)
-        unread = unread_training_keys(load_cfg(config.model.cfg))
+        sections = load_cfg(config.model.cfg)  # read once: the checks, anchors and network
+        unread = unread_training_keys(sections)
         if unread and self.procs.is_main:
             log.info("%s: not read: %s; the training recipe is the config's (the %s preset, "
                      "--config and the options)", config.model.cfg, ", ".join(unread),
                      BASE_PRESET)
-        self.model = build_model(config.model.cfg, num_classes=len(self.names),
-                                 anchors=self._anchors()).to(self.device)
+        self.model = build_model(sections, num_classes=len(self.names),
+                                 anchors=self._anchors(len(cfg_anchors(sections)))).to(self.device)
         if self.procs.distributed and run.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if run.channels_last:
@@ -252,13 +253,13 @@ class Trainer:
         if self.procs.is_main:
             self._check_room()
 
-    def _anchors(self) -> Anchors | None:
-        """``model.anchors``: None keeps the cfg's; ``auto`` fits as many by k-means on the
-        training boxes (YOLOv2's 1 - IoU distance) and records them in the config, so that a
-        resumed run and ``model.cfg`` use the same; else the pairs given."""
+    def _anchors(self, count: int) -> Anchors | None:
+        """``model.anchors``: None keeps the cfg's; ``auto`` fits ``count`` (as many as the
+        cfg has) by k-means on the training boxes (YOLOv2's 1 - IoU distance) and records them
+        in the config, so that a resumed run and ``model.cfg`` use the same; else the pairs
+        given."""
         model = self.config.model
         if model.anchors == "auto":
-            count = len(cfg_anchors(load_cfg(model.cfg)))
             fitted = fit_anchors_for_training(self.train_data, count, self.config.data.img_size,
                                               self.config.train.seed)
             model.anchors = format_anchors(fitted)
