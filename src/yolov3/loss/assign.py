@@ -15,6 +15,12 @@ ground truths and the anchors:
 3. :func:`ignore_mask`: predictions whose best IoU with any GT of their image exceeds the layer's
    ``ignore_thresh`` get no objectness loss (unless step 2 assigned them).
 
+Step 1 is darknet's rule, :class:`AssignRule` ``best``. The improved recipes may instead make
+every anchor responsible whose shape IoU with the GT exceeds a threshold (``iou``, the rule of
+ultralytics' YOLOv3 archive) or whose width and height are both within a factor of the GT's
+(``ratio``, their later rule), the best anchor always among them, so a GT can be learned by
+several anchors and layers; steps 2 to 4 are unchanged.
+
 Ground truths are ``class, xc, yc, w, h`` normalised to the (padded) network input of size
 ``input_hw = (H, W)``; the input may be non-square.
 """
@@ -36,13 +42,57 @@ from yolov3.model.layers import YOLOLayer
 _batched_box_iou = torch.vmap(box_iou)
 
 
+#: The anchor rules of :class:`AssignRule`.
+ASSIGN_RULES = ("best", "iou", "ratio")
+
+
+@dataclass(frozen=True)
+class AssignRule:
+    """Which anchors learn a ground truth (step 1 of the module docstring).
+
+    - ``best`` (darknet): the one anchor of the K with the highest shape IoU;
+    - ``iou``: every anchor whose shape IoU with the GT exceeds ``threshold`` (e.g. 0.2);
+    - ``ratio``: every anchor whose width and height are both within a factor ``threshold``
+      (e.g. 4) of the GT's.
+
+    The best anchor is always responsible, so no GT goes unlearned.
+    """
+
+    rule: str = "best"
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.rule not in ASSIGN_RULES:
+            raise ValueError(f"unknown assignment rule '{self.rule}' (known: "
+                             f"{', '.join(ASSIGN_RULES)})")
+
+    def responsible(self, gt_wh: Tensor, anchors: Tensor) -> tuple[Tensor, Tensor]:
+        """(M, K) True where anchor k learns GT m, and the (M, K) shape IoUs; ``gt_wh`` (M, 2)
+        and ``anchors`` (K, 2) in the same units."""
+        iou = anchor_shape_iou(gt_wh, anchors)
+        best = iou.argmax(dim=1)  # first maximum on ties, as darknet's strict '>' scan
+        chosen = torch.zeros_like(iou, dtype=torch.bool)
+        chosen[torch.arange(len(iou), device=iou.device), best] = True
+        if self.rule == "iou":
+            chosen |= iou > self.threshold
+        elif self.rule == "ratio":
+            ratio = gt_wh[:, None, :] / anchors.to(gt_wh)[None, :, :]
+            worst = torch.maximum(ratio, 1 / ratio).amax(dim=2)
+            chosen |= worst < self.threshold
+        return chosen, iou
+
+
+#: Darknet's rule.
+BEST_ANCHOR = AssignRule()
+
+
 @dataclass(frozen=True)
 class Matches:
-    """One row per (ground truth, YOLO layer that learns it), ordered by ground truth.
+    """One row per (ground truth, responsible anchor of a YOLO layer), ordered by ground truth.
 
-    With the built-in yolov3 and yolov3-spp cfgs every GT has exactly one row, so row ``r`` is GT
-    ``r`` of the concatenated targets. ``kept`` is False where a later GT on the same (anchor,
-    cell) replaced this one's box targets (its class still counts).
+    With darknet's rule and the built-in yolov3 and yolov3-spp cfgs every GT has exactly one
+    row, so row ``r`` is GT ``r`` of the concatenated targets. ``kept`` is False where a later
+    GT on the same (anchor, cell) replaced this one's box targets (its class still counts).
     """
 
     gt: Tensor  # (R,) index into the batch's targets, concatenated in image order
@@ -50,7 +100,7 @@ class Matches:
     layer: Tensor  # (R,) index into ``model.yolo_layers``
     anchor: Tensor  # (R,) anchor index among all K anchors of the cfg
     layer_anchor: Tensor  # (R,) index among the layer's anchors (position in its mask)
-    anchor_iou: Tensor  # (R,) shape IoU of the GT with that anchor (the best of all K)
+    anchor_iou: Tensor  # (R,) shape IoU of the GT with that anchor (darknet: the best of all K)
     cell_i: Tensor  # (R,) grid column
     cell_j: Tensor  # (R,) grid row
     tx: Tensor  # (R,) x offset of the centre in the cell, the target of sigmoid(tx)
@@ -73,6 +123,7 @@ class LayerTargets:
     box: Tensor  # (n, 4) tx, ty, tw, th of the cell's last GT
     scale: Tensor  # (n,) 2 - w * h of the cell's last GT
     cls: Tensor  # (n, C) union of the one-hot classes of every GT assigned to the cell
+    anchor_wh: Tensor  # (n, 2) the cell's anchor (input pixels), the unit of exp(tw), exp(th)
 
 
 @dataclass(frozen=True)
@@ -114,11 +165,13 @@ def assign_targets(
     grid_hw: Sequence[tuple[int, int]],
     targets: Sequence[Tensor],
     input_hw: tuple[int, int],
+    rule: AssignRule = BEST_ANCHOR,
 ) -> Assignment:
     """Darknet's target assignment (steps 1, 2 and 4 of the module docstring) for a batch.
 
     ``layers`` are the model's YOLO layers, ``grid_hw`` their (h, w) grid sizes at this input,
-    ``targets`` one (n_i, 5) tensor per image, ``input_hw`` the network input (H, W).
+    ``targets`` one (n_i, 5) tensor per image, ``input_hw`` the network input (H, W), ``rule``
+    which anchors learn a GT (darknet's: the best).
     """
     device = layers[0].anchors.device
     gt, image = concat_targets(targets, device)
@@ -136,7 +189,7 @@ def assign_targets(
     rows, per_layer = [], []
     for index, (layer, (fh, fw)) in enumerate(zip(layers, grid_hw, strict=True)):
         rows_l, targets_l = _assign_layer(
-            layer, index, fh, fw, len(targets), gt, gt_wh, cls, image
+            layer, index, fh, fw, len(targets), gt, gt_wh, cls, image, rule
         )
         rows.append(rows_l)
         per_layer.append(targets_l)
@@ -155,21 +208,21 @@ def _assign_layer(
     gt_wh: Tensor,
     cls: Tensor,
     image: Tensor,
+    rule: AssignRule,
 ) -> tuple[dict[str, Tensor], LayerTargets]:
     """The :class:`Matches` columns and the :class:`LayerTargets` of one YOLO layer."""
     device, num_anchors = gt.device, layer.num_anchors
     anchors = layer.anchors.to(gt)
-    iou = anchor_shape_iou(gt_wh, anchors)
-    best = iou.argmax(dim=1)  # first maximum on ties, as darknet's strict '>' scan
-    slot = torch.full((len(anchors),), -1, dtype=torch.long, device=device)
-    slot[torch.tensor(layer.mask, device=device)] = torch.arange(num_anchors, device=device)
-    g = (slot[best] >= 0).nonzero().squeeze(1)  # the GTs this layer learns
-    a, b, c, best = slot[best[g]], image[g], cls[g], best[g]
+    chosen, iou = rule.responsible(gt_wh, anchors)
+    mask = torch.tensor(layer.mask, device=device)
+    # The (GT, layer anchor) pairs this layer learns, in GT order (darknet's rule: one per GT).
+    g, a = chosen[:, mask].nonzero(as_tuple=True)
+    b, c, anchor = image[g], cls[g], mask[a]
     xc, yc, w, h = gt[g, 1:5].unbind(1)
     gx, gy = xc * fw, yc * fh
     i = gx.floor().long().clamp(0, fw - 1)  # a centre on the far edge stays in the last cell
     j = gy.floor().long().clamp(0, fh - 1)
-    size = gt_wh[g] / anchors[best] + 1e-16
+    size = gt_wh[g] / anchors[anchor] + 1e-16
     box = torch.stack([gx - i, gy - j, size[:, 0].log(), size[:, 1].log()], dim=1)
     scale = 2 - w * h
 
@@ -190,10 +243,11 @@ def _assign_layer(
         box=box[last],
         scale=scale[last],
         cls=one_hot,
+        anchor_wh=anchors[anchor][last],
     )
     columns = {
-        "gt": g, "image": b, "layer": torch.full_like(g, index), "anchor": best,
-        "layer_anchor": a, "anchor_iou": iou[g, best], "cell_i": i, "cell_j": j,
+        "gt": g, "image": b, "layer": torch.full_like(g, index), "anchor": anchor,
+        "layer_anchor": a, "anchor_iou": iou[g, anchor], "cell_i": i, "cell_j": j,
         "tx": box[:, 0], "ty": box[:, 1], "tw": box[:, 2], "th": box[:, 3], "scale": scale,
         "cls": c, "kept": kept,
     }

@@ -12,6 +12,12 @@ and on every anchor that is not ignored (:func:`~yolov3.loss.assign.ignore_mask`
 
 - ``obj``: binary cross-entropy of sigmoid(to) against 1 on responsible anchors, 0 elsewhere.
 
+That is :data:`DARKNET_LOSS`. :class:`LossOptions` holds the switches of the improved recipes,
+each off at darknet's value: an IoU box loss (GIoU, DIoU or CIoU from torchvision) in place of
+``xy`` and ``wh``, weights (gains) of the three terms, label smoothing of the class targets, the
+predicted box's IoU with its GT as the objectness target, and the anchors that learn a GT
+(:class:`~yolov3.loss.assign.AssignRule`).
+
 The gradient of each term with respect to the raw outputs is darknet's delta (with the sign of a
 gradient): ``scale * (sigmoid(t) - target)`` for x, y; ``scale * (t - target)`` for w, h;
 ``sigmoid(t) - target`` for objectness and classes. The cross-entropies are computed from the
@@ -21,15 +27,81 @@ logits, which is numerically stable and equal to the sigmoid-then-log form.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.ops import (
+    box_convert,
+    complete_box_iou_loss,
+    distance_box_iou_loss,
+    generalized_box_iou_loss,
+)
 
-from yolov3.loss.assign import LayerTargets, assign_targets, ignore_mask, padded_gt_boxes
+from yolov3.loss.assign import (
+    BEST_ANCHOR,
+    AssignRule,
+    LayerTargets,
+    assign_targets,
+    ignore_mask,
+    padded_gt_boxes,
+)
 from yolov3.model.layers import YOLOLayer
 
+#: Darknet's loss parts.
 PARTS = ("xy", "wh", "obj", "cls")
+#: The parts with an IoU box loss.
+IOU_PARTS = ("box", "obj", "cls")
+#: The box losses: darknet's (``xy`` + ``wh``) and torchvision's IoU losses.
+IOU_LOSSES = {
+    "giou": generalized_box_iou_loss,
+    "diou": distance_box_iou_loss,
+    "ciou": complete_box_iou_loss,
+}
+BOX_LOSSES = ("darknet", *IOU_LOSSES)
+#: Objectness targets of the responsible anchors: darknet's 1, or the IoU of the predicted box
+#: with its GT (detached, at least 0).
+OBJ_TARGETS = ("one", "iou")
+# exp(tw) above this is no box any input holds: the IoU losses clamp tw, th here.
+_MAX_LOG_SIZE = 8.0
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """How the loss is made, darknet's values as defaults (see the module docstring).
+
+    ``box``: one of :data:`BOX_LOSSES`. The IoU losses replace ``xy`` and ``wh`` by one
+    ``box`` part, the sum over responsible anchors of ``1 - GIoU`` (DIoU, CIoU) of the
+    predicted box and its GT, unweighted by darknet's ``2 - w h`` (an IoU does not depend on
+    the box's size). ``box_gain``, ``obj_gain``, ``cls_gain`` multiply the parts.
+    ``label_smoothing`` eps: class targets ``1 - eps / 2`` and ``eps / 2`` instead of 1 and 0.
+    ``obj_target``: one of :data:`OBJ_TARGETS`. ``assign``: which anchors learn a GT.
+    """
+
+    box: str = "darknet"
+    box_gain: float = 1.0
+    obj_gain: float = 1.0
+    cls_gain: float = 1.0
+    label_smoothing: float = 0.0
+    obj_target: str = "one"
+    assign: AssignRule = field(default=BEST_ANCHOR)
+
+    def __post_init__(self) -> None:
+        if self.box not in BOX_LOSSES:
+            raise ValueError(f"unknown box loss '{self.box}' (known: {', '.join(BOX_LOSSES)})")
+        if self.obj_target not in OBJ_TARGETS:
+            raise ValueError(f"unknown objectness target '{self.obj_target}' (known: "
+                             f"{', '.join(OBJ_TARGETS)})")
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The names of the loss parts: :data:`PARTS` or :data:`IOU_PARTS`."""
+        return PARTS if self.box == "darknet" else IOU_PARTS
+
+
+#: Darknet's loss.
+DARKNET_LOSS = LossOptions()
 
 
 def yolo_loss(
@@ -37,40 +109,89 @@ def yolo_loss(
     raw_outputs: Sequence[Tensor],
     targets: Sequence[Tensor],
     input_hw: tuple[int, int],
+    options: LossOptions = DARKNET_LOSS,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Darknet's training objective of a batch: ``total, parts``.
+    """The training objective of a batch: ``total, parts`` (darknet's with the default
+    ``options``).
 
     ``layers`` are the network's YOLO layers (``model.yolo_layers``: anchors, masks, ignore
     thresholds), ``raw_outputs`` their raw predictions ``model(images)`` (per YOLO layer
     (B, A, h, w, 5+C) logits), ``targets`` holds B tensors (n_i, 5) of ``class, xc, yc, w, h``
-    normalised to the network input of size ``input_hw = (H, W)``. ``parts`` maps ``xy``,
-    ``wh``, ``obj``, ``cls`` to 0-d float32 tensors in the autograd graph; ``total`` is their
-    sum.
+    normalised to the network input of size ``input_hw = (H, W)``. ``parts`` maps the names of
+    ``options.parts`` (darknet: ``xy``, ``wh``, ``obj``, ``cls``) to 0-d float32 tensors in
+    the autograd graph; ``total`` is their sum.
     """
     grid_hw = [(r.shape[2], r.shape[3]) for r in raw_outputs]
-    assignment = assign_targets(layers, grid_hw, targets, input_hw)
+    assignment = assign_targets(layers, grid_hw, targets, input_hw, options.assign)
     gt_boxes, gt_valid = padded_gt_boxes(targets, input_hw, layers[0].anchors.device)
-    parts = {name: raw_outputs[0].new_zeros((), dtype=torch.float32) for name in PARTS}
+    parts = {name: raw_outputs[0].new_zeros((), dtype=torch.float32) for name in options.parts}
     for layer, raw, layer_targets in zip(layers, raw_outputs, assignment.layers, strict=True):
         ignored = ignore_mask(layer, raw, gt_boxes, gt_valid, input_hw)
-        for name, value in layer_loss(raw.float(), layer_targets, ignored).items():
+        stride = (input_hw[0] / raw.shape[2], input_hw[1] / raw.shape[3])
+        for name, value in layer_loss(raw.float(), layer_targets, ignored, options,
+                                      stride).items():
             parts[name] = parts[name] + value
     return sum(parts.values()), parts
 
 
-def layer_loss(raw: Tensor, targets: LayerTargets, ignored: Tensor) -> dict[str, Tensor]:
-    """The four loss sums of one YOLO layer from its raw logits (B, A, h, w, 5+C), its
-    :class:`~yolov3.loss.assign.LayerTargets` and its (B, A, h, w) ignore mask."""
-    obj_target = targets.assigned.to(raw.dtype)
-    obj_weight = (~ignored | targets.assigned).to(raw.dtype)
-    obj = F.binary_cross_entropy_with_logits(
-        raw[..., 4], obj_target, weight=obj_weight, reduction="sum"
-    )
+def layer_loss(
+    raw: Tensor,
+    targets: LayerTargets,
+    ignored: Tensor,
+    options: LossOptions = DARKNET_LOSS,
+    stride: tuple[float, float] = (1.0, 1.0),
+) -> dict[str, Tensor]:
+    """The loss sums of one YOLO layer from its raw logits (B, A, h, w, 5+C), its
+    :class:`~yolov3.loss.assign.LayerTargets` and its (B, A, h, w) ignore mask. ``stride`` is
+    the layer's (y, x) cell size in input pixels, which only the IoU-based options use."""
     pred = raw[targets.cells.unbind(1)]  # (n, 5+C) at the responsible cells
-    scale = targets.scale[:, None]
-    xy = F.binary_cross_entropy_with_logits(
-        pred[:, 0:2], targets.box[:, 0:2], weight=scale, reduction="sum"
-    )
-    wh = 0.5 * (scale * (pred[:, 2:4] - targets.box[:, 2:4]) ** 2).sum()
-    cls = F.binary_cross_entropy_with_logits(pred[:, 5:], targets.cls, reduction="sum")
-    return {"xy": xy, "wh": wh, "obj": obj, "cls": cls}
+    obj_target = targets.assigned.to(raw.dtype)
+    parts: dict[str, Tensor] = {}
+    if options.box == "darknet":
+        scale = targets.scale[:, None]
+        parts["xy"] = options.box_gain * F.binary_cross_entropy_with_logits(
+            pred[:, 0:2], targets.box[:, 0:2], weight=scale, reduction="sum")
+        parts["wh"] = options.box_gain * 0.5 * (
+            scale * (pred[:, 2:4] - targets.box[:, 2:4]) ** 2).sum()
+    if options.box != "darknet" or options.obj_target == "iou":
+        pred_box, gt_box = _cell_boxes(pred, targets, stride)
+        if options.box != "darknet":
+            loss = IOU_LOSSES[options.box](pred_box, gt_box, reduction="sum")
+            parts["box"] = options.box_gain * loss
+        if options.obj_target == "iou":
+            with torch.no_grad():
+                iou = _paired_iou(pred_box, gt_box).clamp_(min=0)
+            obj_target = obj_target.index_put(targets.cells.unbind(1), iou)
+    obj_weight = (~ignored | targets.assigned).to(raw.dtype)
+    parts["obj"] = options.obj_gain * F.binary_cross_entropy_with_logits(
+        raw[..., 4], obj_target, weight=obj_weight, reduction="sum")
+    cls_target = targets.cls
+    if options.label_smoothing:
+        cls_target = cls_target * (1 - options.label_smoothing) + options.label_smoothing / 2
+    parts["cls"] = options.cls_gain * F.binary_cross_entropy_with_logits(
+        pred[:, 5:], cls_target, reduction="sum")
+    return parts
+
+
+def _cell_boxes(pred: Tensor, targets: LayerTargets, stride: tuple[float, float]
+                ) -> tuple[Tensor, Tensor]:
+    """The predicted and the GT boxes (n, 4) x1, y1, x2, y2 of the responsible cells, in input
+    pixels from the cell's corner (an IoU does not depend on the cell's position): the
+    prediction decoded as the YOLO layer decodes it, in the autograd graph."""
+    cell = pred.new_tensor([stride[1], stride[0]])
+    pred_xy = torch.sigmoid(pred[:, 0:2]) * cell
+    pred_wh = torch.exp(pred[:, 2:4].clamp(max=_MAX_LOG_SIZE)) * targets.anchor_wh
+    gt_xy = targets.box[:, 0:2] * cell
+    gt_wh = torch.exp(targets.box[:, 2:4]) * targets.anchor_wh
+    return (box_convert(torch.cat([pred_xy, pred_wh], 1), "cxcywh", "xyxy"),
+            box_convert(torch.cat([gt_xy, gt_wh], 1), "cxcywh", "xyxy"))
+
+
+def _paired_iou(a: Tensor, b: Tensor) -> Tensor:
+    """(n,) IoU of box ``a[k]`` with ``b[k]`` (x1, y1, x2, y2), the diagonal of
+    ``torchvision.ops.box_iou`` without the (n, n) matrix."""
+    wh = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / (area_a + area_b - inter).clamp(min=1e-9)

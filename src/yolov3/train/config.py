@@ -25,6 +25,8 @@ from yolov3.devices import parse_device
 from yolov3.errors import ConfigError
 from yolov3.inputs.augment import RandomBoxOrder, TrainTransform
 from yolov3.inputs.loader import MultiScale
+from yolov3.inputs.mix import Mix
+from yolov3.loss import ASSIGN_RULES, BOX_LOSSES, OBJ_TARGETS, AssignRule, LossOptions
 from yolov3.model.cfg import (
     MAX_IMG_SIZE,
     STRIDE,
@@ -39,6 +41,11 @@ AMP_DTYPES = {"off": None, "bf16": "bfloat16", "fp16": "float16"}
 #: ``train.amp`` values: a mode of :data:`AMP_DTYPES`, or ``auto`` (bf16 where the device has
 #: native bfloat16, fp16 on other CUDA GPUs, off elsewhere: see :func:`amp_mode`).
 AMP_MODES = (*AMP_DTYPES, "auto")
+
+#: ``optimizer.name`` values.
+OPTIMIZERS = ("sgd", "adamw")
+#: ``schedule.policy`` values.
+LR_POLICIES = ("steps", "cosine", "onecycle")
 
 #: The packaged config that every training config starts from.
 BASE_PRESET = "yolov3-coco-darknet"
@@ -72,11 +79,16 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    """Darknet's SGD: per-image ``lr`` and ``decay``, ``batch`` images per optimiser step, taken
-    as ``subdivisions`` accumulated forward/backward passes."""
+    """Darknet's SGD (``name: sgd``): per-image ``lr`` and ``decay``, ``batch`` images per
+    optimiser step, taken as ``subdivisions`` accumulated forward/backward passes; with
+    ``nesterov``, Nesterov's momentum. ``name: adamw``: AdamW with step size ``lr`` (Adam does
+    not depend on the loss's scale), betas (``momentum``, 0.999) and decoupled weight decay
+    ``decay`` (see :mod:`yolov3.train.optim`)."""
 
+    name: str
     lr: float
     momentum: float
+    nesterov: bool
     decay: float
     batch: int
     subdivisions: int
@@ -89,18 +101,24 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Darknet's ``steps`` learning-rate policy with a polynomial burn-in."""
+    """The learning-rate factor of each iteration: a polynomial burn-in (warm-up), then
+    darknet's ``steps`` policy, or a cosine or one-cycle decay to ``final_lr`` at ``max_iter``
+    (see :func:`yolov3.train.optim.lr_factor`)."""
 
+    policy: str
     burn_in: int
     burn_in_power: float
     steps: list[int]
     scales: list[float]
+    final_lr: float
     max_iter: int
 
 
 @dataclass
 class AugmentConfig:
-    """Darknet's training augmentation (see :class:`~yolov3.inputs.augment.TrainTransform`)."""
+    """Darknet's training augmentation (see :class:`~yolov3.inputs.augment.TrainTransform`),
+    with the random ``scale`` and the ``mosaic`` and ``mixup`` of the improved recipes
+    (:mod:`yolov3.inputs.mix`), off at 0."""
 
     jitter: float
     random_placing: bool
@@ -108,13 +126,51 @@ class AugmentConfig:
     saturation: float
     exposure: float
     flip: float
+    scale: float
+    mosaic: float
+    mixup: float
 
     def build(self, max_labels: int) -> RandomBoxOrder:
         """The transform that applies this augmentation, keeping ``max_labels`` boxes (a random
         ``max_labels`` of an image that has more, as darknet's ``randomize_boxes``)."""
         return RandomBoxOrder(TrainTransform(self.jitter, self.random_placing, self.hue,
                                              self.saturation, self.exposure, self.flip,
-                                             max_labels))
+                                             max_labels, scale=self.scale))
+
+    def build_mix(self) -> Mix | None:
+        """The mosaic and mixup of the training stream (None when both are off)."""
+        if not (self.mosaic or self.mixup):
+            return None
+        return Mix(mosaic=self.mosaic, mixup=self.mixup)
+
+
+@dataclass
+class LossConfig:
+    """How the loss is made and which anchors learn a GT (see
+    :class:`~yolov3.loss.LossOptions`); darknet's values in its preset."""
+
+    box: str
+    box_gain: float
+    obj_gain: float
+    cls_gain: float
+    label_smoothing: float
+    obj_target: str
+    assign: str
+    assign_threshold: float
+
+    def build(self) -> LossOptions:
+        """The loss options of these values."""
+        return LossOptions(self.box, self.box_gain, self.obj_gain, self.cls_gain,
+                           self.label_smoothing, self.obj_target,
+                           AssignRule(self.assign, self.assign_threshold))
+
+
+@dataclass
+class EmaConfig:
+    """The moving average of the weights (:mod:`yolov3.train.ema`); ``decay`` 0 keeps none."""
+
+    decay: float
+    ramp: float
 
 
 @dataclass
@@ -162,6 +218,8 @@ class TrainConfig:
     schedule: ScheduleConfig
     augment: AugmentConfig
     multiscale: MultiscaleConfig
+    loss: LossConfig
+    ema: EmaConfig
     train: RunConfig
 
     def to_dict(self) -> dict[str, Any]:
@@ -369,6 +427,39 @@ def _validate(config: TrainConfig) -> None:
             problems.append(f"augment.{name} is a factor >= 1 (1 = off), got {factor}")
     if not 0 <= aug.flip <= 1:
         problems.append(f"augment.flip is a probability in [0, 1], got {aug.flip}")
+    for name, value in (("augment.scale", aug.scale),):
+        if not 0 <= value < 1:
+            problems.append(f"{name} must be in [0, 1), got {value}")
+    for name, value in (("augment.mosaic", aug.mosaic), ("augment.mixup", aug.mixup)):
+        if not 0 <= value <= 1:
+            problems.append(f"{name} is a probability in [0, 1], got {value}")
+    problems += _choice("optimizer.name", opt.name, OPTIMIZERS)
+    problems += _choice("schedule.policy", sched.policy, LR_POLICIES)
+    if not 0 <= sched.final_lr <= 1:
+        problems.append(f"schedule.final_lr is a factor of optimizer.lr in [0, 1], "
+                        f"got {sched.final_lr}")
+    loss = config.loss
+    problems += _choice("loss.box", loss.box, BOX_LOSSES)
+    problems += _choice("loss.obj_target", loss.obj_target, OBJ_TARGETS)
+    problems += _choice("loss.assign", loss.assign, ASSIGN_RULES)
+    for name, gain in (("box_gain", loss.box_gain), ("obj_gain", loss.obj_gain),
+                       ("cls_gain", loss.cls_gain)):
+        if not (math.isfinite(gain) and gain > 0):
+            problems.append(f"loss.{name} must be a number > 0, got {gain}")
+    if not 0 <= loss.label_smoothing < 1:
+        problems.append(f"loss.label_smoothing must be in [0, 1), got {loss.label_smoothing}")
+    if loss.assign == "iou" and not 0 < loss.assign_threshold < 1:
+        problems.append("loss.assign_threshold is the shape IoU above which an anchor learns "
+                        f"a GT with loss.assign: iou, in (0, 1); got {loss.assign_threshold}")
+    if loss.assign == "ratio" and not loss.assign_threshold > 1:
+        problems.append("loss.assign_threshold is the largest width or height ratio of an "
+                        f"anchor to a GT with loss.assign: ratio, > 1; got "
+                        f"{loss.assign_threshold}")
+    ema = config.ema
+    if not 0 <= ema.decay < 1:
+        problems.append(f"ema.decay must be in [0, 1) (0: no average), got {ema.decay}")
+    if not (math.isfinite(ema.ramp) and ema.ramp > 0):
+        problems.append(f"ema.ramp must be a number of iterations > 0, got {ema.ramp}")
     if not (math.isfinite(run.time_limit) and run.time_limit >= 0):
         problems.append(f"train.time_limit must be a number of seconds >= 0 (0: none), "
                         f"got {run.time_limit}")
@@ -388,14 +479,18 @@ def _validate(config: TrainConfig) -> None:
         elif name != "multiscale.step" and size > MAX_IMG_SIZE:
             problems.append(f"{name} must be at most {MAX_IMG_SIZE} (memory grows with the "
                             f"square of the side), got {size}")
-    if config.train.amp not in AMP_MODES:
-        problems.append(f"train.amp must be one of {', '.join(AMP_MODES)}, "
-                        f"got '{config.train.amp}'")
+    problems += _choice("train.amp", config.train.amp, AMP_MODES)
     if ms.min_size > ms.max_size:
         problems.append("multiscale.min_size must not exceed multiscale.max_size")
     problems += _model_problems(config.model)
     if problems:
         raise ConfigError("config: " + "; ".join(problems))
+
+
+def _choice(name: str, value: str, known: tuple[str, ...]) -> list[str]:
+    """A problem when ``value`` is not one of ``known``."""
+    return [] if value in known else [f"{name} must be one of {', '.join(known)}, "
+                                      f"got '{value}'"]
 
 
 def _model_problems(model: ModelConfig) -> list[str]:

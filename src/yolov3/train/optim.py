@@ -6,18 +6,25 @@ Darknet's loss is a sum over images and its update uses ``learning_rate / batch`
     v = momentum * v + grad + decay * batch * w      (decay on convolution weights only)
     w = w - learning_rate / batch * factor(iteration) * v
 
-which is ``torch.optim.SGD`` with those two values. The factor is darknet's ``steps`` policy
-with a burn-in, a pure function of the iteration, so a resumed run continues the same curve.
+which is ``torch.optim.SGD`` with those two values (``nesterov`` adds Nesterov's momentum). The
+factor is darknet's ``steps`` policy with a burn-in, or for the improved recipes a cosine or
+one-cycle decay: a pure function of the iteration, so a resumed run continues the same curve.
+
+``adamw`` instead takes ``learning_rate * factor`` as its step size (Adam's update does not
+depend on the scale of the loss, so the per-image division is not needed) and ``decay`` as its
+decoupled weight decay: ``w -= lr * decay * w`` per step, the same shrinking as darknet's SGD
+term ``lr / batch * decay * batch * w`` before momentum.
 Iterations count optimiser steps from 1, like darknet's batch number: the first update is
 iteration 1 and a run of ``max_iter`` iterations ends at iteration ``max_iter``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
-from torch.optim import SGD, Optimizer
+from torch.optim import SGD, AdamW, Optimizer
 
 from yolov3.train.config import OptimizerConfig, ScheduleConfig, TrainConfig
 
@@ -34,13 +41,19 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     ]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> SGD:
-    """Darknet's SGD for ``model``: lr ``cfg.lr / cfg.batch`` (before the schedule's factor),
-    momentum ``cfg.momentum``, weight decay ``cfg.decay * cfg.batch`` on convolution weights."""
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig) -> Optimizer:
+    """The optimiser of ``cfg.name`` for ``model``. ``sgd``: darknet's SGD, lr ``cfg.lr /
+    cfg.batch`` (before the schedule's factor), momentum ``cfg.momentum`` (Nesterov's with
+    ``cfg.nesterov``), weight decay ``cfg.decay * cfg.batch`` on convolution weights.
+    ``adamw``: lr ``cfg.lr``, betas ``(cfg.momentum, 0.999)``, decoupled decay ``cfg.decay`` on
+    convolution weights."""
+    if cfg.name == "adamw":
+        return AdamW(param_groups(model, cfg.decay), lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return SGD(
         param_groups(model, cfg.decay * cfg.batch),
         lr=cfg.lr / cfg.batch,
         momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
     )
 
 
@@ -49,23 +62,40 @@ def apply_optimizer_config(optimizer: Optimizer, model: nn.Module, cfg: Optimize
     perhaps loaded from a checkpoint, which brings the saved run's values) the momentum and
     weight decay that :func:`build_optimizer` gives them for ``cfg``: a resumed run uses its
     current config. The learning rate is set by every iteration and the state is kept."""
-    fresh = build_optimizer(model, cfg).param_groups
+    fresh_optimizer = build_optimizer(model, cfg)
+    if type(fresh_optimizer) is not type(optimizer):
+        raise ValueError(f"the run's optimiser is {type(optimizer).__name__}, the config's "
+                         f"{type(fresh_optimizer).__name__}")
+    fresh = fresh_optimizer.param_groups
     if len(fresh) != len(optimizer.param_groups):
         raise ValueError(f"the optimiser has {len(optimizer.param_groups)} parameter groups, "
                          f"expected {len(fresh)}")
     for group, new in zip(optimizer.param_groups, fresh, strict=True):
         if [id(p) for p in group["params"]] != [id(p) for p in new["params"]]:
             raise ValueError("the optimiser's parameter groups are not this model's")
-        group["momentum"] = new["momentum"]
-        group["weight_decay"] = new["weight_decay"]
+        for key in ("momentum", "nesterov", "betas", "weight_decay"):
+            if key in new:
+                group[key] = new[key]
 
 
 def lr_factor(iteration: int, schedule: ScheduleConfig) -> float:
-    """Darknet's learning-rate factor at ``iteration`` (``get_current_rate`` / learning_rate):
-    ``(iteration / burn_in) ** burn_in_power`` during burn-in, then the product of the
-    ``scales`` of every step reached (a step applies from its own iteration on)."""
-    if iteration < schedule.burn_in:
-        return (iteration / schedule.burn_in) ** schedule.burn_in_power
+    """The learning-rate factor at ``iteration``.
+
+    ``steps`` (darknet's ``get_current_rate`` / learning_rate): ``(iteration / burn_in) **
+    burn_in_power`` during burn-in, then the product of the ``scales`` of every step reached (a
+    step applies from its own iteration on). ``cosine``: the same burn-in, then half a cosine
+    from 1 to ``final_lr`` at ``max_iter``. ``onecycle`` (Smith's one cycle, as
+    ``torch.optim.lr_scheduler.OneCycleLR`` with cosine annealing): half a cosine from
+    ``final_lr`` up to 1 over the burn-in, then down to ``final_lr`` at ``max_iter``.
+    """
+    burn_in, final = schedule.burn_in, schedule.final_lr
+    if schedule.policy == "onecycle" and iteration < burn_in:
+        return final + (1 - final) * (1 - math.cos(math.pi * iteration / burn_in)) / 2
+    if iteration < burn_in:
+        return (iteration / burn_in) ** schedule.burn_in_power
+    if schedule.policy in ("cosine", "onecycle"):
+        progress = min((iteration - burn_in) / max(schedule.max_iter - burn_in, 1), 1.0)
+        return final + (1 - final) * (1 + math.cos(math.pi * progress)) / 2
     factor = 1.0
     for step, scale in zip(schedule.steps, schedule.scales, strict=True):
         if iteration >= step:
@@ -74,6 +104,8 @@ def lr_factor(iteration: int, schedule: ScheduleConfig) -> float:
 
 
 def learning_rate(iteration: int, config: TrainConfig) -> float:
-    """The SGD learning rate of ``iteration``: ``lr / batch * lr_factor(iteration)``."""
+    """The optimiser's learning rate at ``iteration``: ``lr / batch * lr_factor(iteration)``
+    for SGD, ``lr * lr_factor(iteration)`` for AdamW."""
     opt = config.optimizer
-    return opt.lr / opt.batch * lr_factor(iteration, config.schedule)
+    per_step = opt.lr if opt.name == "adamw" else opt.lr / opt.batch
+    return per_step * lr_factor(iteration, config.schedule)

@@ -13,18 +13,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the Agg backend is chosen first
 
 from yolov3.fileio import atomic_write
-from yolov3.loss import PARTS
 
 
 def plot_curves(
     losses: Sequence[dict[str, float]], evals: Sequence[dict[str, float]], path: str | Path
 ) -> None:
-    """``curves.png``: the four loss parts and the total against the iteration (log scale), and
-    AP / AP50 of each evaluation. Each record has an ``iteration`` key."""
+    """``curves.png``: the loss parts and the total against the iteration (log scale), and
+    AP / AP50 of each evaluation. Each record has an ``iteration`` key; a loss record's other
+    keys are its parts, ``total`` last."""
     fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(12, 4.5))
     if losses:
         its = [r["iteration"] for r in losses]
-        for part in (*PARTS, "total"):
+        for part in [k for k in losses[0] if k != "iteration"]:
             ax_loss.plot(its, [max(r[part], 1e-6) for r in losses], label=part,
                          linewidth=2 if part == "total" else 1)
         ax_loss.set_yscale("log")

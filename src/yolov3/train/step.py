@@ -22,9 +22,10 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
-from yolov3.loss import PARTS, yolo_loss
+from yolov3.loss import DARKNET_LOSS, LossOptions, yolo_loss
 from yolov3.model.network import YOLOv3
 from yolov3.train.config import AMP_DTYPES
+from yolov3.train.ema import WeightsEMA
 
 Minibatch = tuple[Tensor, list[Tensor]]
 
@@ -128,6 +129,10 @@ class TrainStep:
     network is wrapped in DistributedDataParallel (``device_ids`` as DDP takes them): each
     process sees a share of every minibatch and DDP averages the gradients, so each loss is
     multiplied by ``world_size`` to keep darknet's sum.
+
+    ``loss`` says how the loss is made (darknet's by default); ``ema``, when given, is updated
+    after every step whose loss was sound (not after the steps of a blowing-up run, so that
+    the average does not take in their weights).
     """
 
     def __init__(
@@ -140,8 +145,12 @@ class TrainStep:
         compile: bool = False,
         world_size: int = 1,
         device_ids: list[int] | None = None,
+        loss: LossOptions = DARKNET_LOSS,
+        ema: WeightsEMA | None = None,
     ) -> None:
         self.model, self.optimizer, self.world_size = model, optimizer, world_size
+        self.loss, self.ema = loss, ema
+        self.parts = loss.parts
         device = next(model.parameters()).device
         net: torch.nn.Module = model
         self._no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
@@ -179,15 +188,16 @@ class TrainStep:
         # step is then skipped: keep them as they are (buffers only: cheap).
         buffers_before = [b.detach().clone() for b in self.buffers]
         count = 0
-        sums = torch.zeros(len(PARTS) + 1, dtype=torch.float64)
+        sums = torch.zeros(len(self.parts) + 1, dtype=torch.float64)
         for k, (images, targets) in enumerate(minibatches):
             last = k == len(minibatches) - 1
             with contextlib.nullcontext() if last else self._no_sync():
                 raw = self.forward(images)
                 total, parts = yolo_loss(self.model.yolo_layers, raw, targets,
-                                         (images.shape[2], images.shape[3]))
+                                         (images.shape[2], images.shape[3]), self.loss)
                 self.scaler.scale(total * self.world_size).backward()
-            sums += torch.stack([*(parts[n].detach() for n in PARTS), total.detach()]).cpu()
+            sums += torch.stack([*(parts[n].detach() for n in self.parts),
+                                 total.detach()]).cpu()
             count += images.shape[0]
         sums = _all_processes_sum(sums.to(next(self.model.parameters()).device)).cpu()
         for group in self.optimizer.param_groups:
@@ -197,16 +207,19 @@ class TrainStep:
             sound.calls_since += 1
         loss = float(sums[-1])
         if math.isfinite(loss):
-            if sound.sound(loss / max(count * self.world_size, 1)):
+            ok = sound.sound(loss / max(count * self.world_size, 1))
+            if ok:
                 sound.keep(buffers_before)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if ok and self.ema is not None:
+                self.ema.update()
         else:
             with torch.no_grad():
                 for b, before in zip(self.buffers, buffers_before, strict=True):
                     b.copy_(before)
         self.optimizer.zero_grad(set_to_none=True)
-        return {**dict(zip((*PARTS, "total"), sums.tolist(), strict=True)), "lr": lr}
+        return {**dict(zip((*self.parts, "total"), sums.tolist(), strict=True)), "lr": lr}
 
 
 def _all_processes_sum(values: Tensor) -> Tensor:

@@ -43,7 +43,6 @@ from yolov3.fileio import (
 from yolov3.inference import Detector
 from yolov3.inference.draw import draw_detections
 from yolov3.inputs.loader import TrainLoader, make_train_loader
-from yolov3.loss import PARTS
 from yolov3.model.cfg import (
     Anchors,
     cfg_anchors,
@@ -52,10 +51,11 @@ from yolov3.model.cfg import (
     load_cfg,
     unread_training_keys,
 )
-from yolov3.model.network import build_model
+from yolov3.model.network import YOLOv3, build_model
 from yolov3.train.config import BASE_PRESET, TrainConfig, amp_mode
 from yolov3.train.datasets import check_training_data, open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
+from yolov3.train.ema import WeightsEMA
 from yolov3.train.optim import apply_optimizer_config, build_optimizer, learning_rate
 from yolov3.train.report import plot_curves, write_json
 from yolov3.train.step import TrainStep
@@ -239,6 +239,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.optimizer = build_optimizer(self.model, config.optimizer)
         self.state = TrainState()
+        self._saved_ema: tuple[dict[str, Tensor], int] | None = None
         if resume:
             self._restore(self.out / "last.pt")
         elif config.model.weights:
@@ -246,6 +247,7 @@ class Trainer:
             if self.procs.is_main:
                 log.info("%s", message)
         self.model.freeze(config.model.freeze)
+        self.ema = self._ema()
         self.step = self._train_step()
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
@@ -267,6 +269,23 @@ class Trainer:
                 log.info("anchors fitted to the training boxes: %s", model.anchors)
         return model.anchor_pairs()
 
+    def _ema(self) -> WeightsEMA | None:
+        """The moving average of the weights (``ema.decay`` > 0), that of the checkpoint when
+        the run is resumed from one that has it."""
+        cfg = self.config.ema
+        if not cfg.decay:
+            return None
+        ema = WeightsEMA(self.model, cfg.decay, cfg.ramp)
+        if self._saved_ema is not None:
+            ema.load(*self._saved_ema)
+        return ema
+
+    @property
+    def detector(self) -> YOLOv3:
+        """The network that evaluation, ``best.pt`` and the exported weights hold: the moving
+        average of the weights when the recipe keeps one, else the trained network."""
+        return self.model if self.ema is None else self.ema.model
+
     def _train_step(self) -> TrainStep:
         """The iteration as ``train`` asks it to run: DistributedDataParallel across processes,
         torch.compile, channels-last inputs, mixed precision."""
@@ -278,6 +297,7 @@ class Trainer:
             self.model, self.optimizer, amp=amp, channels_last=run.channels_last,
             compile=run.compile, world_size=self.procs.world_size,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            loss=self.config.loss.build(), ema=self.ema,
         )
 
     # --- checkpoints -------------------------------------------------------------------------
@@ -286,8 +306,12 @@ class Trainer:
         if not path.is_file():
             raise YoloError(f"--resume: {path} does not exist; nothing to resume")
         payload = load_checkpoint(path)
+        # With a moving average, "model" is the average (what a detector loads) and the
+        # weights that training continues from are "training_model".
+        self._saved_ema = ((payload["model"], int(payload["ema_updates"]))
+                           if "training_model" in payload else None)
         try:
-            self.model.load_state_dict(payload["model"])
+            self.model.load_state_dict(payload.get("training_model", payload["model"]))
         except RuntimeError as exc:
             raise YoloError(f"{path}: the checkpoint does not fit this model ({exc})") from None
         try:
@@ -307,9 +331,15 @@ class Trainer:
         needs; the previous file stays as it was."""
         if not self.procs.is_main:
             return
+        averaged = {}
+        if self.ema is not None:
+            self.ema.model.seen = self.model.seen
+            averaged = {"training_model": {k: v.detach().cpu()
+                                           for k, v in self.model.state_dict().items()},
+                        "ema_updates": self.ema.updates}
         try:
             save_checkpoint(
-                self.out / name, self.model, self.names,
+                self.out / name, self.detector, self.names, **averaged,
                 optimizer=self.optimizer.state_dict(),
                 config=self.config.to_dict(),
                 state=self.state.__dict__,
@@ -337,7 +367,7 @@ class Trainer:
         tensors = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
         momentum = sum(p.numel() * p.element_size() for p in self.model.parameters()
                        if p.requires_grad)
-        return tensors + momentum
+        return tensors * (1 if self.ema is None else 2) + momentum
 
     def _check_room(self) -> None:
         """Refuse to start a run whose folder's disk cannot hold even one checkpoint."""
@@ -356,7 +386,7 @@ class Trainer:
         cfg = self.config
         return make_train_loader(
             self.train_data, self.minibatch * self.procs.world_size,
-            transform=cfg.augment.build(cfg.data.max_labels),
+            transform=cfg.augment.build(cfg.data.max_labels), mix=cfg.augment.build_mix(),
             multiscale=cfg.multiscale.build(cfg.data.img_size),
             subdivisions=cfg.optimizer.subdivisions, workers=cfg.train.workers, seed=cfg.train.seed,
             start_iteration=self.state.iteration, max_iterations=cfg.schedule.max_iter,
@@ -463,7 +493,7 @@ class Trainer:
             return True
         self._nonfinite_in_row += 1
         log.warning("iteration %d: non-finite loss (%s); the step was skipped", iteration,
-                    ", ".join(f"{k}={stats[k]:.4g}" for k in PARTS))
+                    ", ".join(f"{k}={stats[k]:.4g}" for k in self.step.parts))
         if self._nonfinite_in_row >= self.config.train.max_nonfinite:
             since = self.step.sound_state.calls_since
             if self.step.sound_state.restore() and since is not None:
@@ -481,12 +511,12 @@ class Trainer:
         return False
 
     def _postfix(self, stats: dict[str, float], rate: float, size: int) -> str:
-        parts = " ".join(f"{k} {stats[k]:.3g}" for k in PARTS)
+        parts = " ".join(f"{k} {stats[k]:.3g}" for k in self.step.parts)
         return f"lr {stats['lr']:.2e} {parts} | {size}px {rate:.1f} img/s"
 
     def _log(self, writer: SummaryWriter, iteration: int, stats: dict[str, float], images: int,
              rate: float) -> None:
-        per_image = {k: stats[k] / images for k in (*PARTS, "total")}
+        per_image = {k: stats[k] / images for k in (*self.step.parts, "total")}
         for k, v in per_image.items():
             writer.add_scalar(f"loss/{k}", v, iteration)
         writer.add_scalar("lr", stats["lr"], iteration)
@@ -499,7 +529,7 @@ class Trainer:
         if writer is None:
             self.procs.barrier()
             return
-        metrics = evaluate(self.model, self.val_data, img_size=self.config.data.img_size,
+        metrics = evaluate(self.detector, self.val_data, img_size=self.config.data.img_size,
                            device=self.device, batch_size=max(self.minibatch, 8),
                            model_names=self.names, progress=False)
         self.model.train()
@@ -516,7 +546,7 @@ class Trainer:
     # --- the end of a run --------------------------------------------------------------------
 
     def _finish(self, skipped: int) -> dict[str, Any]:
-        save_darknet_weights(self.model, self.out / "last.weights",
+        save_darknet_weights(self.detector, self.out / "last.weights",
                              seen=self.state.iteration * self.config.optimizer.batch)
         plot_curves(self.state.losses, self.state.evals, self.out / "curves.png")
         self._annotate_val_images()
@@ -539,7 +569,7 @@ class Trainer:
     def _annotate_val_images(self, count: int = 4) -> None:
         folder = self.out / "val_images"
         folder.mkdir(exist_ok=True)
-        detector = Detector(self.model, self.config.data.img_size, conf_thresh=0.25,
+        detector = Detector(self.detector, self.config.data.img_size, conf_thresh=0.25,
                             device=self.device)
         picks = np.linspace(0, len(self.val_data) - 1, min(count, len(self.val_data)))
         for i in sorted({round(float(p)) for p in picks}):
