@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from yolov3.errors import YoloError
+from yolov3.train.config import packaged_presets
 
 #: Where a run goes without --out: this folder, else the first of runs/train2, runs/train3, ...
 #: that holds no run.
@@ -41,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data the built-in generated demo dataset is used.",
     )
     p.add_argument("--config", metavar="FILE",
-                   help="training config YAML (a file, or a packaged config name)")
+                   help="training config YAML: a file, or a packaged config ("
+                   f"{', '.join(packaged_presets())})")
     p.add_argument("--data", metavar="DATASET",
                    help="dataset YAML, COCO JSON, VOC folder or darknet .data (data.dataset)")
     p.add_argument("--model", metavar="NAME|CFG", help="architecture (model.cfg)")

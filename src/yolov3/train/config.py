@@ -227,6 +227,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def packaged_presets() -> list[str]:
+    """The names of the packaged configs (``--config NAME``)."""
+    return sorted(p.name.removesuffix(".yaml") for p in
+                  Path(str(resources.files("yolov3") / "configs")).glob("*.yaml"))
+
+
 def preset_path(name: str) -> Path:
     """The packaged config file called ``name`` (without ``.yaml``)."""
     return Path(str(resources.files("yolov3") / "configs" / f"{name}.yaml"))
