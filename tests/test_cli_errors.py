@@ -92,7 +92,7 @@ def assert_one_clear_error(code: int, err: str, command: str, *fragments: str) -
 def model_command(name: str, f: dict[str, Path], out: Path) -> list[object]:
     return {
         "detect": ["detect", f["photo.png"], "--img-size", 64, "--out", out],
-        "val": ["val", "--data", f["yolo"], "--classes", f["names.txt"], "--img-size", 64,
+        "val": ["val", "--data", f["yolo"], "--names", f["names.txt"], "--img-size", 64,
                 "--workers", 0, "--out", out],
         "export": ["export", "--img-size", 64, "--out", out / "model.onnx"],
         "train": ["train", "--data", f["yolo"], "--out", out, "--max-iter", 1, "--batch-size", 2,
@@ -253,7 +253,7 @@ def test_training_config_that_is_not_utf8(files, tmp_path, capsys) -> None:
 
 DATASET_COMMANDS = {
     "val": lambda data, out, f: ["val", "--data", data, "--model", f["micro.cfg"],
-                                 "--weights", "none", "--classes",
+                                 "--weights", "none", "--names",
                                  f["names.txt"], "--img-size", 64, "--workers", 0, "--out", out],
     "train": lambda data, out, f: ["train", "--data", data, "--model", f["micro.cfg"],
                                    "--weights", "none", "--out", out, "--max-iter", 1,

@@ -46,7 +46,7 @@ def command(name: str, f: dict[str, Path], out: Path) -> list[object]:
     model = ["--model", f["micro.cfg"], "--weights", "none"]
     return {
         "detect": ["detect", f["photo.png"], *model, "--img-size", 64, "--out", out],
-        "val": ["val", "--data", f["yolo"], *model, "--classes", f["names.txt"], "--img-size",
+        "val": ["val", "--data", f["yolo"], *model, "--names", f["names.txt"], "--img-size",
                 64, "--workers", 0, "--out", out],
         "export": ["export", *model, "--img-size", 64, "--out", out / "m.onnx"],
         "explain": ["explain", "channels", f["photo.png"], *model, "--img-size", 64, "--out",

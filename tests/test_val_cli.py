@@ -43,7 +43,7 @@ def test_val_reports_bad_labels_or_stops_with_strict(tiny_weights: Path, tmp_pat
     names = tmp_path / "names.txt"  # the model's 80 classes, named so that some are the dataset's
     names.write_text("\n".join(["cat", "dog", "zebra", *(f"c{k}" for k in range(77))]))
     args = ["val", "--data", str(root / "data.yaml"), "--model", "yolov3-tiny", "--weights",
-            str(tiny_weights), "--img-size", "128", "--classes", str(names), "--workers", "0",
+            str(tiny_weights), "--img-size", "128", "--names", str(names), "--workers", "0",
             "--out", str(tmp_path / "out")]
     assert main(args) == 0
     printed = capsys.readouterr().out

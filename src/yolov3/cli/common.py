@@ -109,11 +109,11 @@ def device_from_args(args: argparse.Namespace) -> torch.device:
 
 def model_from_args(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
     """The model that --model and --weights name (:func:`~yolov3.weights.load.load_model`), and
-    its class names (from a checkpoint, else --classes when the command has it, else COCO's for
-    80 classes)."""
+    its class names (from a checkpoint, else --names FILE when the command has it, else COCO's
+    for 80 classes)."""
     model, names = load_model(args.model, args.weights)
-    if names is None or getattr(args, "classes", None):
-        names = default_names(model.num_classes, getattr(args, "classes", None))
+    if names is None or getattr(args, "names", None):
+        names = default_names(model.num_classes, getattr(args, "names", None))
     return model, names
 
 

@@ -51,7 +51,7 @@ def _add_common(p: argparse.ArgumentParser, default_size: int) -> None:
     add_model_args(p)
     p.add_argument("--img-size", type=int, default=416,
                    help="network input size, a multiple of 32 (default: %(default)s)")
-    p.add_argument("--classes", default=None, metavar="FILE",
+    p.add_argument("--names", default=None, metavar="FILE",
                    help="class names, one per line (default: the dataset's, else COCO's for 80 "
                    "classes)")
     p.add_argument("--size", type=int, default=default_size,
@@ -168,7 +168,7 @@ def run_assign(args: argparse.Namespace) -> int:
     if args.data:
         dataset = open_dataset(args.data, args.split, args.images, args.strict)
         sample = _find_sample(dataset, args.image)
-        names = default_names(len(dataset.names), args.classes) if args.classes else dataset.names
+        names = default_names(len(dataset.names), args.names) if args.names else dataset.names
     else:
         sample = _sample_from_label_file(args.image, args.boxes, model.num_classes)
     view = explain_assignment(model, sample, args.img_size)

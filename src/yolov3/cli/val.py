@@ -10,12 +10,14 @@ from yolov3.cli.common import (
     at_least,
     check_img_size,
     device_from_args,
+    fraction,
     model_from_args,
 )
 from yolov3.cli.data import add_dataset_options
 from yolov3.datasets.open import FORMS, open_dataset
 from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
+from yolov3.evaluation.report import REPORT_FILES, format_best_f1
 from yolov3.fileio import writable_dir
 
 
@@ -24,8 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "val",
         help="evaluate a model on a dataset (COCO AP)",
         description="COCO AP with darknet's protocol: letterboxed input, every (box, class) "
-        "above --conf, per-class NMS, pycocotools' COCOeval. Writes DIR/metrics.json, "
-        "DIR/predictions.json (COCO results format) and DIR/pr_curve.png.",
+        "above --conf, per-class NMS, pycocotools' COCOeval. Writes DIR/metrics.json (with "
+        "the score threshold of the best mean F1 at IoU 0.5), DIR/predictions.json (COCO "
+        "results format), DIR/pr_curve.png, DIR/prf_curves.png (precision, recall and F1 "
+        "against the score threshold) and DIR/confusion_matrix.png and .json.",
     )
     p.add_argument("--data", required=True, metavar="DATASET", help=FORMS.replace("%", "%%"))
     add_dataset_options(p)
@@ -33,11 +37,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="split to evaluate: train, val, ... ('all' for a VOC folder; a COCO "
                    "JSON is one set) (default: %(default)s)")
     add_model_args(p)
-    p.add_argument("--classes", default=None, metavar="FILE",
+    p.add_argument("--names", default=None, metavar="FILE",
                    help="the model's class names, one per line, when they are not the "
-                   "dataset's (default: COCO's names for 80 classes); classes are matched by "
-                   "name")
+                   "dataset's (default: a checkpoint's own, else COCO's names for 80 classes); "
+                   "classes are matched by name")
     add_detection_args(p, conf=0.005, precision="fp32")
+    p.add_argument("--cm-conf", type=fraction("the score above which a detection counts in "
+                                              "the confusion matrix"),
+                   default=0.25, metavar="SCORE", help="score threshold of the confusion "
+                   "matrix, in [0, 1] (default: %(default)s)")
+    p.add_argument("--cm-iou", type=fraction("the overlap at which a detection finds a box in "
+                                             "the confusion matrix"), default=0.45, metavar="IOU",
+                   help="IoU at which a detection finds a box in the confusion matrix, in "
+                   "[0, 1] (default: %(default)s)")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="images per forward pass "
                    "(default: %(default)s)")
     p.add_argument("--workers", type=at_least(0), default=2,
@@ -59,13 +71,16 @@ def run(args: argparse.Namespace) -> int:
           f"images, {dataset.num_boxes} boxes, {len(dataset.names)} classes")
     result = evaluate(model, dataset, args.img_size, args.conf, args.iou, args.batch_size,
                       device, writable_dir(args.out), args.workers, names,
-                      precision=args.precision)
+                      precision=args.precision, confusion_conf=args.cm_conf,
+                      confusion_iou=args.cm_iou)
+    print(format_best_f1(result["best_f1"]))
+    print(f"written to {args.out}: {', '.join(REPORT_FILES)} (the confusion matrix at score > "
+          f"{args.cm_conf:g}, IoU {args.cm_iou:g})")
     print(result["table"])
     timing = result["timing"]
     print(f"{result['images']} images at {timing['images_per_second']:.1f} images/s in "
           f"{result['precision']}; "
-          f"COCOeval {timing['cocoeval_s']:.1f} s; written to {args.out}/metrics.json, "
-          "predictions.json, pr_curve.png")
+          f"COCOeval {timing['cocoeval_s']:.1f} s")
     if dataset.problems:
         print(dataset.problems.summary())
     return 0

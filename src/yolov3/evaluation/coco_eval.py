@@ -17,6 +17,8 @@ from yolov3.datasets.coco import CocoDataset
 from yolov3.datasets.convert import coco_dict
 from yolov3.datasets.problems import UNREADABLE
 from yolov3.evaluation.class_map import class_mapping
+from yolov3.evaluation.confusion import confusion_matrix
+from yolov3.evaluation.curves import score_curves
 from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
 from yolov3.evaluation.report import format_table, metrics_dict, write_report
 from yolov3.inference import Detections
@@ -64,6 +66,8 @@ def evaluate(
     model_names: list[str] | None = None,
     progress: bool = True,
     precision: str = "fp32",
+    confusion_conf: float = 0.25,
+    confusion_iou: float = 0.45,
 ) -> dict[str, Any]:
     """COCO AP of ``model`` on ``dataset`` with darknet's protocol (``multi_label``: one
     detection per box and class whose objectness x class probability exceeds ``conf_thresh``;
@@ -71,9 +75,11 @@ def evaluate(
 
     Returns the metrics: ``AP``, ``AP50``, ``AP75``, ``APs``, ``APm``, ``APl``, ``AR1``,
     ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl``, ``per_class``, plus ``images`` and
-    ``timing`` (seconds in the network with NMS, in COCOeval, images per second), and
-    ``table``, the printable summary. With ``out_dir``, writes ``metrics.json``,
-    ``predictions.json`` and ``pr_curve.png`` there. An unreadable image is added to
+    ``timing`` (seconds in the network with NMS, in COCOeval, images per second),
+    ``best_f1`` (the score threshold of the best mean F1 at IoU 0.5, with P, R, F1), and
+    ``table``, the printable summary. With ``out_dir``, writes the
+    :data:`~yolov3.evaluation.report.REPORT_FILES` there (the confusion matrix at
+    ``confusion_conf`` and ``confusion_iou``). An unreadable image is added to
     ``dataset.problems`` (an error if the dataset is strict) and left out of the ground truth.
     ``model_names`` name the model's classes when they differ from the dataset's (default:
     COCO's names for 80 classes). The network runs as ``detect`` runs it (the batch-norm-folded
@@ -107,9 +113,11 @@ def evaluate(
         model.train(was_training)
     inference = time.perf_counter() - start
     t = time.perf_counter()
-    metrics: CocoMetrics = coco_metrics(ground_truth(dataset, skipped), predictions)
+    gt = ground_truth(dataset, skipped)
+    metrics: CocoMetrics = coco_metrics(gt, predictions)
     cocoeval = time.perf_counter() - t
-    result = metrics_dict(metrics)
+    curves = score_curves(gt, predictions)
+    result = metrics_dict(metrics, curves)
     result["images"] = len(dataset) - len(skipped)
     result["precision"] = detector.precision
     result["timing"] = {
@@ -117,6 +125,7 @@ def evaluate(
         "inference_s": inference, "network_and_nms_s": network, "cocoeval_s": cocoeval,
     }
     if out_dir is not None:
-        write_report(Path(out_dir), result, metrics, predictions)
+        write_report(Path(out_dir), result, metrics, predictions, curves,
+                     confusion_matrix(gt, predictions, confusion_conf, confusion_iou))
     result["table"] = format_table(metrics)
     return result

@@ -1,5 +1,5 @@
-"""What an evaluation leaves behind: a printed table, metrics.json, predictions.json and the
-precision-recall plot."""
+"""What an evaluation leaves behind: a printed table and summary, metrics.json,
+predictions.json, the precision-recall plot, the P/R/F1 curves and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -9,8 +9,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from yolov3.evaluation.confusion import ConfusionMatrix, confusion_figure
+from yolov3.evaluation.curves import ScoreCurves, curves_figure
 from yolov3.evaluation.metrics import STAT_NAMES, CocoMetrics
 from yolov3.fileio import atomic_write
+
+# The files of :func:`write_report`, in the output folder.
+REPORT_FILES = ("metrics.json", "predictions.json", "pr_curve.png", "prf_curves.png",
+                "confusion_matrix.png", "confusion_matrix.json")
 
 _STAT_WORDS = {
     "AP": "AP  @[IoU=0.50:0.95 | area=   all | maxDets=100]",
@@ -43,15 +49,33 @@ def format_table(metrics: CocoMetrics) -> str:
     return "\n".join(lines)
 
 
-def metrics_dict(metrics: CocoMetrics) -> dict[str, Any]:
-    """``AP``, ``AP50``, ... ``ARl`` and ``per_class`` (id, name, boxes, AP, AP50)."""
-    return {**metrics.stats, "per_class": metrics.per_class}
+def format_best_f1(best: dict[str, Any] | None) -> str:
+    """One line: the score threshold of the best mean F1 (:meth:`ScoreCurves.best_f1`), with
+    the mean precision and recall there."""
+    if best is None:
+        return "best F1: no ground-truth boxes to find"
+    return (f"best F1 {best['F1']:.3f} at score > {best['threshold']:g}: precision "
+            f"{best['P']:.3f}, recall {best['R']:.3f} (means over {best['classes']} classes, "
+            f"IoU {best['iou']:g})")
+
+
+def metrics_dict(metrics: CocoMetrics, curves: ScoreCurves) -> dict[str, Any]:
+    """``AP``, ``AP50``, ... ``ARl``, ``per_class`` (id, name, boxes, AP, AP50) and
+    ``best_f1`` (threshold, P, R, F1, iou, classes: :meth:`ScoreCurves.best_f1`)."""
+    return {**metrics.stats, "per_class": metrics.per_class, "best_f1": curves.best_f1()}
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """A matplotlib figure (drawn on the Agg canvas, without pyplot, so the caller's backend
+    is left alone) written as a PNG, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png")
 
 
 def plot_pr_curve(metrics: CocoMetrics, path: Path) -> None:
     """Precision against recall at IoU 0.5: one thin line per class (up to 20 are named) and
-    the mean over classes, as COCOeval interpolates them. Drawn on matplotlib's Agg canvas
-    without pyplot, so the caller's backend is left alone."""
+    the mean over classes, as COCOeval interpolates them."""
     fig = Figure(figsize=(7, 6), dpi=100)
     ax = fig.subplots()
     with_boxes = [k for k, c in enumerate(metrics.per_class) if c["AP50"] is not None]
@@ -68,17 +92,23 @@ def plot_pr_curve(metrics: CocoMetrics, path: Path) -> None:
            title="precision-recall, IoU 0.5")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path)
+
+
+def _write_json(path: Path, value: Any, indent: int | None = None) -> None:
     with atomic_write(path) as f:
-        fig.savefig(f, format="png")
+        f.write(json.dumps(value, indent=indent).encode())
 
 
 def write_report(out_dir: Path, metrics: dict[str, Any], coco_metrics: CocoMetrics,
-                 predictions: list[dict[str, Any]]) -> None:
-    """``out_dir/metrics.json``, ``predictions.json`` (COCO results format) and
-    ``pr_curve.png``."""
-    with atomic_write(out_dir / "metrics.json") as f:
-        f.write(json.dumps(metrics, indent=1).encode())
-    with atomic_write(out_dir / "predictions.json") as f:
-        f.write(json.dumps(predictions).encode())
+                 predictions: list[dict[str, Any]], curves: ScoreCurves,
+                 confusion: ConfusionMatrix) -> None:
+    """The :data:`REPORT_FILES` in ``out_dir``: ``metrics.json``, ``predictions.json`` (COCO
+    results format), ``pr_curve.png``, ``prf_curves.png`` (P, R and F1 against the score
+    threshold), ``confusion_matrix.png`` and ``.json``."""
+    _write_json(out_dir / "metrics.json", metrics, indent=1)
+    _write_json(out_dir / "predictions.json", predictions)
     plot_pr_curve(coco_metrics, out_dir / "pr_curve.png")
+    save_figure(curves_figure(curves), out_dir / "prf_curves.png")
+    save_figure(confusion_figure(confusion), out_dir / "confusion_matrix.png")
+    _write_json(out_dir / "confusion_matrix.json", confusion.to_dict())
