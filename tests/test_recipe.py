@@ -212,6 +212,8 @@ def test_resume_with_the_average_and_mosaic_is_bit_identical(micro_cfg, tmp_path
     assert main(train_args(micro_cfg, split, 6, *IMPROVED, "--set", "train.time_limit=1e-6")) == 0
     assert load_checkpoint(split / "last.pt")["state"]["iteration"] == 1
     assert main(["train", "--resume", str(split), "--set", "train.time_limit=0"]) == 0
+    for name in ("labels.png", "train_batch0.jpg", "train_batch1.jpg", "train_batch2.jpg"):
+        assert (straight / name).is_file() and (split / name).is_file(), name
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(split / "last.pt")
     assert a["ema_updates"] == b["ema_updates"] == 6
     for key in ("model", "training_model"):

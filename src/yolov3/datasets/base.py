@@ -136,6 +136,24 @@ class DetectionDataset(Dataset):
         under one pixel at that size are among them; :meth:`annotations` drops those)."""
         return self._labels[self._offsets[i] : self._offsets[i + 1]]
 
+    def training_boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The class (n,) int64 and the width and height (n, 2) float64, as fractions of their
+        image's width and height, of every box that training learns from (not ignored), from
+        the packed labels without decoding an image: YOLO's fractions as they are (sub-pixel
+        boxes included), pixel boxes over the image sizes the dataset knows (a header read for
+        an image whose size it does not)."""
+        offsets, boxes = self._offsets, self._boxes
+        keep = ~self._ignore
+        if self.normalised:  # cx, cy, w, h fractions
+            wh = boxes[:, 2:4]
+        else:
+            sizes = np.array(self.sizes, np.float64)
+            for i in np.flatnonzero((sizes[:, 0] <= 0) & (np.diff(offsets) > 0)):
+                sizes[i] = image_size(self.files[i])
+            per_box = np.repeat(sizes[:, ::-1], np.diff(offsets), axis=0)  # width, height
+            wh = (boxes[:, 2:4] - boxes[:, 0:2]) / per_box
+        return self._labels[keep], wh[keep]
+
     def annotations(self, i: int, image_hw: tuple[int, int] | None = None) -> Annotation:
         """The ground truth of image ``i`` without decoding it. ``image_hw`` is the image's
         (height, width) when the caller already knows it (YOLO labels need it; otherwise the

@@ -2,8 +2,10 @@
 letterbox, both turning a :class:`Sample` into a network input and its training targets.
 
 Training (REFERENCE.md, "Training recipe"): aspect-ratio jitter, the jittered image resized so
-that it fits the input (its longer side set to the input size: no random scale), placed at a
-random position on a grey (127) canvas, HSV distortion of the whole canvas, horizontal flip.
+that it fits the input (its longer side set to the input size; darknet has no random scale, the
+improved recipe's ``scale`` zooms it by a random factor, cutting what overflows the input),
+placed at a random position on a grey (127) canvas, HSV distortion of the whole canvas,
+horizontal flip.
 The boxes follow every step, are clipped to the canvas, dropped when under one pixel wide or
 high, and at most ``max_labels`` are kept. Boxes marked ``ignore`` (COCO crowd, VOC difficult)
 are not training targets and are dropped first. Training wraps the transform in
@@ -39,7 +41,10 @@ CANVAS_GREY = 127
 
 
 class Transform(Protocol):
-    """A sample -> (image (3, H, W) float32 in [0, 1], targets (n, 5)) at a given input size."""
+    """A sample -> (image (3, H, W) float32 in [0, 1], targets (n, 5)) at a given input size,
+    keeping at most ``max_labels`` targets."""
+
+    max_labels: int
 
     def __call__(
         self, sample: Sample, input_hw: tuple[int, int], rng: np.random.Generator
@@ -76,6 +81,30 @@ def place_boxes(
     return torch.cat([torch.from_numpy(labels).to(cxcywh.dtype)[:, None], cxcywh], 1).float()
 
 
+def resize_linear(image: np.ndarray, new_hw: tuple[int, int]) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 resized to ``new_hw`` (height, width) with OpenCV's bilinear
+    interpolation (half-pixel centres: a point at image x lands at x * new_w / w)."""
+    new_h, new_w = new_hw
+    return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
+def paste(canvas: np.ndarray, image: np.ndarray, x: int, y: int) -> None:
+    """Copy ``image`` onto ``canvas`` (both (H, W, 3)) with its top-left pixel at (x, y), which
+    may lie outside the canvas: what falls outside is cut off."""
+    h, w = image.shape[:2]
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + w, canvas.shape[1]), min(y + h, canvas.shape[0])
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = image[y0 - y : y1 - y, x0 - x : x1 - x]
+
+
+def random_offset(rng: np.random.Generator, room: int) -> int:
+    """Darknet's random placing along one axis with ``room`` = input side - image side: an
+    integer offset uniform in [0, room], or in [room, 0] for an image larger than the input
+    (a random crop)."""
+    return int(rng.integers(min(0, room), max(0, room), endpoint=True))
+
+
 def random_scale(rng: np.random.Generator, s: float) -> float:
     """Darknet's ``rand_scale``: a factor drawn from U(1, s), inverted with probability 1/2."""
     scale = rng.uniform(1.0, s)
@@ -110,6 +139,10 @@ class TrainTransform:
       1/2 (darknet's ``random_distort_image``); hue 0 and both factors 1 switch it off.
     - ``flip``: probability of the horizontal flip (darknet's ``flip``, DeNA's ``LRFLIP``).
     - ``max_labels``: the targets kept per image.
+    - ``scale``: random zoom (ultralytics' ``scale``, in [0, 1); 0, darknet's, is off): the
+      fitted size multiplied by U(1 - scale, 1 + scale). A zoomed image larger than the input
+      is cut: placed at a random offset in [input - size, 0] (centred without
+      ``random_placing``); the boxes are clipped to the input as always.
 
     The values are checked where they are set, when the training config loads
     (:class:`~yolov3.train.config.AugmentConfig` builds this transform).
@@ -127,15 +160,16 @@ class TrainTransform:
         exposure: float = 1.5,
         flip: float = 0.5,
         max_labels: int = MAX_LABELS,
+        scale: float = 0.0,
     ) -> None:
         self.jitter, self.random_placing = jitter, random_placing
         self.hue, self.saturation, self.exposure = hue, saturation, exposure
-        self.flip, self.max_labels = flip, max_labels
+        self.flip, self.max_labels, self.scale = flip, max_labels, scale
 
     def __repr__(self) -> str:
         return (f"TrainTransform(jitter={self.jitter}, random_placing={self.random_placing}, "
                 f"hue={self.hue}, saturation={self.saturation}, exposure={self.exposure}, "
-                f"flip={self.flip}, max_labels={self.max_labels})")
+                f"flip={self.flip}, max_labels={self.max_labels}, scale={self.scale})")
 
     @property
     def distorts(self) -> bool:
@@ -146,25 +180,26 @@ class TrainTransform:
         self, sample: Sample, input_hw: tuple[int, int], rng: np.random.Generator
     ) -> tuple[Tensor, Tensor]:
         """The augmented network input of ``input_hw`` (height, width) and its targets. Every
-        random draw comes from ``rng``, the geometric ones first, so that switching the HSV
-        distortion on or off leaves the geometry of a given ``rng`` unchanged."""
+        random draw comes from ``rng``, the geometric ones first (jitter, zoom, placing, flip),
+        so that switching the HSV distortion on or off leaves the geometry of a given ``rng``
+        unchanged; a switch that is off draws nothing."""
         h, w = sample.size
         in_h, in_w = input_hw
         jit_w = w + rng.uniform(-self.jitter * w, self.jitter * w) if self.jitter else w
         jit_h = h + rng.uniform(-self.jitter * h, self.jitter * h) if self.jitter else h
         # The jittered size only sets the aspect: fit it to the input as darknet's letterbox.
-        new_h, new_w, centred = letterbox_geometry((jit_h, jit_w), input_hw)
+        new_h, new_w, _ = letterbox_geometry((jit_h, jit_w), input_hw)
+        if self.scale:
+            zoom = rng.uniform(1.0 - self.scale, 1.0 + self.scale)
+            new_h, new_w = max(round(new_h * zoom), 1), max(round(new_w * zoom), 1)
         if self.random_placing:
-            dx = int(rng.integers(0, in_w - new_w, endpoint=True))
-            dy = int(rng.integers(0, in_h - new_h, endpoint=True))
-        else:
-            dx, dy = int(centred.pad_x), int(centred.pad_y)
+            dx, dy = random_offset(rng, in_w - new_w), random_offset(rng, in_h - new_h)
+        else:  # centred, as the letterbox (a negative offset crops both sides)
+            dx, dy = (in_w - new_w) // 2, (in_h - new_h) // 2
         flip = bool(rng.random() < self.flip) if self.flip else False
 
         canvas = np.full((in_h, in_w, 3), CANVAS_GREY, np.uint8)
-        canvas[dy : dy + new_h, dx : dx + new_w] = cv2.resize(
-            np.ascontiguousarray(sample.image), (new_w, new_h), interpolation=cv2.INTER_LINEAR
-        )
+        paste(canvas, resize_linear(sample.image, (new_h, new_w)), dx, dy)
         if flip:  # before the HSV distortion, which works pixel by pixel: the same result
             canvas = cv2.flip(canvas, 1)
         image = np.multiply(canvas, np.float32(1 / 255), dtype=np.float32)
@@ -200,13 +235,13 @@ class RandomBoxOrder:
         self, sample: Sample, input_hw: tuple[int, int], rng: np.random.Generator
     ) -> tuple[Tensor, Tensor]:
         if np.count_nonzero(~sample.ignore) > self.max_labels:
-            order = _spawn(rng).permutation(len(sample.boxes))
+            order = spawn(rng).permutation(len(sample.boxes))
             sample = replace(sample, boxes=sample.boxes[order], labels=sample.labels[order],
                              ignore=sample.ignore[order])
         return self.transform(sample, input_hw, rng)
 
 
-def _spawn(rng: np.random.Generator) -> np.random.Generator:
+def spawn(rng: np.random.Generator) -> np.random.Generator:
     """A child of ``rng`` (from its seed sequence): draws nothing from ``rng``."""
     try:
         return rng.spawn(1)[0]

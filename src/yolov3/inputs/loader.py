@@ -7,9 +7,11 @@ another without a gap, and minibatch ``step`` holds stream positions ``step * ba
 An iteration (one optimiser step, darknet's "batch") is ``subdivisions`` consecutive minibatches.
 The input size of iteration i is drawn from (seed, i // interval) (darknet's multi-scale
 training, ``random=1``). The augmentation of stream position p draws from a generator seeded
-with (seed, p). Every one of these is a pure function of its arguments, so that a resumed run
-sees exactly the data of an uninterrupted one, and ``world_size`` ranks, each taking its share
-of every minibatch, see together what one process sees.
+with (seed, p); its mosaic and mixup (the improved recipe, :class:`~yolov3.inputs.mix.Mix`)
+from another, seeded with (seed, p) in a stream of their own, so that with both off the inputs
+are darknet's, bit for bit. Every one of these is a pure function of its arguments, so that a
+resumed run sees exactly the data of an uninterrupted one, and ``world_size`` ranks, each taking
+its share of every minibatch, see together what one process sees.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from yolov3.datasets.sample import Sample
 from yolov3.errors import DataError
-from yolov3.inputs.augment import TrainTransform, Transform
+from yolov3.inputs.augment import TrainTransform, Transform, spawn
+from yolov3.inputs.mix import Mix, mixup, mosaic, random_subset
 from yolov3.model.cfg import STRIDE
 
-# Distinct seed streams, so that the data order, the sizes and the augmentation never share
-# random numbers.
-_ORDER, _SCALE, _AUGMENT = 0, 1, 2
+# Distinct seed streams, so that the data order, the sizes, the augmentation and the mixing of
+# images never share random numbers.
+_ORDER, _SCALE, _AUGMENT, _MIX = 0, 1, 2, 3
 # How many following images are tried in place of one that cannot be read.
 MAX_SUBSTITUTES = 16
 
@@ -72,6 +75,12 @@ class SampleKey(NamedTuple):
 def augment_rng(seed: int, position: int) -> np.random.Generator:
     """The generator of the augmentation at stream ``position``."""
     return np.random.default_rng([seed, _AUGMENT, position])
+
+
+def mix_rng(seed: int, position: int) -> np.random.Generator:
+    """The generator of the mosaic and mixup at stream ``position`` (see
+    :class:`AugmentedDataset`)."""
+    return np.random.default_rng([seed, _MIX, position])
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
@@ -157,33 +166,77 @@ class AugmentedDataset(Dataset):
     """A detection dataset seen through a transform: ``self[key]`` is the augmented sample of a
     :class:`SampleKey`, as ``(image (3, H, W), targets (n, 5), key, skipped)``.
 
-    An image that cannot be read (:class:`DataError`) is replaced by the next readable one in
-    dataset order, augmented with the same random draws, and its message returned in
-    ``skipped``; after ``MAX_SUBSTITUTES`` unreadable images in a row the error is raised.
+    With ``mix`` (the improved recipe) the mix generator of the position (:func:`mix_rng`)
+    decides whether its input is a mosaic and whether it is mixed up
+    (:meth:`~yolov3.inputs.mix.Mix.plan`). A mosaic is built from the position's own image and
+    three others (its centre drawn from the mix generator) and then augmented by ``transform``
+    with the position's augmentation generator, as a single image would be. A mixup partner is
+    built and augmented likewise, every draw from one generator spawned from the mix generator;
+    the two inputs are blended (ratio from the mix generator) and, when they hold more than the
+    transform's ``max_labels`` boxes together, a random ``max_labels`` of them kept (also from
+    the mix generator). With ``mix`` None or all off nothing of this is drawn or done.
+
+    An image that cannot be read (:class:`DataError`), the position's own or one mixed in, is
+    replaced by the next readable one in dataset order, augmented with the same random draws,
+    and its message returned in ``skipped``; after ``MAX_SUBSTITUTES`` unreadable images in a
+    row the error is raised. ``key.index`` is returned as the position's own image actually
+    used.
     """
 
-    def __init__(self, dataset: Dataset, transform: Transform | None = None, seed: int = 0):
+    def __init__(self, dataset: Dataset, transform: Transform | None = None, seed: int = 0,
+                 mix: Mix | None = None):
         self.dataset = dataset
         self.transform = TrainTransform() if transform is None else transform
         self.seed = seed
+        self.mix = mix if mix is not None and mix.active else None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: SampleKey) -> tuple[Tensor, Tensor, SampleKey, list[str]]:
         skipped: list[str] = []
-        for attempt in range(min(MAX_SUBSTITUTES, len(self.dataset))):
-            index = (key.index + attempt) % len(self.dataset)
+        index, sample = self._read(key.index, skipped)
+        rng = augment_rng(self.seed, key.position)
+        if self.mix is None:
+            image, targets = self.transform(sample, key.input_hw, rng)
+        else:
+            image, targets = self._mixed(self.mix, sample, key, rng, skipped)
+        return image, targets, key._replace(index=index), skipped
+
+    def _read(self, index: int, skipped: list[str]) -> tuple[int, Sample]:
+        """Dataset image ``index``, or the next readable one (the messages of those that are
+        not go into ``skipped``), and its index."""
+        tries = min(MAX_SUBSTITUTES, len(self.dataset))
+        for attempt in range(tries):
+            at = (index + attempt) % len(self.dataset)
             try:
-                sample: Sample = self.dataset[index]
+                return at, self.dataset[at]
             except DataError as exc:
                 skipped.append(str(exc))
-                continue
-            image, targets = self.transform(sample, key.input_hw, augment_rng(self.seed,
-                                                                              key.position))
-            return image, targets, key._replace(index=index), skipped
-        raise DataError(f"{len(skipped)} images in a row could not be read, the last: "
-                        f"{skipped[-1]}")
+        raise DataError(f"{tries} images in a row could not be read, the last: {skipped[-1]}")
+
+    def _mixed(self, mix: Mix, sample: Sample, key: SampleKey, rng: np.random.Generator,
+               skipped: list[str]) -> tuple[Tensor, Tensor]:
+        """The input of ``key`` with its mosaic and mixup (see the class docstring)."""
+        generator = mix_rng(self.seed, key.position)
+        plan = mix.plan(len(self.dataset), generator)
+        others = [self._read(i, skipped)[1] for i in plan.others]
+        main = self.transform(_compose([sample, *others], key.input_hw, generator),
+                              key.input_hw, rng)
+        if not plan.partner:
+            return main
+        partner_rng = spawn(generator)
+        partner = _compose([self._read(i, skipped)[1] for i in plan.partner], key.input_hw,
+                           partner_rng)
+        image, targets = mixup(main, self.transform(partner, key.input_hw, partner_rng),
+                               generator)
+        return image, random_subset(targets, self.transform.max_labels, generator)
+
+
+def _compose(samples: list[Sample], input_hw: tuple[int, int],
+             rng: np.random.Generator) -> Sample:
+    """The mosaic of four samples (its centre drawn from ``rng``), or the one sample."""
+    return mosaic(samples, input_hw, rng) if len(samples) == 4 else samples[0]
 
 
 @dataclass
@@ -277,19 +330,21 @@ def make_train_loader(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    mix: Mix | None = None,
 ) -> TrainLoader:
     """The training loader over ``dataset`` (``dataset[i]`` a :class:`Sample`): yields
     ``(images (B, 3, H, W), targets [(n_i, 5)], BatchInfo)`` from ``start_iteration`` on, each
     iteration being ``subdivisions`` minibatches of ``batch_size // world_size`` images for this
     rank. ``transform`` defaults to darknet's augmentation, ``multiscale`` to 320..608 every 10
-    iterations. With ``workers`` > 0 the worker processes persist across epochs."""
+    iterations; ``mix`` (None: off) adds mosaic and mixup (see :class:`AugmentedDataset`).
+    With ``workers`` > 0 the worker processes persist across epochs."""
     sampler = TrainBatchSampler(
         len(dataset), batch_size, multiscale=multiscale, seed=seed, subdivisions=subdivisions,
         start_iteration=start_iteration, max_iterations=max_iterations, rank=rank,
         world_size=world_size,
     )
     return TrainLoader(
-        AugmentedDataset(dataset, transform, seed),
+        AugmentedDataset(dataset, transform, seed, mix),
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=workers,

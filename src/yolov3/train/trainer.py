@@ -57,6 +57,7 @@ from yolov3.train.datasets import check_training_data, open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
 from yolov3.train.ema import WeightsEMA
 from yolov3.train.optim import apply_optimizer_config, build_optimizer, learning_rate
+from yolov3.train.pictures import save_batch_picture, save_label_picture
 from yolov3.train.report import plot_curves, write_json
 from yolov3.train.step import TrainStep
 from yolov3.weights.checkpoint import load_checkpoint, save_checkpoint
@@ -67,7 +68,10 @@ log = logging.getLogger("yolov3")
 
 #: What a run writes into its folder: a folder holding any of these holds a run.
 RUN_FILES = ("last.pt", "best.pt", "results.json", "model.cfg", "last.weights", "curves.png",
-             "tensorboard", "val_images")
+             "tensorboard", "val_images", "labels.png", "train_batch0.jpg", "train_batch1.jpg",
+             "train_batch2.jpg")
+#: The first iterations whose first minibatch is drawn as ``train_batchN.jpg``.
+BATCH_PICTURES = 3
 #: The lock file that keeps a second live run out of a run's folder.
 LOCK_FILE = ".train.lock"
 
@@ -424,6 +428,9 @@ class Trainer:
         if main:
             with atomic_write(self.out / "model.cfg") as f:
                 f.write(format_cfg(self.model.sections).encode())
+            if not (self.out / "labels.png").is_file():
+                save_label_picture(*self.train_data.training_boxes(), self.names,
+                                   self.out / "labels.png")
         writer = SummaryWriter(str(self.out / "tensorboard")) if main else None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         start_time, start_wall = time.perf_counter(), self.state.wall_time
@@ -435,6 +442,9 @@ class Trainer:
             step_start = time.perf_counter()
             for minibatches in self._iterations(loader):
                 iteration = self.state.iteration + 1
+                if main and iteration <= BATCH_PICTURES:  # what the recipe feeds the network
+                    save_batch_picture(*minibatches[0], self.names,
+                                       self.out / f"train_batch{iteration - 1}.jpg")
                 stats = self.step(minibatches, learning_rate(iteration, cfg))
                 now = time.perf_counter()
                 self.state.iteration = iteration
