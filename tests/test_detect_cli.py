@@ -106,8 +106,9 @@ def test_detect_help_explains_every_option(capsys) -> None:
     except SystemExit as exc:
         assert exc.code == 0
     text = capsys.readouterr().out
-    for option in ("--model", "--weights", "--img-size", "--conf", "--iou", "--classes",
-                   "--device", "--out", "--single-label", "--threads"):
+    for option in ("--model", "--weights", "--img-size", "--conf", "--iou", "--names",
+                   "--classes", "--max-det", "--vid-stride", "--save-txt", "--save-conf",
+                   "--nosave", "--timeout", "--device", "--out", "--single-label", "--threads"):
         assert option in text
 
 
