@@ -255,3 +255,25 @@ def test_darknet_preset_trains_as_before_the_switches(micro_cfg, tmp_path) -> No
     total = sum(float(v.double().abs().sum()) for v in checkpoint["model"].values()
                 if v.is_floating_point())
     assert total == pytest.approx(DARKNET_WEIGHTS_ABS_SUM, rel=1e-6)
+
+
+def test_every_preset_loads_and_darknets_have_every_switch_off() -> None:
+    from yolov3.train.config import packaged_presets
+
+    presets = packaged_presets()
+    assert {"yolov3-coco-darknet", "yolov3-coco-improved", "finetune", "finetune-darknet",
+            "demo"} <= set(presets)
+    configs = {name: load_config(name) for name in presets}
+    for name in ("yolov3-coco-darknet", "finetune-darknet"):
+        c = configs[name]
+        assert c.loss.build() == LossOptions(), name
+        assert (c.ema.decay, c.augment.scale, c.augment.mosaic, c.augment.mixup) == (0, 0, 0, 0)
+        assert (c.schedule.policy, c.optimizer.name, c.optimizer.nesterov) == ("steps", "sgd",
+                                                                              False)
+    improved = configs["yolov3-coco-improved"]
+    assert improved.loss.box == "giou" and improved.ema.decay == 0.9999
+    assert improved.augment.mosaic == 1.0 and improved.schedule.policy == "cosine"
+    # The improved COCO recipe keeps darknet's network, data and schedule length.
+    darknet = configs["yolov3-coco-darknet"]
+    assert (improved.model, improved.data, improved.schedule.max_iter) == (
+        darknet.model, darknet.data, darknet.schedule.max_iter)
