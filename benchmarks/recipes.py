@@ -5,6 +5,8 @@ minutes of training).
 
     .venv/bin/python benchmarks/recipes.py ../shared/datasets/kangaroo [--seeds 0 1]
         [--max-iter 300] [--only darknet ema giou ...] [--out runs/recipes]
+        [--define NAME KEY=VALUE ...]   # a row of your own (repeatable), e.g. --define
+                                        # giou1 loss.box=giou loss.box_gain=1
 
 Every run starts from the official yolov3-tiny (the recipe's `model.weights`) with the
 `finetune-darknet` preset; a switch is a list of `--set` overrides on it. A budget other than
@@ -77,18 +79,22 @@ def main() -> None:
     parser.add_argument("data", help="a dataset as --data takes it")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-iter", type=int, default=RECIPE_ITERATIONS)
-    parser.add_argument("--only", nargs="+", default=None,
+    parser.add_argument("--only", nargs="*", default=None,
                         choices=["darknet", *SWITCHES, "chosen"],
                         help="the rows to run (default: all)")
     parser.add_argument("--out", type=Path, default=Path("runs/recipes"))
+    parser.add_argument("--define", nargs="+", action="append", default=[],
+                        metavar=("NAME", "KEY=VALUE"),
+                        help="one more row: its name and its overrides of finetune-darknet")
     args = parser.parse_args()
     if not preset_path(CHOSEN).is_file():
         raise SystemExit(f"no packaged preset {CHOSEN}")
     rows = {"darknet": (BASE, []), **{k: (BASE, v) for k, v in SWITCHES.items()},
-            "chosen": (CHOSEN, [])}
+            "chosen": (CHOSEN, []), **{d[0]: (BASE, d[1:]) for d in args.define}}
     table = []
+    extra = {d[0] for d in args.define}
     for name, (preset, overrides) in rows.items():
-        if args.only and name not in args.only:
+        if args.only is not None and name not in args.only and name not in extra:
             continue
         runs = [run(name, preset, overrides, args.data, s, args.max_iter, args.out)
                 for s in args.seeds]
