@@ -299,13 +299,14 @@ def test_an_empty_validation_split_is_a_warning_at_the_start(empty, micro_cfg, t
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A folder on a tmpfs of 160 KiB (a micro checkpoint is about 105 kB: one fits, a second
-    beside it does not), for root where mounting works."""
+    """A folder on a tmpfs of 240 KiB (a micro run's pictures, labels.png and train_batch*.jpg,
+    take about 70 kB and a micro checkpoint about 105 kB: one checkpoint fits beside them, a
+    second does not), for root where mounting works."""
     disk = tmp_path / "disk"
     disk.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("a full disk needs a small tmpfs: mounting one needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(disk)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=240k", "tmpfs", str(disk)],
                           capture_output=True, text=True)
     if done.returncode:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
@@ -331,7 +332,7 @@ def test_a_full_disk_names_the_folder_and_keeps_the_previous_checkpoint(
 
 def test_a_disk_too_full_for_one_checkpoint_is_refused_at_the_start(small_disk, micro_cfg,
                                                                    capsys) -> None:
-    (small_disk / "filler").write_bytes(b"x" * 100_000)
+    (small_disk / "filler").write_bytes(b"x" * 180_000)  # 60 kB left: no checkpoint fits
     out = small_disk / "run"
     assert main(quick(micro_cfg, out)) == 1
     err = error_of(capsys)
