@@ -12,7 +12,11 @@ alike; the table gives the median latency per batch and images per second:
 - ``onnxruntime``: the ONNX export run by ONNX Runtime behind ``OnnxDetector``;
 - ``bf16-trace`` (on a CPU with native bfloat16: AVX512_BF16 or AMX): ``fast-trace`` in bf16,
   what ``--precision bf16`` (and ``auto`` there) runs; its detections are close to, not equal
-  to, fp32's, and ``ratio_bf16_vs_opencv=X`` ends the output.
+  to, fp32's, and ``ratio_bf16_vs_opencv=X`` follows ``ratio_vs_opencv``;
+- ``int8-ort`` (on a CPU with int8 dot products: VNNI or AMX): what ``--precision int8`` runs,
+  the ONNX graph quantised by ONNX Runtime and calibrated on 32 images of the shared coco128
+  set (the four photos where it is not there); its detections are close to fp32's, and
+  ``ratio_int8_vs_opencv=X`` is printed last.
 
 The project's times include decoding, thresholding and NMS. ``same`` says whether an engine's
 detections equal the plain model's. yolov3-tiny uses the official weights; yolov3 uses random
@@ -20,8 +24,8 @@ weights (written as a darknet file, so OpenCV reads the same network), with the 
 of its heads set to -4 so that, as with trained weights, few boxes reach NMS.
 
 ``python benchmarks/infer.py --model yolov3 --img-size 416 --batch 1`` measures that row; the
-last line is ``ratio_vs_opencv=X``, the best project median over OpenCV's, for the yolov3 /
-416 / batch 1 row when measured (else the last row). int8 is not built yet (no column).
+``ratio_vs_opencv=X`` line is the best project median over OpenCV's, for the yolov3 / 416 /
+batch 1 row when measured (else the last row); the bf16 and int8 ratios are of the same row.
 """
 
 from __future__ import annotations
@@ -51,15 +55,18 @@ from yolov3.images import letterbox, load_image
 from yolov3.inference import Detections, Detector
 from yolov3.inference.fast import FastModel, fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector
-from yolov3.inference.precision import native_bf16
+from yolov3.inference.precision import native_bf16, native_int8
+from yolov3.inference.quantize import calibration_images
 from yolov3.model import Decoded
 from yolov3.model.cfg import builtin_cfg_path
 from yolov3.weights.official import fetch_weights
 
 PHOTOS = Path(skimage.__file__).parent / "data"
 PHOTO_NAMES = ("coffee", "motorcycle_left", "astronaut", "chelsea")
+COCO128 = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "coco128-train"
 PROJECT = ("fast-eager", "fast-trace", "torch-compile", "onnxruntime")
 BF16 = native_bf16(torch.device("cpu"))
+INT8 = native_int8()  # the int8 dot-product instructions, empty where there are none
 
 
 def random_yolov3_weights(path: Path) -> None:
@@ -108,6 +115,8 @@ def engines(
         return net.forward(outputs)
 
     onnx_path = export_onnx(model, tmp / f"{name}-{size}-{batch}.onnx", size, batch)
+    calib = calibration_images(COCO128 / "images" if COCO128.is_dir() else
+                               [load_image(PHOTOS / f"{n}.png") for n in PHOTO_NAMES], 32)
     detectors = {
         "plain": Detector(model, size),
         "fast-eager": Detector(FastModel(model, "eager"), size),
@@ -116,6 +125,10 @@ def engines(
     }
     if BF16:
         detectors["bf16-trace"] = Detector(FastModel(model, "trace", precision="bf16"), size)
+    if INT8:
+        int8_path = export_onnx(model, tmp / f"{name}-{size}-{batch}-int8.onnx", size, batch,
+                                precision="int8", calib=calib)
+        detectors["int8-ort"] = OnnxDetector(int8_path, size, num_threads=threads)
     if compile_:
         import torch._inductor.config
 
@@ -215,6 +228,7 @@ def main() -> int:
     print(f"machine: {machine()}")
     keys = ["opencv", "plain", "fast-eager", "fast-trace"]
     keys += ["torch-compile"] * args.compile + ["onnxruntime"] + ["bf16-trace"] * BF16
+    keys += ["int8-ort"] * bool(INT8)
     header = ("| model | size | batch | " + " | ".join(keys)
               + " | best/opencv | best/opencv, fastest runs |")
     print("median ms per batch (images/s); * = detections differ from plain; last column: the "
@@ -223,6 +237,7 @@ def main() -> int:
     print("|" + " --- |" * (header.count("|") - 1))
     ratios: dict[tuple, float] = {}
     bf16_ratios: dict[tuple, float] = {}
+    int8_ratios: dict[tuple, float] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name in args.model:
@@ -243,6 +258,9 @@ def main() -> int:
                     if BF16:
                         bf16_ratios[name, size, batch] = (row["bf16-trace"]["ms"]
                                                           / row["opencv"]["ms"])
+                    if INT8:
+                        int8_ratios[name, size, batch] = (row["int8-ort"]["ms"]
+                                                          / row["opencv"]["ms"])
                     print(f"| {name} | {size} | {batch} | " + " | ".join(cells)
                           + f" | {this:.2f} | {best_min:.2f} |", flush=True)
                     if args.compile:
@@ -262,6 +280,12 @@ def main() -> int:
         print(f"ratio_bf16_vs_opencv={bf16:.3f}")
     else:
         print("ratio_bf16_vs_opencv: not measured, this CPU has no native bfloat16")
+    if INT8:  # nor are int8's (tests/test_int8.py)
+        int8 = int8_ratios.get(("yolov3", 416, 1), list(int8_ratios.values())[-1])
+        print(f"ratio_int8_vs_opencv={int8:.3f} ({', '.join(INT8)})")
+    else:
+        print("ratio_int8_vs_opencv: not measured, this CPU has no int8 dot products (VNNI or "
+              "AMX): ONNX Runtime's int8 kernels would gain little over fp32 there")
     return 0
 
 

@@ -14,7 +14,7 @@ from yolov3.evaluation import evaluate
 from yolov3.images import letterbox, load_image
 from yolov3.inference.backends import make_detector
 from yolov3.inference.fast import FastModel
-from yolov3.inference.precision import native_bf16, resolve_precision
+from yolov3.inference.precision import native_bf16, native_int8, resolve_precision
 
 COCO128 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco128-train"
 
@@ -36,6 +36,17 @@ def test_auto_is_bf16_only_where_it_is_native() -> None:
         resolve_precision("fp16", cpu)
     with pytest.raises(YoloError, match="unknown precision 'int4'"):
         resolve_precision("int4", cpu)
+    # int8 is never auto (it needs calibration images), and runs on the CPU only
+    assert resolve_precision("int8", cpu) == "int8"
+    with pytest.raises(YoloError, match="int8 inference runs on the CPU"):
+        resolve_precision("int8", "cuda")
+
+
+def test_int8_dot_products_are_read_from_the_cpu() -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    if flags:
+        assert set(native_int8()) == flags & {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 
 def test_bf16_copy_runs_in_bf16_and_keeps_the_scores(tiny, photos) -> None:

@@ -8,15 +8,24 @@ the graph goes on to darknet's detection protocol (score = objectness x class pr
 threshold, per-class NMS, ONNX's ``NonMaxSuppression``) and outputs ``detections`` (K, 7): image
 index, x1, y1, x2, y2 (input pixels), score, class, grouped by image and class, best first;
 the thresholds are the graph inputs ``score_threshold`` and ``iou_threshold`` (shape (1,)).
+
+``precision`` is the number format of the network's weights and activations: ``fp32``;
+``fp16`` (also ``half=True``; for GPU runtimes); ``int8`` for ONNX, the graph quantised by
+ONNX Runtime (QDQ, calibrated on the images ``calib``: :mod:`yolov3.inference.quantize`); and
+``bf16`` for TorchScript, which PyTorch runs natively on a CPU with AVX512_BF16 or AMX (ONNX
+Runtime has no bfloat16 convolution on the CPU, so there is no bf16 ONNX export). The decoding
+and the NMS stay float32 in every format.
 """
 
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_convert
@@ -24,13 +33,21 @@ from torchvision.ops import batched_nms, box_convert
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write
 from yolov3.inference.fast import fold_batch_norm
+from yolov3.inference.precision import DTYPES
+from yolov3.inference.quantize import CalibrationImages, quantize_onnx
 from yolov3.model.cfg import STRIDE
 from yolov3.model.network import Decoded, YOLOv3
 
 Format = Literal["onnx", "torchscript"]
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+# The number formats each format is exported in (see the module docstring).
+EXPORT_PRECISIONS: dict[str, tuple[str, ...]] = {
+    "onnx": ("fp32", "fp16", "int8"), "torchscript": ("fp32", "fp16", "bf16"),
+}
 OPSET = 17
 MAX_DETECTIONS_PER_CLASS = 300
+# The thresholds an NMS graph is exported (and calibrated) with; its inputs at run time.
+DEFAULT_THRESHOLDS = {"score_threshold": 0.25, "iou_threshold": 0.45}
 
 
 class _NonMaxSuppression(torch.autograd.Function):
@@ -74,20 +91,38 @@ class DetectionGraph(nn.Module):
                           cls[:, None].float()], dim=1)
 
 
-def _example(model: YOLOv3, img_size: int | tuple[int, int], batch: int, half: bool) -> Tensor:
+def _input_hw(img_size: int | tuple[int, int]) -> tuple[int, int]:
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
     if h % STRIDE or w % STRIDE:
         raise YoloError(f"image size {h}x{w}: height and width must be multiples of {STRIDE}")
+    return h, w
+
+
+def _example(model: YOLOv3, img_size: int | tuple[int, int], batch: int,
+             dtype: torch.dtype) -> Tensor:
     device = next(model.parameters()).device
-    return torch.full((batch, 3, h, w), 0.5, dtype=torch.float16 if half else torch.float32,
-                      device=device)
+    return torch.full((batch, 3, *_input_hw(img_size)), 0.5, dtype=dtype, device=device)
 
 
-def _prepared(model: YOLOv3, half: bool) -> Decoded:
+def _precision(fmt: str, precision: str, half: bool) -> str:
+    """The number format to export in: ``precision``, or ``fp16`` with ``half``; one that
+    ``fmt`` has no export for is a :class:`YoloError` saying what to use instead."""
+    if half and precision not in ("fp32", "fp16"):
+        raise YoloError(f"half is the fp16 precision; it cannot be combined with {precision}")
+    precision = "fp16" if half else precision
+    if precision not in EXPORT_PRECISIONS[fmt]:
+        reason = {"bf16": "ONNX Runtime has no bfloat16 convolution on the CPU; "
+                          "export a bf16 TorchScript module (--format torchscript)",
+                  "int8": "int8 is ONNX Runtime's quantised graph; export --format onnx"}
+        raise YoloError(f"no {precision} {fmt} export: "
+                        + reason.get(precision, f"use one of {', '.join(EXPORT_PRECISIONS[fmt])}"))
+    return precision
+
+
+def _prepared(model: YOLOv3, dtype: torch.dtype) -> Decoded:
     """The batch-norm-folded copy of ``model``, decoded (in float32: ONNX has no float16
-    Range), that is exported; its weights and input are float16 with ``half``."""
-    net = fold_batch_norm(model)
-    return Decoded(net.half() if half else net).eval()
+    Range), that is exported; its weights and input are of ``dtype``."""
+    return Decoded(fold_batch_norm(model).to(dtype)).eval()
 
 
 def export_onnx(
@@ -99,24 +134,43 @@ def export_onnx(
     half: bool = False,
     include_nms: bool = False,
     opset: int = OPSET,
+    precision: str = "fp32",
+    calib: CalibrationImages | None = None,
 ) -> Path:
     """Write ``model`` (batch norm folded) as an ONNX graph for a (batch, 3, H, W) input.
 
     ``dynamic`` leaves batch, height and width free (any multiple of 32); ``half`` stores
     weights and the input in float16 (for GPU runtimes); ``include_nms`` adds the detection
-    protocol (see the module docstring). Uses ``torch.onnx``'s TorchScript-based exporter, which
-    needs no extra package and handles the custom NMS op.
+    protocol (see the module docstring); ``precision`` ``int8`` quantises the network,
+    calibrated on ``calib`` letterboxed to ``img_size``. Uses ``torch.onnx``'s TorchScript-based
+    exporter, which needs no extra package and handles the custom NMS op.
     """
-    net = _prepared(model, half)
-    example: tuple[Tensor, ...] = (_example(model, img_size, batch, half),)
+    precision = _precision("onnx", precision, half)
+    if precision == "int8":
+        if calib is None:
+            raise YoloError("int8 is calibrated on images like those the model will see (a "
+                            "few dozen): give them with --calib DATASET|FOLDER (a dataset as "
+                            "--data takes it, or a folder of images)")
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", img_size, batch, dynamic,
+                               include_nms=include_nms, opset=opset)
+            extra = {k: np.array([v], np.float32) for k, v in DEFAULT_THRESHOLDS.items()}
+            int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", calib, _input_hw(img_size),
+                                 extra if include_nms else None)
+            with atomic_write(path) as f:
+                f.write(int8.read_bytes())
+        return Path(path)
+    dtype = DTYPES[precision]
+    net = _prepared(model, dtype)
+    example: tuple[Tensor, ...] = (_example(model, img_size, batch, dtype),)
     inputs, outputs = ["images"], ["output"]
     image_axes = {"images": {0: "batch", 2: "height", 3: "width"}} if dynamic else {}
     axes = image_axes | ({"output": {0: "batch", 1: "rows"}} if dynamic else {})
     if include_nms:
         net = DetectionGraph(net)
         device = example[0].device
-        example += (torch.tensor([0.25], device=device), torch.tensor([0.45], device=device))
-        inputs += ["score_threshold", "iou_threshold"]
+        example += tuple(torch.tensor([v], device=device) for v in DEFAULT_THRESHOLDS.values())
+        inputs += list(DEFAULT_THRESHOLDS)
         outputs = ["detections"]
         axes = image_axes | {"detections": {0: "detections"}}
     buffer = io.BytesIO()
@@ -137,13 +191,17 @@ def export_torchscript(
     img_size: int | tuple[int, int] = 416,
     batch: int = 1,
     half: bool = False,
+    precision: str = "fp32",
 ) -> Path:
     """Write ``model`` (batch norm folded) as a traced TorchScript module for ``torch.jit.load``;
-    it takes (batch, 3, H, W) images and returns (B, N, 5+C) decoded rows."""
-    net = _prepared(model, half)
+    it takes (batch, 3, H, W) images and returns (B, N, 5+C) decoded rows (float32). The
+    weights and the input images are of ``precision``: ``fp32``, ``fp16`` (``half``) or
+    ``bf16``."""
+    dtype = DTYPES[_precision("torchscript", precision, half)]
+    net = _prepared(model, dtype)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(net, _example(model, img_size, batch, half), check_trace=False)
+        traced = torch.jit.trace(net, _example(model, img_size, batch, dtype), check_trace=False)
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
     with atomic_write(path) as f:

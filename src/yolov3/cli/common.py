@@ -12,6 +12,7 @@ from yolov3.classes import default_names
 from yolov3.devices import parse_device
 from yolov3.errors import YoloError
 from yolov3.inference.precision import PRECISIONS
+from yolov3.inference.quantize import DEFAULT_CALIB_IMAGES, CalibrationImages, calibration_images
 from yolov3.model import BUILTIN_CFGS, YOLOv3
 from yolov3.model.cfg import MAX_IMG_SIZE, STRIDE
 from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
@@ -54,9 +55,33 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: 
                         help="IoU threshold of the per-class NMS, in [0, 1] "
                         "(default: %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default=precision,
-                        help="number format of the network: fp32, bf16, fp16 (CUDA) or auto "
-                        "(bf16 where the CPU has AVX512_BF16/AMX or on a GPU, else fp32) "
+                        help="number format of the network: fp32, bf16, fp16 (CUDA), int8 (CPU, "
+                        "ONNX Runtime; needs --calib) or auto (bf16 where the CPU has "
+                        "AVX512_BF16/AMX or on a GPU, else fp32; never int8) "
                         "(default: %(default)s)")
+    add_calibration_args(parser)
+
+
+def add_calibration_args(parser: argparse.ArgumentParser) -> None:
+    """--calib and --calib-images: the images that --precision int8 is calibrated on."""
+    parser.add_argument("--calib", default=None, metavar="DATASET|FOLDER",
+                        help="int8 calibration images, like those the model will see: a "
+                        "dataset as --data takes it (its train split) or a folder of images; "
+                        "required for --precision int8")
+    parser.add_argument("--calib-images", type=at_least(1), default=DEFAULT_CALIB_IMAGES,
+                        metavar="N", help="how many of them, evenly spaced over the set "
+                        "(default: %(default)s)")
+
+
+def calibration_from_args(args: argparse.Namespace) -> CalibrationImages | None:
+    """The calibration images of --calib and --calib-images (None without --calib). --calib
+    is an error without --precision int8, where it would be ignored."""
+    if args.calib is None:
+        return None
+    if args.precision != "int8":
+        raise YoloError(f"--calib calibrates int8 inference; add --precision int8 or leave "
+                        f"--calib out (--precision is {args.precision})")
+    return calibration_images(args.calib, args.calib_images)
 
 
 def fraction(meaning: str) -> Callable[[str], float]:

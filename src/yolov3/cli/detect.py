@@ -20,6 +20,7 @@ from yolov3.cli.common import (
     add_detection_args,
     add_model_args,
     at_least,
+    calibration_from_args,
     check_img_size,
     device_from_args,
     model_from_args,
@@ -346,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
     keep = None if args.classes is None else class_ids(args.classes, names)
     detector = make_detector(model, args.backend, args.img_size, args.conf, args.iou,
                              multi_label=not args.single_label, device=device,
-                             precision=args.precision)
+                             precision=args.precision, calib=calibration_from_args(args))
     detector.max_det = args.max_det if keep is None else sys.maxsize  # capped after the filter
     out = writable_dir(args.out)
     results = DetectionFiles(out)

@@ -6,8 +6,10 @@ import argparse
 from pathlib import Path
 
 from yolov3.cli.common import (
+    add_calibration_args,
     add_model_args,
     at_least,
+    calibration_from_args,
     check_img_size,
     device_from_args,
     model_from_args,
@@ -39,6 +41,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="ONNX: leave batch, height and width free")
     p.add_argument("--half", action="store_true",
                    help="float16 weights and input (for GPU runtimes; decoding stays float32)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="number format of the network: fp32; int8 (ONNX: the graph quantised "
+                   "by ONNX Runtime, QDQ, calibrated on --calib); bf16 (TorchScript: weights "
+                   "and input images in bfloat16; ONNX Runtime has no bfloat16 convolution on "
+                   "the CPU). Decoding and NMS stay float32 (default: %(default)s)")
+    add_calibration_args(p)
     p.add_argument("--include-nms", action="store_true",
                    help="ONNX: add thresholds and per-class NMS to the graph; it outputs "
                    "'detections' (K, 7): image, x1, y1, x2, y2, score, class, and takes the "
@@ -53,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "torchscript" and (args.dynamic or args.include_nms):
         raise YoloError("--dynamic and --include-nms are ONNX options; drop them or use "
                         "--format onnx")
+    calib = calibration_from_args(args)
     model, _ = model_from_args(args)
     model.to(device_from_args(args))
     out = Path(args.out or model_label(args) + SUFFIXES[args.format])
@@ -60,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.format == "onnx":
             export_onnx(model, out, args.img_size, args.batch, args.dynamic, args.half,
-                        args.include_nms)
+                        args.include_nms, precision=args.precision, calib=calib)
         else:
-            export_torchscript(model, out, args.img_size, args.batch, args.half)
+            export_torchscript(model, out, args.img_size, args.batch, args.half, args.precision)
     except OSError as exc:
         raise YoloError(f"{out}: cannot write the exported model ({exc.strerror})") from None
-    print(f"{args.format} model written to {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    precision = "fp16" if args.half else args.precision
+    print(f"{args.format} model written to {out} ({precision}, "
+          f"{out.stat().st_size / 1e6:.1f} MB)")
     return 0

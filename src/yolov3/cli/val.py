@@ -8,6 +8,7 @@ from yolov3.cli.common import (
     add_detection_args,
     add_model_args,
     at_least,
+    calibration_from_args,
     check_img_size,
     device_from_args,
     fraction,
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model, dataset, args.img_size, args.conf, args.iou, args.batch_size,
                       device, writable_dir(args.out), args.workers, names,
                       precision=args.precision, confusion_conf=args.cm_conf,
-                      confusion_iou=args.cm_iou)
+                      confusion_iou=args.cm_iou, calib=calibration_from_args(args))
     print(format_best_f1(result["best_f1"]))
     print(f"written to {args.out}: {', '.join(REPORT_FILES)} (the confusion matrix at score > "
           f"{args.cm_conf:g}, IoU {args.cm_iou:g})")

@@ -24,6 +24,7 @@ from yolov3.evaluation.report import format_table, metrics_dict, write_report
 from yolov3.inference import Detections
 from yolov3.inference.backends import make_detector
 from yolov3.inference.batching import letterboxed_batches
+from yolov3.inference.quantize import CalibrationImages
 from yolov3.model.network import YOLOv3
 
 
@@ -68,6 +69,7 @@ def evaluate(
     precision: str = "fp32",
     confusion_conf: float = 0.25,
     confusion_iou: float = 0.45,
+    calib: CalibrationImages | None = None,
 ) -> dict[str, Any]:
     """COCO AP of ``model`` on ``dataset`` with darknet's protocol (``multi_label``: one
     detection per box and class whose objectness x class probability exceeds ``conf_thresh``;
@@ -84,12 +86,12 @@ def evaluate(
     ``model_names`` name the model's classes when they differ from the dataset's (default:
     COCO's names for 80 classes). The network runs as ``detect`` runs it (the batch-norm-folded
     fast copy) in ``precision`` (``result["precision"]`` says which; see
-    :func:`~yolov3.inference.backends.make_detector`). The model's train/eval mode is restored
-    afterwards.
+    :func:`~yolov3.inference.backends.make_detector`; ``int8`` is calibrated on ``calib``). The
+    model's train/eval mode is restored afterwards.
     """
     was_training = model.training
     detector = make_detector(model, "torch", img_size, conf_thresh, iou_thresh,
-                             multi_label=True, device=device, precision=precision)
+                             multi_label=True, device=device, precision=precision, calib=calib)
     to_dataset = class_mapping(model_names or default_names(model.num_classes), dataset.names)
     category = np.append(np.asarray(dataset.category_ids, np.int64), -1)[to_dataset]
     batches = letterboxed_batches(dataset.pixels, detector.input_hw, batch_size, workers)
