@@ -124,6 +124,15 @@ def kangaroo_dir() -> Path:
     return path
 
 
+def sigint_as_ctrl_c() -> None:
+    """A ``subprocess.Popen`` ``preexec_fn``: SIGINT back to its default in the child, so that
+    Python turns it into KeyboardInterrupt even when the tests run as a background job of a
+    non-interactive shell (which starts them with SIGINT ignored, inherited across exec)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
     """Give every batch norm random but sane statistics and affine terms, so that a randomly
     initialised model exercises every stored float when written and compared."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import sigint_as_ctrl_c
 from yolov3.cli.main import main
 
 FIELDS = {"file_name", "category_id", "category_name", "bbox", "score"}
@@ -80,6 +81,7 @@ def test_ctrl_c_keeps_what_was_done(photos, tiny_weights, tmp_path) -> None:
         [sys.executable, "-m", "yolov3", "detect", str(tmp_path / "in"), "--weights",
          str(tiny_weights), "--model", "yolov3-tiny", "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        preexec_fn=sigint_as_ctrl_c,
     )
     lines = out / "detections.jsonl"
     deadline = time.monotonic() + 120

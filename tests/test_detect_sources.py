@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import sigint_as_ctrl_c
 from yolov3.cli.main import main
 from yolov3.errors import DataError
 from yolov3.inference.sources import gather_sources
@@ -289,7 +290,8 @@ def test_ctrl_c_in_a_video_keeps_a_playable_video(photos, tiny_weights, tmp_path
     proc = subprocess.Popen(
         [sys.executable, "-m", "yolov3", "detect", str(long), "--weights", str(tiny_weights),
          "--model", "yolov3-tiny", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        preexec_fn=sigint_as_ctrl_c)
     lines = out / "detections.jsonl"
     deadline = time.monotonic() + 120
     try:
