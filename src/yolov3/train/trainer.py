@@ -66,12 +66,12 @@ from yolov3.weights.load import load_pretrained
 
 log = logging.getLogger("yolov3")
 
-#: What a run writes into its folder: a folder holding any of these holds a run.
-RUN_FILES = ("last.pt", "best.pt", "results.json", "model.cfg", "last.weights", "curves.png",
-             "tensorboard", "val_images", "labels.png", "train_batch0.jpg", "train_batch1.jpg",
-             "train_batch2.jpg")
 #: The first iterations whose first minibatch is drawn as ``train_batchN.jpg``.
 BATCH_PICTURES = 3
+#: What a run writes into its folder: a folder holding any of these holds a run.
+RUN_FILES = ("last.pt", "best.pt", "results.json", "model.cfg", "last.weights", "curves.png",
+             "tensorboard", "val_images", "labels.png",
+             *(f"train_batch{n}.jpg" for n in range(BATCH_PICTURES)))
 #: The lock file that keeps a second live run out of a run's folder.
 LOCK_FILE = ".train.lock"
 
