@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 from pathlib import Path
 
@@ -107,3 +108,15 @@ def test_anchors_auto_are_fitted_written_and_kept_on_resume(micro_cfg, tmp_path)
     assert saved["config"]["model"]["anchors"] != "auto"
     assert main(["train", "--resume", str(out), "--max-iter", "2"]) == 0
     assert np.array_equal(cfg_anchors(load_cfg(out / "model.cfg")), fitted)
+
+
+@pytest.mark.parametrize("end", ["max_iter", "time_limit"])
+def test_a_finished_run_leaves_no_loader_workers(micro_cfg, tmp_path, end) -> None:
+    """The training loader's worker processes end with the run, whether it reached max_iter or
+    stopped early (train.time_limit), so that a process training several runs (a notebook,
+    benchmarks/recipes.py) does not gather idle workers holding their memory."""
+    limit = ["--set", "train.time_limit=0.000001"] if end == "time_limit" else []
+    assert main(train_args(micro_cfg, tmp_path / "run", 4, "--workers", "1", *limit)) == 0
+    iterations = json.loads((tmp_path / "run" / "results.json").read_text())["iterations"]
+    assert iterations == (1 if end == "time_limit" else 4)
+    assert multiprocessing.active_children() == []

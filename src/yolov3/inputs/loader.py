@@ -337,7 +337,8 @@ def make_train_loader(
     iteration being ``subdivisions`` minibatches of ``batch_size // world_size`` images for this
     rank. ``transform`` defaults to darknet's augmentation, ``multiscale`` to 320..608 every 10
     iterations; ``mix`` (None: off) adds mosaic and mixup (see :class:`AugmentedDataset`).
-    With ``workers`` > 0 the worker processes persist across epochs."""
+    The whole run is one pass over the sampler, so ``workers`` > 0 worker processes live as long
+    as that pass: they end when it is exhausted or its iterator is dropped (a stopped run)."""
     sampler = TrainBatchSampler(
         len(dataset), batch_size, multiscale=multiscale, seed=seed, subdivisions=subdivisions,
         start_iteration=start_iteration, max_iterations=max_iterations, rank=rank,
@@ -348,6 +349,5 @@ def make_train_loader(
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=workers,
-        persistent_workers=workers > 0,
         pin_memory=pin_memory,
     )
