@@ -26,9 +26,9 @@ from yolov3.train.trainer import Trainer
 
 #: The switches, each as overrides of the `finetune-darknet` preset.
 SWITCHES: dict[str, list[str]] = {
-    "ema": ["ema.decay=0.99", "ema.ramp=30"],
-    "giou": ["loss.box=giou", "loss.box_gain=5"],
-    "ciou": ["loss.box=ciou", "loss.box_gain=5"],
+    "ema": ["ema.decay=0.98", "ema.ramp=20"],
+    "giou": ["loss.box=giou", "loss.box_gain=1"],
+    "ciou": ["loss.box=ciou", "loss.box_gain=1"],
     "assign-iou": ["loss.assign=iou", "loss.assign_threshold=0.2"],
     "obj-iou": ["loss.obj_target=iou"],
     "smoothing": ["loss.label_smoothing=0.1"],

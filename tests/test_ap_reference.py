@@ -3,12 +3,12 @@
 The detector: darknet's official yolov3-tiny. The photos: the first images of coco128-train
 (../shared/datasets/coco128-train: COCO train2017 photos with their 80-class boxes, as YOLO txt
 labels and as the distributor's own COCO JSON). Our side: ``evaluate()`` on the YOLO form (our
-reader, our conversion of its labels to COCO's ground truth, pycocotools' COCOeval). The
-reference: faster-coco-eval (a separate C++ implementation of COCOeval) on the distributor's
-``instances_train.json`` with the same detections. The 12 numbers must agree to 1e-4; they are
-far from trivial (hundreds of boxes of dozens of classes, AP50 about 0.4: see the dataset's
-README). The ground truth that our converter writes for VOC and COCO copies of the set must
-give the reference's numbers too."""
+reader, our conversion of its labels to COCO's ground truth, faster-coco-eval's COCOeval). The
+reference: pycocotools (COCO's own Python COCOeval, which faster-coco-eval ports) on the
+distributor's ``instances_train.json`` with the same detections. The 12 numbers must agree to
+1e-4; they are far from trivial (hundreds of boxes of dozens of classes, AP50 about 0.4: see
+the dataset's README). The ground truth that our converter writes for VOC and COCO copies of
+the set must give the reference's numbers too."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ import io
 import json
 from pathlib import Path
 
-import faster_coco_eval  # the dev extra's independent COCOeval
 import numpy as np
 import pytest
 import yaml
+from pycocotools.coco import COCO  # the dev extra's reference COCOeval
+from pycocotools.cocoeval import COCOeval
 
 from conftest import SHARED
 from yolov3 import from_darknet
@@ -35,14 +36,16 @@ SIZE = 320
 
 
 def reference_stats(gt: dict, detections: list[dict]) -> np.ndarray:
-    """faster-coco-eval's 12 summary numbers, in COCOeval's order."""
+    """pycocotools' 12 summary numbers, in COCOeval's order."""
     with contextlib.redirect_stdout(io.StringIO()):
-        coco = faster_coco_eval.COCO(gt)
-        ev = faster_coco_eval.COCOeval_faster(coco, coco.loadRes(detections), "bbox")
-        ev.run()
-    names = ["AP_all", "AP_50", "AP_75", "AP_small", "AP_medium", "AP_large", "AR_all",
-             "AR_second", "AR_third", "AR_small", "AR_medium", "AR_large"]
-    return np.array([ev.stats_as_dict[n] for n in names])
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes([dict(d) for d in detections]), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return np.array(ev.stats)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def to_official(run: dict, predictions: list[dict]) -> list[dict]:
              "category_id": run["coco_ids"][p["category_id"] - 1]} for p in predictions]
 
 
-def test_our_numbers_equal_faster_coco_eval_on_the_distributors_annotations(run) -> None:
+def test_our_numbers_equal_pycocotools_on_the_distributors_annotations(run) -> None:
     ours = np.array([run["result"][k] for k in STAT_NAMES])
     reference = reference_stats(run["official"], to_official(run, run["predictions"]))
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-4)
@@ -95,7 +98,7 @@ def test_our_numbers_equal_faster_coco_eval_on_the_distributors_annotations(run)
 @pytest.mark.parametrize("fmt", ["yolo", "voc", "coco"])
 def test_ground_truth_we_convert_scores_like_the_distributors(run, fmt, tmp_path) -> None:
     """The ground truth our code builds (read from the YOLO txt, or from our VOC or COCO
-    conversion of it) gives faster-coco-eval's numbers of the official annotations, and so do
+    conversion of it) gives pycocotools' numbers of the official annotations, and so do
     our metric on it."""
     if fmt == "yolo":
         dataset = run["dataset"]

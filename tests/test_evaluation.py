@@ -1,5 +1,5 @@
-"""The metric (pycocotools' COCOeval through our wrapper) against hand-derived values and an
-independent COCOeval (faster-coco-eval), class mapping, and evaluate() on a model in memory with
+"""The metric (faster-coco-eval's COCOeval through our wrapper) against hand-derived values and
+pycocotools' own COCOeval, class mapping, and evaluate() on a model in memory with
 real weights, its boxes checked against OpenCV DNN's. (AP on a realistic set against the
 independent COCOeval: tests/test_ap_reference.py.)"""
 
@@ -10,10 +10,11 @@ import io
 import json
 from pathlib import Path
 
-import faster_coco_eval
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from data_factory import CATEGORY_IDS, NAMES, coco_json, write_coco, write_photo_dataset
 from yolov3 import from_darknet
@@ -65,8 +66,9 @@ def test_shifted_box_gives_the_known_ap() -> None:
 
 @pytest.mark.parametrize("shift", [(3, 8, 100, 100), (30, 0, 100, 100), (0, 0, 80, 130)])
 def test_metrics_equal_an_independent_cocoeval_on_the_same_inputs(shift: tuple) -> None:
-    """faster-coco-eval (a separate C++ implementation of COCOeval, not pycocotools, which
-    coco_metrics runs) on the same ground truth and detections: the 12 numbers agree."""
+    """pycocotools' COCOeval (the Python original that faster-coco-eval, which coco_metrics
+    runs, ports) on the same ground truth and detections: the 12 numbers and the precision at
+    IoU 0.5 of every class and recall threshold agree."""
     gt = coco_json()
     dets = perfect(gt)
     dets[0]["bbox"] = [dets[0]["bbox"][0] + shift[0] / 10, dets[0]["bbox"][1] + shift[1] / 10,
@@ -74,10 +76,15 @@ def test_metrics_equal_an_independent_cocoeval_on_the_same_inputs(shift: tuple) 
     dets.append({"image_id": 1, "category_id": 3, "bbox": [1, 1, 20, 20], "score": 0.95})
     ours = coco_metrics(gt, dets)
     with contextlib.redirect_stdout(io.StringIO()):
-        ref_gt = faster_coco_eval.COCO(gt)
-        ev = faster_coco_eval.COCOeval_faster(ref_gt, ref_gt.loadRes(dets), "bbox")
-        ev.run()
-    assert [ours.stats[k] for k in STAT_NAMES] == pytest.approx(list(ev.stats[:12]), abs=1e-9)
+        ref_gt = COCO()
+        ref_gt.dataset = gt
+        ref_gt.createIndex()
+        ev = COCOeval(ref_gt, ref_gt.loadRes([dict(d) for d in dets]), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert [ours.stats[k] for k in STAT_NAMES] == pytest.approx(list(ev.stats), abs=1e-9)
+    np.testing.assert_allclose(ours.precision50, ev.eval["precision"][0, :, :, 0, -1], atol=1e-12)
     assert ours.stats["AP"] < 1  # the shift and the false positive cost something
 
 

@@ -27,10 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "val",
         help="evaluate a model on a dataset (COCO AP)",
         description="COCO AP with darknet's protocol: letterboxed input, every (box, class) "
-        "above --conf, per-class NMS, pycocotools' COCOeval. Writes DIR/metrics.json (with "
-        "the score threshold of the best mean F1 at IoU 0.5), DIR/predictions.json (COCO "
-        "results format), DIR/pr_curve.png, DIR/prf_curves.png (precision, recall and F1 "
-        "against the score threshold) and DIR/confusion_matrix.png and .json.",
+        "above --conf, per-class NMS, COCOeval (faster-coco-eval's port of pycocotools'). "
+        "Writes DIR/metrics.json (with the score threshold of the best mean F1 at IoU 0.5), "
+        "DIR/predictions.json (COCO results format), DIR/pr_curve.png, DIR/prf_curves.png "
+        "(precision, recall and F1 against the score threshold) and DIR/confusion_matrix.png "
+        "and .json.",
     )
     p.add_argument("--data", required=True, metavar="DATASET", help=FORMS.replace("%", "%%"))
     add_dataset_options(p)

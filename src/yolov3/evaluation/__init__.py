@@ -1,4 +1,4 @@
-"""Evaluation: darknet's COCO protocol and pycocotools' metric, for every dataset format."""
+"""Evaluation: darknet's COCO protocol and COCO's metric (COCOeval), for every dataset format."""
 
 from yolov3.evaluation.coco_eval import evaluate
 from yolov3.evaluation.confusion import ConfusionMatrix, confusion_matrix
