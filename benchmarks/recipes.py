@@ -7,6 +7,8 @@ minutes of training).
         [--max-iter 300] [--only darknet ema giou ...] [--out runs/recipes]
         [--define NAME KEY=VALUE ...]   # a row of your own (repeatable), e.g. --define
                                         # giou1 loss.box=giou loss.box_gain=1
+        [--define-on finetune]          # the --define rows as overrides of the finetune
+                                        # preset instead (to try a switch on the chosen ones)
 
 Every run starts from the official yolov3-tiny (the recipe's `model.weights`) with the
 `finetune-darknet` preset; a switch is a list of `--set` overrides on it. A budget other than
@@ -85,12 +87,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/recipes"))
     parser.add_argument("--define", nargs="+", action="append", default=[],
                         metavar=("NAME", "KEY=VALUE"),
-                        help="one more row: its name and its overrides of finetune-darknet")
+                        help="one more row: its name and its overrides of --define-on")
+    parser.add_argument("--define-on", choices=[BASE, CHOSEN], default=BASE,
+                        help=f"the preset that --define rows override (default: {BASE})")
     args = parser.parse_args()
     if not preset_path(CHOSEN).is_file():
         raise SystemExit(f"no packaged preset {CHOSEN}")
     rows = {"darknet": (BASE, []), **{k: (BASE, v) for k, v in SWITCHES.items()},
-            "chosen": (CHOSEN, []), **{d[0]: (BASE, d[1:]) for d in args.define}}
+            "chosen": (CHOSEN, []), **{d[0]: (args.define_on, d[1:]) for d in args.define}}
     table = []
     extra = {d[0] for d in args.define}
     for name, (preset, overrides) in rows.items():
