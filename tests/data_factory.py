@@ -3,11 +3,16 @@ same images and boxes, for the dataset, conversion and evaluation tests."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
+from pycocotools.coco import COCO  # the dev extra's reference COCOeval
+from pycocotools.cocoeval import COCOeval
 
 NAMES = ["cat", "dog", "zebra"]  # sorted: Pascal VOC's default class order is by name
 CATEGORY_IDS = [1, 3, 90]  # COCO ids with gaps, to check the mapping both ways
@@ -127,3 +132,17 @@ def write_photo_dataset(root: Path, photos: dict[str, Path], cup_id: int, motorb
     path = root / "instances_val.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
     return path
+
+
+def reference_cocoeval(gt: dict[str, Any], detections: list[dict[str, Any]]) -> COCOeval:
+    """pycocotools' own COCOeval (the Python original that faster-coco-eval, which the metric
+    runs, ports) of ``detections`` against ``gt``, evaluated, accumulated and summarised."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes([dict(d) for d in detections]), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev

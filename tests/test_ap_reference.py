@@ -12,18 +12,15 @@ the set must give the reference's numbers too."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from pycocotools.coco import COCO  # the dev extra's reference COCOeval
-from pycocotools.cocoeval import COCOeval
 
 from conftest import SHARED
+from data_factory import reference_cocoeval
 from yolov3 import from_darknet
 from yolov3.datasets.convert import convert
 from yolov3.datasets.open import open_dataset
@@ -37,15 +34,7 @@ SIZE = 320
 
 def reference_stats(gt: dict, detections: list[dict]) -> np.ndarray:
     """pycocotools' 12 summary numbers, in COCOeval's order."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = gt
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes([dict(d) for d in detections]), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return np.array(ev.stats)
+    return np.array(reference_cocoeval(gt, detections).stats)
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,21 @@ independent COCOeval: tests/test_ap_reference.py.)"""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
-from data_factory import CATEGORY_IDS, NAMES, coco_json, write_coco, write_photo_dataset
+from data_factory import (
+    CATEGORY_IDS,
+    NAMES,
+    coco_json,
+    reference_cocoeval,
+    write_coco,
+    write_photo_dataset,
+)
 from yolov3 import from_darknet
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import DataError
@@ -75,14 +78,7 @@ def test_metrics_equal_an_independent_cocoeval_on_the_same_inputs(shift: tuple) 
                        dets[0]["bbox"][2] * shift[2] / 100, dets[0]["bbox"][3] * shift[3] / 100]
     dets.append({"image_id": 1, "category_id": 3, "bbox": [1, 1, 20, 20], "score": 0.95})
     ours = coco_metrics(gt, dets)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ref_gt = COCO()
-        ref_gt.dataset = gt
-        ref_gt.createIndex()
-        ev = COCOeval(ref_gt, ref_gt.loadRes([dict(d) for d in dets]), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
+    ev = reference_cocoeval(gt, dets)
     assert [ours.stats[k] for k in STAT_NAMES] == pytest.approx(list(ev.stats), abs=1e-9)
     np.testing.assert_allclose(ours.precision50, ev.eval["precision"][0, :, :, 0, -1], atol=1e-12)
     assert ours.stats["AP"] < 1  # the shift and the false positive cost something
