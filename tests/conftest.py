@@ -116,6 +116,22 @@ def photos() -> dict[str, Path]:
     return {name: folder / f"{name}.png" for name in ("coffee", "motorcycle_left", "astronaut")}
 
 
+@pytest.fixture(scope="module")
+def tiny(tiny_weights: Path):
+    """The official yolov3-tiny, loaded once per test module (a module may override it)."""
+    import yolov3
+
+    return yolov3.from_darknet("yolov3-tiny", tiny_weights)
+
+
+@pytest.fixture(scope="module")
+def images(photos: dict[str, Path]) -> list[np.ndarray]:
+    """The three photos, decoded (RGB)."""
+    from yolov3.images import load_image
+
+    return [load_image(photos[n]) for n in ("coffee", "motorcycle_left", "astronaut")]
+
+
 @pytest.fixture(scope="session")
 def kangaroo_dir() -> Path:
     path = SHARED / "datasets" / "kangaroo"

@@ -23,11 +23,6 @@ S = 416
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_weights):
-    return yolov3.from_darknet("yolov3-tiny", tiny_weights)
-
-
-@pytest.fixture(scope="module")
 def motorbike_sample(photos) -> Sample:
     """motorcycle_left (741x500) with boxes that exercise every branch: the motorbike (where the
     trained model's predictions overlap it, so cells are ignored), an 81x82-pixel box in the

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -14,21 +13,11 @@ import yolov3
 from yolov3.cli.main import main
 from yolov3.errors import YoloError
 from yolov3.export import DetectionGraph, export_onnx, export_torchscript
-from yolov3.images import letterbox, load_image
+from yolov3.images import letterbox
 from yolov3.inference import Detector
 from yolov3.inference.fast import fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector, OnnxRuntimeModel
 from yolov3.model import Decoded
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_weights) -> yolov3.YOLOv3:
-    return yolov3.from_darknet("yolov3-tiny", tiny_weights)
-
-
-@pytest.fixture(scope="module")
-def images(photos) -> list[np.ndarray]:
-    return [load_image(photos[n]) for n in ("coffee", "motorcycle_left", "astronaut")]
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,6 @@ from yolov3.model.layers import ConvBlock
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_weights) -> yolov3.YOLOv3:
-    return yolov3.from_darknet("yolov3-tiny", tiny_weights)
-
-
-@pytest.fixture(scope="module")
 def photo_batch(photos) -> torch.Tensor:
     return torch.stack([letterbox(load_image(photos[n]), (256, 320))[0]
                         for n in ("coffee", "motorcycle_left")])

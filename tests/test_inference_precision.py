@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import yolov3
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
@@ -17,11 +16,6 @@ from yolov3.inference.fast import FastModel
 from yolov3.inference.precision import native_bf16, native_int8, resolve_precision
 
 COCO128 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco128-train"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_weights) -> yolov3.YOLOv3:
-    return yolov3.from_darknet("yolov3-tiny", tiny_weights)
 
 
 def test_auto_is_bf16_only_where_it_is_native() -> None:

@@ -12,13 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-import yolov3
 from yolov3.cli.main import main
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import DataError, YoloError
 from yolov3.evaluation import evaluate
 from yolov3.export import export_onnx, export_torchscript
-from yolov3.images import letterbox, load_image
+from yolov3.images import letterbox
 from yolov3.inference.backends import make_detector
 from yolov3.inference.onnx_backend import OnnxDetector
 from yolov3.inference.quantize import (
@@ -30,16 +29,6 @@ from yolov3.inference.quantize import (
 from yolov3.model import Decoded
 
 COCO128 = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "coco128-train"
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_weights) -> yolov3.YOLOv3:
-    return yolov3.from_darknet("yolov3-tiny", tiny_weights)
-
-
-@pytest.fixture(scope="module")
-def images(photos) -> list[np.ndarray]:
-    return [load_image(photos[n]) for n in ("coffee", "motorcycle_left", "astronaut")]
 
 
 @pytest.fixture(scope="module")
