@@ -8,8 +8,9 @@ above 0.005, per-class NMS at IoU 0.45, at most 300 detections per image, COCO r
 pycocotools' COCOeval.
 
 - ``yolov3 val`` is the command itself, run in this process (``yolov3.cli.main.main``) with its
-  defaults (batch 8, 2 loader workers) and each ``--precision`` asked; its time runs from the
-  call to its return: the model, the loop, COCOeval and the report files it writes.
+  defaults (batch 8; 2 loader workers, none on a CPU of at most 2 cores) and each
+  ``--precision`` asked; its time runs from the call to its return: the model, the loop,
+  COCOeval and the report files it writes.
 - ``opencv`` is what a user would write without this project: ``cv2.dnn.readNetFromDarknet``
   on the same cfg and weights (the cfg's [yolo] layers given ``thresh=0.001``, else OpenCV
   zeroes every class score below 0.2), ``cv2.imread``, a ``cv2.resize`` letterbox, the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,6 +131,17 @@ def check_img_size(size: int) -> int:
 
 def device_from_args(args: argparse.Namespace) -> torch.device:
     return parse_device(args.device)
+
+
+def loader_workers(requested: int | None, device: torch.device) -> int:
+    """``--workers`` when given; by default 2 processes decoding and letterboxing ahead of the
+    network, but none on a CPU device of at most 2 cores, where the network's threads already
+    take both cores: there decoding in this process measured fastest (``yolov3 val``,
+    yolov3-tiny in bf16 on a 2-core Zen 4: 40.5 images/s without workers, 35.7 with 2)."""
+    if requested is not None:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if device.type == "cpu" and (cores or 1) <= 2 else 2
 
 
 def model_from_args(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:

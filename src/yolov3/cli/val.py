@@ -12,6 +12,7 @@ from yolov3.cli.common import (
     check_img_size,
     device_from_args,
     fraction,
+    loader_workers,
     model_from_args,
 )
 from yolov3.cli.data import add_dataset_options
@@ -54,8 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "[0, 1] (default: %(default)s)")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="images per forward pass "
                    "(default: %(default)s)")
-    p.add_argument("--workers", type=at_least(0), default=2,
-                   help="processes that decode and letterbox images (default: %(default)s)")
+    p.add_argument("--workers", type=at_least(0), default=None,
+                   help="processes that decode and letterbox images ahead of the network "
+                   "(default: 2, or 0 on a CPU of at most 2 cores, where the network's threads "
+                   "take both)")
     p.add_argument("--out", default="runs/val", metavar="DIR",
                    help="output folder (default: %(default)s)")
     p.set_defaults(run=run)
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{dataset.format} dataset {dataset.source}, split {dataset.split}: {len(dataset)} "
           f"images, {dataset.num_boxes} boxes, {len(dataset.names)} classes")
     result = evaluate(model, dataset, args.img_size, args.conf, args.iou, args.batch_size,
-                      device, writable_dir(args.out), args.workers, names,
+                      device, writable_dir(args.out), loader_workers(args.workers, device), names,
                       precision=args.precision, confusion_conf=args.cm_conf,
                       confusion_iou=args.cm_iou, calib=calibration_from_args(args))
     print(format_best_f1(result["best_f1"]))

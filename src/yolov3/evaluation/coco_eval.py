@@ -20,7 +20,7 @@ from yolov3.evaluation.class_map import class_mapping
 from yolov3.evaluation.confusion import confusion_matrix
 from yolov3.evaluation.curves import score_curves
 from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
-from yolov3.evaluation.report import format_table, metrics_dict, write_report
+from yolov3.evaluation.report import finish_report, format_table, metrics_dict, start_report
 from yolov3.inference import Detections
 from yolov3.inference.backends import make_detector
 from yolov3.inference.batching import letterboxed_batches
@@ -114,11 +114,15 @@ def evaluate(
     finally:
         model.train(was_training)
     inference = time.perf_counter() - start
-    t = time.perf_counter()
     gt = ground_truth(dataset, skipped)
+    curves = score_curves(gt, predictions)
+    figures = None
+    if out_dir is not None:  # its figures drawn beside COCOeval
+        figures = start_report(Path(out_dir), curves,
+                               confusion_matrix(gt, predictions, confusion_conf, confusion_iou))
+    t = time.perf_counter()
     metrics: CocoMetrics = coco_metrics(gt, predictions)
     cocoeval = time.perf_counter() - t
-    curves = score_curves(gt, predictions)
     result = metrics_dict(metrics, curves)
     result["images"] = len(dataset) - len(skipped)
     result["precision"] = detector.precision
@@ -126,8 +130,7 @@ def evaluate(
         "images_per_second": len(dataset) / inference,
         "inference_s": inference, "network_and_nms_s": network, "cocoeval_s": cocoeval,
     }
-    if out_dir is not None:
-        write_report(Path(out_dir), result, metrics, predictions, curves,
-                     confusion_matrix(gt, predictions, confusion_conf, confusion_iou))
+    if figures is not None:
+        finish_report(Path(out_dir), figures, result, metrics, predictions)
     result["table"] = format_table(metrics)
     return result

@@ -102,6 +102,7 @@ def curves_figure(curves: ScoreCurves) -> Figure:
     """Precision, recall and F1 against the score threshold side by side: a thin line per
     class (named up to 20 classes), the mean over the classes bold, the best mean F1 marked."""
     fig = Figure(figsize=(18, 5.5), dpi=100)
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.1, top=0.94, wspace=0.15)
     axes = fig.subplots(1, 3)
     classes = curves.scored_classes()
     per_class = [curves.at(k, PLOT_THRESHOLDS) for k in classes.tolist()]
@@ -121,5 +122,4 @@ def curves_figure(curves: ScoreCurves) -> Figure:
         ax.set(xlabel="score threshold", ylabel=title, xlim=(0, 1), ylim=(0, 1.01),
                title=f"{title}, IoU {curves.iou:g}")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig

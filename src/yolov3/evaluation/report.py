@@ -4,6 +4,9 @@ predictions.json, the precision-recall plot, the P/R/F1 curves and the confusion
 from __future__ import annotations
 
 import json
+import multiprocessing
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from yolov3.evaluation.curves import ScoreCurves, curves_figure
 from yolov3.evaluation.metrics import STAT_NAMES, CocoMetrics
 from yolov3.fileio import atomic_write
 
-# The files of :func:`write_report`, in the output folder.
+# The files of an evaluation's report (:func:`start_report`, :func:`finish_report`).
 REPORT_FILES = ("metrics.json", "predictions.json", "pr_curve.png", "prf_curves.png",
                 "confusion_matrix.png", "confusion_matrix.json")
 
@@ -77,6 +80,7 @@ def plot_pr_curve(metrics: CocoMetrics, path: Path) -> None:
     """Precision against recall at IoU 0.5: one thin line per class (up to 20 are named) and
     the mean over classes, as COCOeval interpolates them."""
     fig = Figure(figsize=(7, 6), dpi=100)
+    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.09, top=0.94)
     ax = fig.subplots()
     with_boxes = [k for k, c in enumerate(metrics.per_class) if c["AP50"] is not None]
     for k in with_boxes:
@@ -91,7 +95,6 @@ def plot_pr_curve(metrics: CocoMetrics, path: Path) -> None:
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01),
            title="precision-recall, IoU 0.5")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     save_figure(fig, path)
 
 
@@ -100,15 +103,63 @@ def _write_json(path: Path, value: Any, indent: int | None = None) -> None:
         f.write(json.dumps(value, indent=indent).encode())
 
 
-def write_report(out_dir: Path, metrics: dict[str, Any], coco_metrics: CocoMetrics,
-                 predictions: list[dict[str, Any]], curves: ScoreCurves,
-                 confusion: ConfusionMatrix) -> None:
-    """The :data:`REPORT_FILES` in ``out_dir``: ``metrics.json``, ``predictions.json`` (COCO
-    results format), ``pr_curve.png``, ``prf_curves.png`` (P, R and F1 against the score
-    threshold), ``confusion_matrix.png`` and ``.json``."""
+FigureJob = tuple[Callable[[], Figure], Path]
+
+
+def _draw(jobs: list[FigureJob]) -> None:
+    for make, path in jobs:
+        save_figure(make(), path)
+
+
+class BackgroundFigures:
+    """Figures drawn and written while the caller goes on: each job is a figure maker and the
+    PNG it is written to. On Linux each is drawn by a forked process of its own (on a machine
+    of 2 cores the confusion matrix of 80 classes and the P/R/F1 curves took 0.3-0.6 s each,
+    more than COCOeval and the rest of the report together); elsewhere, and in a daemonic
+    process, they are drawn here at :meth:`wait`. :meth:`wait` joins the processes and draws
+    again here what one of them failed to write, so that an error shows with its traceback and
+    no file is missing (each is written atomically)."""
+
+    def __init__(self, jobs: list[FigureJob]) -> None:
+        self.jobs = jobs
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        # (a daemonic process, as a pool's worker, may not start processes of its own)
+        if sys.platform.startswith("linux") and not multiprocessing.current_process().daemon:
+            fork = multiprocessing.get_context("fork")
+            self.processes = [fork.Process(target=_draw, args=([job],), name="yolov3-figure",
+                                           daemon=True) for job in jobs]
+            for process in self.processes:
+                process.start()
+
+    def wait(self) -> None:
+        """Return once every figure is written."""
+        if not self.processes:
+            _draw(self.jobs)
+        for job, process in zip(self.jobs, self.processes, strict=False):
+            process.join()
+            if process.exitcode != 0:
+                _draw([job])
+
+
+def start_report(out_dir: Path, curves: ScoreCurves, confusion: ConfusionMatrix
+                 ) -> BackgroundFigures:
+    """Begin the report in ``out_dir`` with what needs no COCOeval: ``confusion_matrix.json``
+    now, ``prf_curves.png`` (P, R and F1 against the score threshold) and
+    ``confusion_matrix.png`` in the background; :func:`finish_report` writes the rest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "confusion_matrix.json", confusion.to_dict())
+    return BackgroundFigures([
+        (lambda: confusion_figure(confusion), out_dir / "confusion_matrix.png"),
+        (lambda: curves_figure(curves), out_dir / "prf_curves.png"),
+    ])
+
+
+def finish_report(out_dir: Path, figures: BackgroundFigures, metrics: dict[str, Any],
+                  coco_metrics: CocoMetrics, predictions: list[dict[str, Any]]) -> None:
+    """The rest of the :data:`REPORT_FILES` in ``out_dir``: ``metrics.json``,
+    ``predictions.json`` (COCO results format) and ``pr_curve.png``; then waits for the
+    ``figures`` of :func:`start_report`."""
     _write_json(out_dir / "metrics.json", metrics, indent=1)
     _write_json(out_dir / "predictions.json", predictions)
     plot_pr_curve(coco_metrics, out_dir / "pr_curve.png")
-    save_figure(curves_figure(curves), out_dir / "prf_curves.png")
-    save_figure(confusion_figure(confusion), out_dir / "confusion_matrix.png")
-    _write_json(out_dir / "confusion_matrix.json", confusion.to_dict())
+    figures.wait()

@@ -51,7 +51,8 @@ class UnpaddedMaxPool(nn.Module):
     -infinity padding where that cannot change the output: nothing padded before, and the map
     gives as many windows without the padding after as with it (a stride-2 pool on an even
     map, as every stride-2 pool of an input that is a multiple of 32). Elsewhere (yolov3-tiny's
-    size-2 stride-1 pool) the padded pool runs."""
+    size-2 stride-1 pool) the padded pool runs. In bf16 and fp16 a 2x2 stride-2 pool of an
+    even map runs as two elementwise maxima (:func:`_max_pool_2x2`): the same values, faster."""
 
     def __init__(self, pool: MaxPool) -> None:
         super().__init__()
@@ -61,7 +62,24 @@ class UnpaddedMaxPool(nn.Module):
         before, after = self.pool.pad
         size, stride = self.pool.pool.kernel_size, self.pool.pool.stride
         same = all((n + after - size) // stride == (n - size) // stride for n in x.shape[2:])
-        return self.pool.pool(x) if before == 0 and same else self.pool(x)
+        if before or not same:
+            return self.pool(x)
+        even = x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+        if size == stride == 2 and even and x.dtype in _PAIRWISE_DTYPES:
+            return _max_pool_2x2(x)
+        return self.pool.pool(x)
+
+
+# PyTorch's channels-last bf16/fp16 max pool is slow on few channels: a 2x2 stride-2 pool as
+# two elementwise maxima of strided views gives the same values 1.3-3x faster on the 2-core
+# Zen 4 (16 channels at 416: 30 vs 9 ms for a batch of 8); in fp32 it is no faster.
+_PAIRWISE_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _max_pool_2x2(x: Tensor) -> Tensor:
+    """A 2x2, stride-2 max pool of an even map: the maximum of row pairs, then column pairs."""
+    rows = torch.maximum(x[:, :, 0::2], x[:, :, 1::2])
+    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
 
 
 def _streamlined(net: YOLOv3) -> YOLOv3:
