@@ -3,11 +3,11 @@
 Darknet's ``fuse_conv_batchnorm`` folds each batch norm into the convolution before it, so a
 [convolutional] layer costs one convolution and one activation. On top of that the fast copy
 has no autograd state, keeps activations in channels-last order (what oneDNN's convolutions run
-best on), applies its activations in place, skips a [maxpool]'s padding copy where the padding
-cannot reach a window (:class:`UnpaddedMaxPool`), and can be traced and frozen by TorchScript
-(oneDNN weight prepacking, conv + activation fusion). Its output is the plain model's, to float
-rounding. (The two in-place changes took a quarter off yolov3-tiny's fp32 forward at 416, batch
-8, on the 2-core Zen 4: its six max pools padded 88 MB at the first alone.) (``torch.compile`` with
+best on), applies its activations in place, runs bf16 and fp16 2x2 max pools as elementwise
+maxima (:class:`PairwiseMaxPool`), and can be traced and frozen by TorchScript (oneDNN weight
+prepacking, conv + activation fusion). Its output is the plain model's, to float rounding.
+(In-place activations and pools without a padding copy, now the model's own, took a quarter off
+yolov3-tiny's fp32 forward at 416, batch 8, on the 2-core Zen 4.) (``torch.compile`` with
 Inductor was measured too: a minute or more to compile yolov3, and no faster than ONNX Runtime,
 see ``benchmarks/infer.py``.)
 """
@@ -46,28 +46,21 @@ def fold_batch_norm(model: YOLOv3) -> YOLOv3:
     return fused
 
 
-class UnpaddedMaxPool(nn.Module):
-    """Darknet's [maxpool] (:class:`~yolov3.model.layers.MaxPool`, ``pool``) without its
-    -infinity padding where that cannot change the output: nothing padded before, and the map
-    gives as many windows without the padding after as with it (a stride-2 pool on an even
-    map, as every stride-2 pool of an input that is a multiple of 32). Elsewhere (yolov3-tiny's
-    size-2 stride-1 pool) the padded pool runs. In bf16 and fp16 a 2x2 stride-2 pool of an
-    even map runs as two elementwise maxima (:func:`_max_pool_2x2`): the same values, faster."""
+class PairwiseMaxPool(nn.Module):
+    """Darknet's [maxpool] (:class:`~yolov3.model.layers.MaxPool`, ``pool``) for the fast copy:
+    in bf16 and fp16 a 2x2 stride-2 pool of an even map runs as two elementwise maxima of
+    strided views (:func:`_max_pool_2x2`), the same values faster; elsewhere the layer itself."""
 
     def __init__(self, pool: MaxPool) -> None:
         super().__init__()
         self.pool = pool
 
     def forward(self, x: Tensor) -> Tensor:
-        before, after = self.pool.pad
         size, stride = self.pool.pool.kernel_size, self.pool.pool.stride
-        same = all((n + after - size) // stride == (n - size) // stride for n in x.shape[2:])
-        if before or not same:
-            return self.pool(x)
         even = x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
         if size == stride == 2 and even and x.dtype in _PAIRWISE_DTYPES:
             return _max_pool_2x2(x)
-        return self.pool.pool(x)
+        return self.pool(x)
 
 
 # PyTorch's channels-last bf16/fp16 max pool is slow on few channels: a 2x2 stride-2 pool as
@@ -83,11 +76,11 @@ def _max_pool_2x2(x: Tensor) -> Tensor:
 
 
 def _streamlined(net: YOLOv3) -> YOLOv3:
-    """``net`` (a folded copy) with :class:`UnpaddedMaxPool` for its max pools and its
+    """``net`` (a folded copy) with :class:`PairwiseMaxPool` for its max pools and its
     activations in place (each overwrites the fresh output of its convolution or sum)."""
     for i, layer in enumerate(net.layers):
         if isinstance(layer, MaxPool):
-            net.layers[i] = UnpaddedMaxPool(layer)
+            net.layers[i] = PairwiseMaxPool(layer)
     for module in net.modules():
         if isinstance(module, (nn.LeakyReLU, nn.ReLU)):
             module.inplace = True

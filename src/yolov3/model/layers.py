@@ -103,11 +103,24 @@ class MaxPool(nn.Module):
         pad = size - 1 if padding is None else padding
         self.pad = (pad // 2, pad - pad // 2)
         self.pool = nn.MaxPool2d(size, stride)
+        # PyTorch's ceil mode lets the last window run off the map, over valid pixels only
+        self.unpadded = nn.MaxPool2d(size, stride, ceil_mode=True)
+
+    def padded_windows(self, n: int) -> int:
+        """How many windows darknet's padded pool takes along a side of ``n`` pixels."""
+        return (n + sum(self.pad) - self.pool.kernel_size) // self.pool.stride + 1
 
     def forward(self, x: Tensor) -> Tensor:
         before, after = self.pad
-        if before or after:
-            x = F.pad(x, (before, after, before, after), value=float("-inf"))
+        if not (before or after):
+            return self.pool(x)
+        # No padding copy where ceil mode takes the same windows, as a stride-2 pool does:
+        # the same values and the same gradients (the windows' valid pixels, in one order).
+        size, stride = self.pool.kernel_size, self.pool.stride
+        ceil = [-(-(n - size) // stride) + 1 for n in x.shape[2:]]
+        if before == 0 and size >= stride and ceil == [self.padded_windows(n) for n in x.shape[2:]]:
+            return self.unpadded(x)
+        x = F.pad(x, (before, after, before, after), value=float("-inf"))
         return self.pool(x)
 
 
