@@ -235,6 +235,25 @@ def test_diverged_run_writes_the_last_sound_state_and_resumes_at_a_lower_lr(
     assert after[-1] < 1e3  # a loss per image of a network that learns, not of blown weights
 
 
+def test_a_diverged_run_takes_its_moving_average_back_too(micro_cfg, tmp_path, capsys) -> None:
+    # The step before the blow-up was sound, and the average took in the weights it gave
+    # (weights of 1e12 at this lr, without the fix): they must not stay in the saved detector.
+    out = tmp_path / "diverge-ema"
+    args = quick(micro_cfg, out, 40, "--set", "optimizer.lr=1e12", "--set", "schedule.burn_in=0",
+                 "--set", "train.max_nonfinite=2", "--set", "ema.decay=0.5",
+                 "--set", "ema.ramp=1")
+    assert main(args) == 1
+    assert "training diverged" in error_of(capsys)
+    saved = load_checkpoint(out / "last.pt")
+    average, weights = saved["model"], saved["training_model"]
+    assert saved["ema_updates"] < saved["state"]["iteration"]  # the blown-up steps taken out
+    for key, tensor in average.items():
+        if tensor.dtype.is_floating_point and "running_var" not in key:
+            # an average of sound weights: the size of the weights it averages
+            bound = 10 * max(1.0, float(weights[key].abs().max()))
+            assert float(tensor.abs().max()) <= bound, key
+
+
 # --- 5. no labels, no validation ------------------------------------------------------------
 
 def yolo_run(data: Path, out: Path, cfg: Path, *extra: str) -> list[str]:

@@ -37,6 +37,10 @@ class WeightsEMA:
                        zip(self.model.state_dict().values(), model.state_dict().values(),
                            strict=True) if mine.dtype.is_floating_point]
 
+    def tensors(self) -> list[torch.Tensor]:
+        """The averaged tensors themselves (the model's floating-point state), in order."""
+        return [mine for mine, _ in self._pairs]
+
     def factor(self, updates: int) -> float:
         """The weight ``d`` of the average at update number ``updates`` (from 1)."""
         return self.decay * (1 - math.exp(-updates / self.ramp))

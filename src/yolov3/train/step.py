@@ -50,15 +50,20 @@ class SoundState:
     as it was before the last iteration whose loss showed it sound: finite, and not blown up
     (at most :data:`EXPLODED` times the lowest of the recent losses). A run whose loss turns
     non-finite goes back to it: the weights of the last finite state that a lower learning
-    rate can continue from. The copy lives beside the tensors (on their device) and is
-    refreshed in place."""
+    rate can continue from. With ``ema``, the moving average of the weights goes back with
+    them (else it would keep what the blown-up steps added to it, and the detector that
+    ``last.pt`` and ``best.pt`` hold is the average). The copy lives beside the tensors (on
+    their device) and is refreshed in place."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: torch.nn.Module, optimizer: Optimizer,
+                 ema: WeightsEMA | None = None) -> None:
+        self.model, self.optimizer, self.ema = model, optimizer, ema
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.buffers = batchnorm_buffers(model)
         self._params: list[Tensor] | None = None
         self._buffers: list[Tensor] | None = None
+        self._ema: list[Tensor] | None = None
+        self._ema_updates = 0
         self._optim: dict[Tensor, dict[str, object]] = {}
         self._recent: deque[float] = deque(maxlen=RECENT)
         self.calls_since: int | None = None  # iterations since the copy (None: no copy yet)
@@ -79,6 +84,14 @@ class SoundState:
                 for mine, p in zip(self._params, self.params, strict=True):
                     mine.copy_(p)
             self._buffers = list(buffers_before)
+            if self.ema is not None:
+                averages = self.ema.tensors()
+                if self._ema is None:
+                    self._ema = [t.clone() for t in averages]
+                else:
+                    for mine, t in zip(self._ema, averages, strict=True):
+                        mine.copy_(t)
+                self._ema_updates = self.ema.updates
             for p in self.params:
                 state = self.optimizer.state.get(p)
                 if not state:
@@ -106,6 +119,10 @@ class SoundState:
                 p.copy_(mine)
             for b, mine in zip(self.buffers, self._buffers, strict=True):
                 b.copy_(mine)
+            if self.ema is not None and self._ema is not None:
+                for t, mine in zip(self.ema.tensors(), self._ema, strict=True):
+                    t.copy_(mine)
+                self.ema.updates = self._ema_updates
             for p in self.params:
                 kept = self._optim.get(p)
                 if kept is None:
@@ -169,7 +186,7 @@ class TrainStep:
 
         self.forward = forward
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-        self.sound_state = SoundState(model, optimizer)
+        self.sound_state = SoundState(model, optimizer, ema)
         self.buffers = self.sound_state.buffers
 
     def __call__(self, minibatches: Sequence[Minibatch], lr: float) -> dict[str, float]:
