@@ -1,6 +1,6 @@
 """Darknet's [maxpool] without its padding copy where PyTorch's ceil mode takes the same
-windows (values and gradients equal to the padded pool), and the fast copy's bf16/fp16 2x2
-pool as two elementwise maxima (values equal to the pool)."""
+windows (values and gradients equal to the padded pool), and the fast copy's bf16 2x2 pool
+as two elementwise maxima (values equal to the pool)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_an_odd_map_keeps_its_padded_windows() -> None:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("hw", [(16, 24), (13, 13)])
 def test_low_precision_pairwise_pool_equals_the_pool(dtype, hw) -> None:
-    # bf16/fp16 2x2 stride-2 pools of an even map run as two elementwise maxima; same values,
+    # bf16 2x2 stride-2 pools of an even map run as two elementwise maxima; same values,
     # layout kept, on channels-last input as the fast copy feeds it
     x = torch.randn(2, 16, *hw, generator=torch.Generator().manual_seed(3)).to(dtype)
     x = x.contiguous(memory_format=torch.channels_last)

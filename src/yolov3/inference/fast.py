@@ -3,7 +3,7 @@
 Darknet's ``fuse_conv_batchnorm`` folds each batch norm into the convolution before it, so a
 [convolutional] layer costs one convolution and one activation. On top of that the fast copy
 has no autograd state, keeps activations in channels-last order (what oneDNN's convolutions run
-best on), applies its activations in place, runs bf16 and fp16 2x2 max pools as elementwise
+best on), applies its activations in place, runs bf16 2x2 max pools on the CPU as elementwise
 maxima (:class:`PairwiseMaxPool`), and can be traced and frozen by TorchScript (oneDNN weight
 prepacking, conv + activation fusion). Its output is the plain model's, to float rounding.
 (In-place activations and pools without a padding copy, now the model's own, took a quarter off
@@ -48,7 +48,7 @@ def fold_batch_norm(model: YOLOv3) -> YOLOv3:
 
 class PairwiseMaxPool(nn.Module):
     """Darknet's [maxpool] (:class:`~yolov3.model.layers.MaxPool`, ``pool``) for the fast copy:
-    in bf16 and fp16 a 2x2 stride-2 pool of an even map runs as two elementwise maxima of
+    in bf16 on the CPU a 2x2 stride-2 pool of an even map runs as two elementwise maxima of
     strided views (:func:`_max_pool_2x2`), the same values faster; elsewhere the layer itself."""
 
     def __init__(self, pool: MaxPool) -> None:
@@ -58,15 +58,15 @@ class PairwiseMaxPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         size, stride = self.pool.pool.kernel_size, self.pool.pool.stride
         even = x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
-        if size == stride == 2 and even and x.dtype in _PAIRWISE_DTYPES:
+        if size == stride == 2 and even and x.dtype == torch.bfloat16 and x.device.type == "cpu":
             return _max_pool_2x2(x)
         return self.pool(x)
 
 
-# PyTorch's channels-last bf16/fp16 max pool is slow on few channels: a 2x2 stride-2 pool as
-# two elementwise maxima of strided views gives the same values 1.3-3x faster on the 2-core
-# Zen 4 (16 channels at 416: 30 vs 9 ms for a batch of 8); in fp32 it is no faster.
-_PAIRWISE_DTYPES = (torch.bfloat16, torch.float16)
+# PyTorch's channels-last bf16 max pool on the CPU is slow on few channels: a 2x2 stride-2
+# pool as two elementwise maxima of strided views gives the same values 1.3-3x faster on the
+# 2-core Zen 4 (16 channels at 416: 30 vs 9 ms for a batch of 8); in fp32 and fp16 it was
+# slower on some maps.
 
 
 def _max_pool_2x2(x: Tensor) -> Tensor:
