@@ -110,6 +110,14 @@ def test_confusion_figure_for_one_and_eighty_classes(tmp_path: Path) -> None:
         pixels = np.asarray(small.convert("RGB"))
     # the kangaroo row normalised: its one cell at the darkest blue, a quarter of the matrix
     assert (pixels == [8, 48, 107]).all(axis=-1).sum() > 0.2 * 250 * 250
+    # a class name longer than the figure is cut, the matrix still drawn
+    long = {**gt, "categories": [{"id": 5, "name": "an eastern grey kangaroo " * 8}]}
+    save_figure(confusion_figure(confusion_matrix(long, [det(1, 5, [0, 0, 20, 20], 0.9)])),
+                tmp_path / "long.png")
+    with Image.open(tmp_path / "long.png") as im:
+        assert im.size == (720, 600)
+        dark = (np.asarray(im.convert("RGB")) == [8, 48, 107]).all(axis=-1).sum()
+    assert dark > 0.05 * 250 * 250
 
 
 def test_unknown_category_is_an_error() -> None:

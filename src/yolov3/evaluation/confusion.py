@@ -89,6 +89,7 @@ def confusion_figure(matrix: ConfusionMatrix) -> Figure:
     # Fixed margins that fit the longest name (about 0.6 em a character), not tight_layout:
     # its trial drawing of 160 names was a third of the figure's time at 80 classes.
     names = 0.6 * size / 72 * max(len(name) for name in labels) + 0.6  # inches
+    names = min(names, 0.4 * side)  # a very long name is cut rather than the matrix
     width = side + 1.2
     fig = Figure(figsize=(width, side), dpi=100)
     fig.subplots_adjust(left=names / width, bottom=names / side, right=1 - 0.9 / width,
