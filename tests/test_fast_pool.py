@@ -52,7 +52,8 @@ def test_low_precision_pairwise_pool_equals_the_pool(dtype, hw) -> None:
     # layout kept, on channels-last input as the fast copy feeds it
     x = torch.randn(2, 16, *hw, generator=torch.Generator().manual_seed(3)).to(dtype)
     x = x.contiguous(memory_format=torch.channels_last)
-    for pool in (MaxPool(2, 2), MaxPool(2, 2, padding=0), MaxPool(2, 1)):
+    # (padding 2 puts a window before the map: the padded pool, one more window each way)
+    for pool in (MaxPool(2, 2), MaxPool(2, 2, padding=0), MaxPool(2, 1), MaxPool(2, 2, padding=2)):
         got = PairwiseMaxPool(pool)(x)
         assert got.dtype == dtype
         torch.testing.assert_close(got, padded_reference(pool, x), rtol=0, atol=0)

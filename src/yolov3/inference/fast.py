@@ -48,7 +48,8 @@ def fold_batch_norm(model: YOLOv3) -> YOLOv3:
 
 class PairwiseMaxPool(nn.Module):
     """Darknet's [maxpool] (:class:`~yolov3.model.layers.MaxPool`, ``pool``) for the fast copy:
-    in bf16 on the CPU a 2x2 stride-2 pool of an even map runs as two elementwise maxima of
+    in bf16 on the CPU a 2x2 stride-2 pool of an even map whose windows are the unpadded ones
+    (:meth:`~yolov3.model.layers.MaxPool.unpadded_windows`) runs as two elementwise maxima of
     strided views (:func:`_max_pool_2x2`), the same values faster; elsewhere the layer itself."""
 
     def __init__(self, pool: MaxPool) -> None:
@@ -58,7 +59,8 @@ class PairwiseMaxPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         size, stride = self.pool.pool.kernel_size, self.pool.pool.stride
         even = x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
-        if size == stride == 2 and even and x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        fast = x.dtype == torch.bfloat16 and x.device.type == "cpu"
+        if size == stride == 2 and even and fast and self.pool.unpadded_windows(x.shape[2:]):
             return _max_pool_2x2(x)
         return self.pool(x)
 

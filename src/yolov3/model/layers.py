@@ -8,6 +8,8 @@ Each block maps directly to a darknet layer so that weights load in darknet's or
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -106,23 +108,24 @@ class MaxPool(nn.Module):
         # PyTorch's ceil mode lets the last window run off the map, over valid pixels only
         self.unpadded = nn.MaxPool2d(size, stride, ceil_mode=True)
 
-    def padded_windows(self, n: int) -> int:
-        """How many windows darknet's padded pool takes along a side of ``n`` pixels."""
-        return (n + sum(self.pad) - self.pool.kernel_size) // self.pool.stride + 1
+    def unpadded_windows(self, hw: Sequence[int]) -> bool:
+        """Whether, on a map of ``hw`` pixels, PyTorch's ceil-mode pool without padding takes
+        darknet's padded windows: nothing padded before, and as many windows (a stride-2 pool
+        does). Its windows then hold the same valid pixels in the same order: the same values
+        and the same gradients."""
+        size, stride = self.pool.kernel_size, self.pool.stride
+        padded = [(n + sum(self.pad) - size) // stride + 1 for n in hw]
+        ceil = [-(-(n - size) // stride) + 1 for n in hw]
+        return self.pad[0] == 0 and size >= stride and ceil == padded
 
     def forward(self, x: Tensor) -> Tensor:
         before, after = self.pad
         if not (before or after):
             return self.pool(x)
-        # No padding copy where ceil mode takes the same windows, as a stride-2 pool does:
-        # the same values and the same gradients (the windows' valid pixels, in one order).
-        # An exported graph keeps darknet's Pad: ONNX Runtime's int8 quantiser handles the
-        # ceil-mode pool otherwise (it lost detections in tests/test_int8.py).
-        size, stride = self.pool.kernel_size, self.pool.stride
-        ceil = [-(-(n - size) // stride) + 1 for n in x.shape[2:]]
-        same = before == 0 and size >= stride and ceil == [self.padded_windows(n)
-                                                           for n in x.shape[2:]]
-        if same and not torch.onnx.is_in_onnx_export():
+        # No padding copy where ceil mode takes the same windows. An exported graph keeps
+        # darknet's Pad: ONNX Runtime's int8 quantiser handles the ceil-mode pool otherwise
+        # (it lost detections in tests/test_int8.py).
+        if self.unpadded_windows(x.shape[2:]) and not torch.onnx.is_in_onnx_export():
             return self.unpadded(x)
         x = F.pad(x, (before, after, before, after), value=float("-inf"))
         return self.pool(x)
