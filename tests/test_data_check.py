@@ -15,6 +15,7 @@ from yolov3.datasets.check import check_dataset, duplicate_pairs, orientation_pr
 from yolov3.datasets.problems import (
     BOX,
     CLASS,
+    CUT_SHORT,
     DUPLICATE,
     EXIF,
     MALFORMED,
@@ -43,8 +44,8 @@ def truncate(path: Path) -> None:
 
 def assert_found(report, expected: dict[str, list[str]]) -> None:
     """Exactly the planted problems: per kind, one message naming each fragment."""
-    for kind in (UNREADABLE, NO_LABEL, NO_IMAGE, MALFORMED, CLASS, BOX, ZERO_AREA, DUPLICATE,
-                 EXIF, SIZE):
+    for kind in (UNREADABLE, CUT_SHORT, NO_LABEL, NO_IMAGE, MALFORMED, CLASS, BOX, ZERO_AREA,
+                 DUPLICATE, EXIF, SIZE):
         messages = report.messages(kind)
         fragments = expected.get(kind, [])
         assert len(messages) == len(fragments), (kind, messages)
@@ -55,7 +56,10 @@ def assert_found(report, expected: dict[str, list[str]]) -> None:
 def test_yolo_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:
     data = write_yolo(tmp_path)  # 3.bmp has no label file: an image without labels
     images, labels = tmp_path / "images" / "val", tmp_path / "labels" / "val"
-    truncate(images / "2.JPG")
+    truncate(images / "2.JPG")  # a JPEG cut short: read, its last third grey
+    picture(images / "11.png", (20, 30))
+    (labels / "11.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    truncate(images / "11.png")  # a PNG cut short does not decode
     (labels / "9.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     for name, line in [("5", "0 0.5 0.5 0.2"), ("6", "7 0.5 0.5 0.2 0.2"),
                        ("7", "1 1.5 0.5 0.2 0.2"), ("8", "2 0.5 0.5 0 0.3\n1 0.5 0.5 0.2 0.2"),
@@ -67,7 +71,8 @@ def test_yolo_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:
 
     report = check_dataset(data, "val", workers=2, progress=False)
     assert_found(report, {
-        UNREADABLE: ["2.JPG: not a readable image"],
+        UNREADABLE: ["11.png: not a readable image"],
+        CUT_SHORT: ["2.JPG: the file ends before its picture does"],
         NO_LABEL: ["3.bmp: no label file"],
         NO_IMAGE: ["9.txt: no image of this name"],
         MALFORMED: ["5.txt:1: expected 5 fields"],
@@ -78,9 +83,12 @@ def test_yolo_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:
         DUPLICATE: ["1.txt: boxes 1 and 3 (class cat"],
     })
     (split,) = report.splits
-    # 1 (3 boxes), 3 (none), 4 (zebra), 8 (one dog left) and 10 (one zebra left) are read;
-    # 2 does not decode, and its dog and cat count as its label file has them.
-    assert split.images == 6 and split.histogram == {"cat": 3, "dog": 2, "zebra": 3}
+    # 1 (3 boxes), 2 (a dog and a cat), 3 (none), 4 (zebra), 8 (one dog left) and 10 (one
+    # zebra left) are read; 11 does not decode, and its cat counts as its label file has it.
+    assert split.images == 7 and split.histogram == {"cat": 4, "dog": 2, "zebra": 3}
+    # the file lost its last third: about that share of the picture is grey
+    (cut,) = report.messages(CUT_SHORT)
+    assert 25 < float(cut.split("; ")[1].split("%")[0]) < 45, cut
     with pytest.raises(DataError, match="has no 'tain' split"):
         check_dataset(data, "tain", workers=1, progress=False)
 
@@ -90,14 +98,16 @@ def test_coco_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:
     images = tmp_path / "images"
     data = json.loads(path.read_text())
     anns = data["annotations"]
-    truncate(images / "4.jpeg")
+    truncate(images / "4.jpeg")  # a JPEG cut short: read, its last third grey
     picture(images / "5.png", (10, 10))  # not in the JSON
     extra = [("6.png", None, 20, 30), ("7.jpg", (30, 40), 40, 30), ("8.jpg", (30, 40), 30, 40),
-             ("9.png", (20, 20), 20, 25), ("10.png", (30, 30), 30, 30)]
+             ("9.png", (20, 20), 20, 25), ("10.png", (30, 30), 30, 30),
+             ("11.png", (20, 30), 20, 30)]
     for k, (name, stored, h, w) in enumerate(extra, 6):
         if stored is not None:  # 6.png is missing: a label without its image
             picture(images / name, stored, 6 if name.endswith(".jpg") else None)
         data["images"].append({"id": k, "file_name": name, "height": h, "width": w})
+    truncate(images / "11.png")  # a PNG cut short does not decode
     anns[0]["bbox"] = [1, 2]  # image 1: malformed
     anns[2]["category_id"] = 7  # image 2: no such category
     anns.append({"id": 50, "image_id": 3, "category_id": 1, "bbox": [30, 40, 20, 20]})
@@ -108,7 +118,8 @@ def test_coco_dataset_with_every_kind_of_problem(tmp_path: Path) -> None:
 
     report = check_dataset(path, workers=2, progress=False)
     assert_found(report, {
-        UNREADABLE: ["4.jpeg: not a readable image"],
+        UNREADABLE: ["11.png: not a readable image"],
+        CUT_SHORT: ["4.jpeg: the file ends before its picture does"],
         NO_LABEL: ["5.png: not in"],
         NO_IMAGE: ["image id 6: " + str(images / "6.png") + " not found"],
         MALFORMED: ["annotation #0 (id 1): malformed"],

@@ -5,10 +5,12 @@ The low-level module that the datasets, the training inputs and inference all re
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -39,22 +41,75 @@ def _eight_bit_grey(im: Image.Image) -> Image.Image:
     return Image.fromarray(values.astype(np.uint8))
 
 
-def load_image(path: str | Path, exif_transpose: bool = True) -> np.ndarray:
-    """Read an image file as an (H, W, 3) uint8 RGB array.
+# The marker that ends a JPEG file. A file cut short (an interrupted copy or download) lacks it
+# and the entropy-coded data before it; darknet's reader (stb_image) and OpenCV's (libjpeg)
+# decode such a file as far as it goes and leave the missing blocks grey.
+JPEG_END = b"\xff\xd9"
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image file's pixels, (H, W, 3) uint8 RGB, and whether the file was a JPEG cut short
+    (``cut_short``: read as far as it goes, the blocks past its end mid-grey)."""
+
+    pixels: np.ndarray
+    cut_short: bool
+
+
+def _as_rgb(im: Image.Image, exif_transpose: bool) -> np.ndarray:
+    """A loaded image as RGB pixels, the EXIF orientation applied with ``exif_transpose``."""
+    if exif_transpose:
+        im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _eight_bit_grey(im)
+    return np.array(im.convert("RGB"))
+
+
+def _ended_jpeg(source: str | Path | BinaryIO) -> Image.Image | None:
+    """A JPEG file cut short, decoded with its end marker put back (the missing blocks grey, as
+    darknet and OpenCV read it); None when the file has its end marker, so that its fault is
+    elsewhere, or when it does not decode even so."""
+    if isinstance(source, str | Path):
+        data = Path(source).read_bytes()
+    else:
+        source.seek(0)
+        data = source.read()
+    if data.rstrip(b"\0").endswith(JPEG_END):
+        return None
+    try:
+        im = Image.open(io.BytesIO(data + JPEG_END))
+        im.load()
+    except PIL_ERRORS:
+        return None
+    return im
+
+
+def decode_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> DecodedImage:
+    """Read an image file (a path, or an open binary file) in full.
 
     With ``exif_transpose`` the EXIF orientation is applied, so the pixels are those a person sees.
-    16-bit and float grey images are brought to 8 bits first (see :func:`_eight_bit_grey`).
+    16-bit and float grey images are brought to 8 bits first (see :func:`_eight_bit_grey`). A JPEG
+    cut short is read as far as it goes, as darknet and OpenCV read it (``cut_short``); any other
+    file that does not decode is a :class:`DataError` naming it.
     """
     try:
-        with Image.open(path) as im:
-            im.load()
-            if exif_transpose:
-                im = ImageOps.exif_transpose(im)
-            if im.mode.startswith("I") or im.mode == "F":
-                im = _eight_bit_grey(im)
-            return np.array(im.convert("RGB"))
+        with Image.open(source) as im:
+            try:
+                im.load()
+            except PIL_ERRORS:
+                ended = _ended_jpeg(source) if im.format == "JPEG" else None
+                if ended is None:
+                    raise
+                with ended:
+                    return DecodedImage(_as_rgb(ended, exif_transpose), cut_short=True)
+            return DecodedImage(_as_rgb(im, exif_transpose), cut_short=False)
     except PIL_ERRORS as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+        raise DataError(f"{source}: not a readable image ({exc})") from None
+
+
+def load_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> np.ndarray:
+    """An image file's pixels as an (H, W, 3) uint8 RGB array (see :func:`decode_image`)."""
+    return decode_image(source, exif_transpose).pixels
 
 
 # EXIF orientations that turn the stored picture by 90 degrees (what ``exif_transpose`` undoes).

@@ -6,7 +6,9 @@ file is missing, and boxes of zero area (dropped). The check reports those and a
 decoding every image, or looking at the files on disk, shows:
 
 - unreadable or truncated images: every image is decoded in full (a truncated JPEG or PNG
-  fails only there, not when its header is read);
+  fails only there, not when its header is read). A JPEG cut short is read as far as it goes,
+  the missing blocks grey, as darknet and OpenCV read it: it is reported with the share of its
+  pixels that are grey, and training and detection use it;
 - images without labels: a YOLO image without a ``.txt`` (an empty file marks an image without
   objects), a VOC image without an ``.xml`` of its name, an image in a COCO images folder that
   the JSON does not list;
@@ -61,6 +63,7 @@ from yolov3.datasets.open import dataset_splits, open_dataset
 from yolov3.datasets.problems import (
     BOX,
     CLASS,
+    CUT_SHORT,
     DUPLICATE,
     EXIF,
     MALFORMED,
@@ -76,7 +79,7 @@ from yolov3.datasets.voc import find_voc_folders
 from yolov3.datasets.yolo_txt import label_path
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write
-from yolov3.images import image_size, is_image_file, list_images, load_image
+from yolov3.images import decode_image, image_size, is_image_file, list_images
 from yolov3.inputs.augment import MAX_LABELS
 
 # Two boxes of one class overlapping more than this are one object labelled twice.
@@ -86,6 +89,9 @@ DUPLICATE_IOU = 0.95
 KINDS: dict[str, tuple[str, str]] = {
     UNREADABLE: ("unreadable or truncated images",
                  "export the image again, or remove it and its label"),
+    CUT_SHORT: ("JPEG images cut short (read as far as they go, the rest grey, as darknet and "
+                "OpenCV read them)",
+                "export or copy the image again; remove it if much of it is grey"),
     NO_LABEL: ("images without labels",
                "add the label (an empty YOLO .txt marks an image without objects), or remove "
                "the image"),
@@ -235,11 +241,27 @@ def orientation_problem(declared_hw: tuple[int, int] | None, stored_hw: tuple[in
     return SIZE, f"the annotation says {dw}x{dh} but the image is {vw}x{vh}"
 
 
-def _inspect(path: Path) -> tuple[tuple[int, int], tuple[int, int]] | str:
-    """(stored, shown) (height, width) of an image decoded in full, or why it cannot be read."""
+# The value of every channel in the blocks past the end of a JPEG cut short.
+MISSING_GREY = 128
+
+
+@dataclass(frozen=True)
+class Inspected:
+    """What decoding an image in full shows: its (height, width) as stored and as shown (EXIF
+    applied), and for a JPEG cut short the share of its pixels left grey (else None)."""
+
+    stored: tuple[int, int]
+    shown: tuple[int, int]
+    grey_share: float | None
+
+
+def _inspect(path: Path) -> Inspected | str:
+    """What decoding the image at ``path`` in full shows, or why it cannot be read."""
     try:
-        stored = load_image(path, exif_transpose=False).shape[:2]
-        return (int(stored[0]), int(stored[1])), image_size(path)
+        decoded = decode_image(path, exif_transpose=False)
+        pixels = decoded.pixels
+        grey = float((pixels == MISSING_GREY).all(axis=2).mean()) if decoded.cut_short else None
+        return Inspected((int(pixels.shape[0]), int(pixels.shape[1])), image_size(path), grey)
     except DataError as exc:
         return str(exc)
 
@@ -272,7 +294,10 @@ def _check_images(dataset: DetectionDataset, report: CheckReport, workers: int,
                 histogram += np.bincount(dataset.labels(i), minlength=len(dataset.names))
                 over_cap += len(dataset.labels(i)) > MAX_LABELS
                 continue
-            stored, shown = result
+            stored, shown = result.stored, result.shown
+            if result.grey_share is not None:
+                report.add(CUT_SHORT, f"{dataset.files[i]}: the file ends before its picture "
+                           f"does; {result.grey_share:.1%} of the pixels are grey")
             declared = tuple(int(v) for v in dataset.sizes[i])
             found = orientation_problem(declared if declared[0] > 0 else None, stored, shown)
             if found is not None:

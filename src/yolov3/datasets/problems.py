@@ -8,6 +8,7 @@ from yolov3.errors import DataError
 
 # What a problem is about: ``yolov3 data check`` counts and explains them by kind.
 UNREADABLE = "unreadable"  # an image that cannot be decoded (missing bytes, not an image)
+CUT_SHORT = "cut-short"  # a JPEG file cut short: read as far as it goes, the rest grey
 NO_LABEL = "no-label"  # an image without a label file or annotation entry
 NO_IMAGE = "no-image"  # a label or annotation whose image file does not exist
 MALFORMED = "malformed"  # a label line or file that cannot be parsed
