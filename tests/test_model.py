@@ -108,3 +108,35 @@ def test_frozen_layers_get_no_gradient_and_keep_batch_norm_statistics() -> None:
     after = model.state_dict()
     assert torch.equal(before["layers.0.bn.running_mean"], after["layers.0.bn.running_mean"])
     assert not torch.equal(before["layers.8.bn.running_mean"], after["layers.8.bn.running_mean"])
+
+
+def test_frozen_batch_norm_statistics_normalise_with_the_loaded_ones_and_still_learn() -> None:
+    model = yolov3.build_model("yolov3-tiny", num_classes=2)
+    model.freeze(2)
+    model.freeze_bn_statistics()
+    model.train()
+    bn = model.layers[8].bn
+    assert not bn.training and model.layers[8].training  # the layer trains, its batch norm not
+    with torch.no_grad():  # loaded statistics that are not the batch's
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, 3, 96, 96)
+    raw = model(x)
+    sum(r.sum() for r in raw).backward()
+    after = model.state_dict()
+    for name in before:
+        if name.endswith(("running_mean", "running_var")):
+            assert torch.equal(before[name], after[name]), name
+    assert bn.weight.grad is not None and bn.bias.grad is not None  # scale and shift learn
+    assert model.layers[2].conv.weight.grad is not None
+    # training-mode outputs equal evaluation-mode outputs: the same statistics normalise both
+    with torch.no_grad():
+        trained = model(x)
+        model.eval()
+        evaluated = model(x)
+    for a, b in zip(trained, evaluated, strict=True):
+        torch.testing.assert_close(a, b)
+    model.freeze_bn_statistics(False)
+    model.train()
+    assert bn.training and not model.layers[0].training  # the first 2 layers stay frozen

@@ -147,6 +147,7 @@ class YOLOv3(nn.Module):
         self.header_version: tuple[int, int, int] = (0, 2, 0)
         self.seen = 0
         self.frozen = 0
+        self.frozen_bn = False
 
     def freeze(self, num_layers: int) -> None:
         """Train only the layers from ``num_layers`` on (darknet's ``stopbackward``): the first
@@ -159,10 +160,21 @@ class YOLOv3(nn.Module):
             layer.requires_grad_(i >= num_layers)
         self.train(self.training)
 
+    def freeze_bn_statistics(self, frozen: bool = True) -> None:
+        """Keep every batch norm's running mean and variance as loaded and normalise with them
+        in training too (torchvision's ``FrozenBatchNorm2d`` for fine-tuning); their scales and
+        shifts still learn. Darknet updates the statistics (``frozen`` False)."""
+        self.frozen_bn = frozen
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> YOLOv3:
         super().train(mode)
         for layer in self.layers[: self.frozen]:
             layer.eval()
+        if self.frozen_bn:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         return self
 
     @property

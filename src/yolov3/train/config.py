@@ -54,12 +54,15 @@ BASE_PRESET = "yolov3-coco-darknet"
 @dataclass
 class ModelConfig:
     """The network and its initial weights. ``anchors``: None keeps the cfg's, ``auto`` fits
-    as many to the training boxes, else ``w,h, w,h, ...`` (as many pairs as the cfg has)."""
+    as many to the training boxes, else ``w,h, w,h, ...`` (as many pairs as the cfg has).
+    ``freeze``: the first layers that do not learn; ``freeze_bn``: every batch norm keeps its
+    loaded statistics (see :meth:`~yolov3.model.YOLOv3.freeze_bn_statistics`)."""
 
     cfg: str
     weights: str | None
     anchors: str | None
     freeze: int
+    freeze_bn: bool
 
     def anchor_pairs(self) -> Anchors | None:
         """The anchors set here as (w, h) pairs (None: the cfg's; not for ``auto``)."""
