@@ -9,11 +9,18 @@ minutes of training).
                                         # giou1 loss.box=giou loss.box_gain=1
         [--define-on finetune]          # the --define rows as overrides of the finetune
                                         # preset instead (to try a switch on the chosen ones)
+        [--folds K]                     # K-fold cross-validation instead of the dataset's split
 
 Every run starts from the official yolov3-tiny (the recipe's `model.weights`) with the
 `finetune-darknet` preset; a switch is a list of `--set` overrides on it. A budget other than
 the recipe's 300 iterations moves the lr steps and the burn-in in proportion. Evaluation runs
 once, at the end. Minutes are wall-clock on this machine: run it alone.
+
+With ``--folds K`` every row trains K times (per seed), each time holding out another K-th of
+all the dataset's images (the dataset converted once to YOLO txt, images linked, under
+``--out``; the parts cut from one fixed shuffle of the file names), so that a row's mean is
+measured on every image rather than on one small held-out split: on kangaroo's 36 held-out
+photos one seed to the next moves AP50 by 0.02-0.05.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
+import yaml
+
+from yolov3.datasets.convert import convert
+from yolov3.images import is_image_file
 from yolov3.train.config import load_config, preset_path
 from yolov3.train.trainer import Trainer
 
@@ -54,6 +66,30 @@ def budget(max_iter: int) -> list[str]:
     return [f"schedule.max_iter={max_iter}", f"schedule.steps=[{','.join(map(str, steps))}]",
             f"schedule.burn_in={max(1, round(base.burn_in * k))}",
             f"train.eval_interval={max_iter}", f"train.checkpoint_interval={max_iter}"]
+
+
+def folds(data: str, k: int, out: Path) -> list[str]:
+    """``k`` dataset YAMLs that hold out each image of ``data`` once: the dataset converted to
+    YOLO txt under ``out/folds`` (images linked), its images in one fixed shuffled order, fold
+    ``f`` holding out every ``k``-th image from the ``f``-th."""
+    root = out / "folds"
+    if not (root / "data.yaml").is_file():
+        convert(data, "yolo", root, symlink=True)
+    names = yaml.safe_load((root / "data.yaml").read_text())["names"]
+    images = sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*")
+                    if is_image_file(p))
+    order = np.random.default_rng(0).permutation(len(images))
+    files = []
+    for f in range(k):
+        held = {int(i) for i in order[f::k]}
+        for split, keep in (("train", False), ("val", True)):
+            (root / f"fold{f}-{split}.txt").write_text(
+                "".join(f"{image}\n" for i, image in enumerate(images) if (i in held) == keep))
+        spec = {"path": ".", "train": f"fold{f}-train.txt", "val": f"fold{f}-val.txt",
+                "names": names}
+        (root / f"fold{f}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        files.append(str(root / f"fold{f}.yaml"))
+    return files
 
 
 def run(name: str, preset: str, overrides: list[str], data: str, seed: int, max_iter: int,
@@ -90,22 +126,31 @@ def main() -> None:
                         help="one more row: its name and its overrides of --define-on")
     parser.add_argument("--define-on", choices=[BASE, CHOSEN], default=BASE,
                         help=f"the preset that --define rows override (default: {BASE})")
+    parser.add_argument("--folds", type=int, default=0, metavar="K",
+                        help="K-fold cross-validation over all the dataset's images instead of "
+                             "its own split (default: its split)")
     args = parser.parse_args()
+    if args.folds == 1 or args.folds < 0:
+        parser.error("--folds takes at least 2 (or 0: the dataset's own split)")
     if not preset_path(CHOSEN).is_file():
         raise SystemExit(f"no packaged preset {CHOSEN}")
     rows = {"darknet": (BASE, []), **{k: (BASE, v) for k, v in SWITCHES.items()},
             "chosen": (CHOSEN, []), **{d[0]: (args.define_on, d[1:]) for d in args.define}}
+    datasets = folds(args.data, args.folds, args.out) if args.folds else [args.data]
     table = []
     extra = {d[0] for d in args.define}
     for name, (preset, overrides) in rows.items():
         if args.only is not None and name not in args.only and name not in extra:
             continue
-        runs = [run(name, preset, overrides, args.data, s, args.max_iter, args.out)
-                for s in args.seeds]
+        runs = [run(f"{name}-fold{f}" if args.folds else name, preset, overrides, data, s,
+                    args.max_iter, args.out)
+                for f, data in enumerate(datasets) for s in args.seeds]
         table.append((name, {k: statistics.mean(r[k] for r in runs) for k in runs[0]},
                       [r["AP50"] for r in runs]))
-    print(f"\n{args.data}, {args.max_iter} iterations, seeds {args.seeds} (means)")
-    print("| recipe | AP50 | AP | AP50 per seed | minutes |\n| --- | --- | --- | --- | --- |")
+    held_out = f"{args.folds} folds, " if args.folds else ""
+    print(f"\n{args.data}, {held_out}{args.max_iter} iterations, seeds {args.seeds} (means)")
+    per = "AP50 per fold and seed" if args.folds else "AP50 per seed"
+    print(f"| recipe | AP50 | AP | {per} | minutes |\n| --- | --- | --- | --- | --- |")
     for name, mean, per_seed in table:
         print(f"| {name} | {mean['AP50']:.3f} | {mean['AP']:.3f} | "
               f"{' / '.join(f'{v:.3f}' for v in per_seed)} | {mean['minutes']:.1f} |")
