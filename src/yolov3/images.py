@@ -97,7 +97,7 @@ def decode_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> 
             try:
                 im.load()
             except PIL_ERRORS:
-                ended = _ended_jpeg(source) if im.format == "JPEG" else None
+                ended = _ended_jpeg(source) if im.format in ("JPEG", "MPO") else None
                 if ended is None:
                     raise
                 with ended:
