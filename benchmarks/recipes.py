@@ -14,7 +14,7 @@ minutes of training).
 Every run starts from the official yolov3-tiny (the recipe's `model.weights`) with the
 `finetune-darknet` preset; a switch is a list of `--set` overrides on it. A budget other than
 the recipe's 300 iterations moves the lr steps and the burn-in in proportion. Evaluation runs
-once, at the end. Minutes are wall-clock on this machine: run it alone.
+once, at the end, for every row. Minutes are wall-clock on this machine: run it alone.
 
 With ``--folds K`` every row trains K times (per seed), each time holding out another K-th of
 all the dataset's images (the dataset converted once to YOLO txt, images linked, under
@@ -57,14 +57,15 @@ BASE, CHOSEN = "finetune-darknet", "finetune"
 RECIPE_ITERATIONS = 300
 
 
-def budget(max_iter: int) -> list[str]:
-    """Overrides that run the recipes for ``max_iter`` iterations with one evaluation at the
-    end; the step schedule and burn-in scaled from the recipe's 300 iterations."""
-    base = load_config(BASE).schedule
-    k = max_iter / RECIPE_ITERATIONS
-    steps = [max(1, round(s * k)) for s in base.steps]
+def budget(preset: str, max_iter: int) -> list[str]:
+    """Overrides that run ``preset`` for ``max_iter`` iterations with one evaluation and one
+    checkpoint, at the end (alike for every row); its lr steps and burn-in scaled from its own
+    ``schedule.max_iter``."""
+    own = load_config(preset).schedule
+    k = max_iter / own.max_iter
+    steps = [max(1, round(s * k)) for s in own.steps]
     return [f"schedule.max_iter={max_iter}", f"schedule.steps=[{','.join(map(str, steps))}]",
-            f"schedule.burn_in={max(1, round(base.burn_in * k))}",
+            f"schedule.burn_in={max(1, round(own.burn_in * k))}",
             f"train.eval_interval={max_iter}", f"train.checkpoint_interval={max_iter}"]
 
 
@@ -95,14 +96,8 @@ def folds(data: str, k: int, out: Path) -> list[str]:
 def run(name: str, preset: str, overrides: list[str], data: str, seed: int, max_iter: int,
         out: Path) -> dict[str, float]:
     """One training run; its final AP50, AP and minutes."""
-    extra = budget(max_iter) if preset == BASE else [f"schedule.max_iter={max_iter}"]
-    config = load_config(preset, [f"data.dataset={data}", f"train.seed={seed}", *extra,
-                                  *overrides])
-    if preset == CHOSEN and max_iter != RECIPE_ITERATIONS:
-        scaled = load_config(preset, budget(max_iter))
-        config.schedule.steps, config.schedule.burn_in = (scaled.schedule.steps,
-                                                          scaled.schedule.burn_in)
-        config.train.eval_interval = max_iter
+    config = load_config(preset, [f"data.dataset={data}", f"train.seed={seed}",
+                                  *budget(preset, max_iter), *overrides])
     start = time.perf_counter()
     results = Trainer(config, out / f"{name}-seed{seed}", overwrite=True).train()
     minutes = (time.perf_counter() - start) / 60
