@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from yolov3.datasets.convert import convert
-from yolov3.images import is_image_file
+from yolov3.images import list_images
 from yolov3.train.config import load_config, preset_path
 from yolov3.train.trainer import Trainer
 
@@ -71,14 +71,25 @@ def budget(preset: str, max_iter: int) -> list[str]:
 
 def folds(data: str, k: int, out: Path) -> list[str]:
     """``k`` dataset YAMLs that hold out each image of ``data`` once: the dataset converted to
-    YOLO txt under ``out/folds`` (images linked), its images in one fixed shuffled order, fold
-    ``f`` holding out every ``k``-th image from the ``f``-th."""
-    root = out / "folds"
-    if not (root / "data.yaml").is_file():
-        convert(data, "yolo", root, symlink=True)
+    YOLO txt under ``out/folds`` (images linked; kept for the next call with the same
+    ``data``), its images in one fixed shuffled order, fold ``f`` holding out every ``k``-th
+    image from the ``f``-th."""
+    root, source = out / "folds", str(Path(data).resolve())
+    marker = root / "source.txt"
+    if marker.is_file() and marker.read_text() != source:
+        raise SystemExit(f"{root} holds the folds of {marker.read_text()}, not of {source}: "
+                         "give another --out")
+    if not marker.is_file():
+        skipped = sum(len(ds.problems) for ds in convert(data, "yolo", root,
+                                                         symlink=True).values())
+        if skipped:
+            print(f"{skipped} images of {data} were left out of the folds (yolov3 data check "
+                  "says why)")
+        marker.write_text(source)
     names = yaml.safe_load((root / "data.yaml").read_text())["names"]
-    images = sorted(p.relative_to(root).as_posix() for p in (root / "images").rglob("*")
-                    if is_image_file(p))
+    images = [p.relative_to(root).as_posix() for p in list_images(root / "images")]
+    if len(images) < k:
+        raise SystemExit(f"{data} has {len(images)} images: too few for {k} folds")
     order = np.random.default_rng(0).permutation(len(images))
     files = []
     for f in range(k):

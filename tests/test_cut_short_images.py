@@ -14,7 +14,7 @@ from PIL import Image
 
 from yolov3.datasets.voc import VocDataset
 from yolov3.errors import DataError
-from yolov3.images import JPEG_END, decode_image, load_image
+from yolov3.images import JPEG_END, MISSING_GREY, decode_image, load_image, missing_share
 
 
 def photo(hw: tuple[int, int] = (96, 128)) -> np.ndarray:
@@ -23,6 +23,22 @@ def photo(hw: tuple[int, int] = (96, 128)) -> np.ndarray:
     noise = np.random.default_rng(0).integers(0, 40, (*hw, 3))
     base = np.stack([x * 255 // hw[1], y * 255 // hw[0], (x + y) % 256], axis=-1)
     return (base * 0.8 + noise).clip(0, 255).astype(np.uint8)
+
+
+class Pipe(io.RawIOBase):
+    """A file that can be read once, from the start, as a pipe is (no seek)."""
+
+    def __init__(self, file: io.RawIOBase) -> None:
+        self.file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer: bytearray) -> int | None:
+        return self.file.readinto(buffer)
 
 
 def jpeg_bytes(pixels: np.ndarray, **options: object) -> bytes:
@@ -42,7 +58,7 @@ def test_a_jpeg_cut_short_reads_as_opencv_reads_it(tmp_path: Path, keep: float,
         Image.open(path).load()
 
     decoded = decode_image(path)
-    assert decoded.cut_short
+    assert decoded.cut_short and decoded.progressive == progressive
     opencv = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]  # libjpeg: warns, reads
     assert decoded.pixels.shape == opencv.shape == (96, 128, 3)
     assert np.abs(decoded.pixels.astype(int) - opencv).max() <= 1
@@ -95,5 +111,43 @@ def test_training_reads_a_cut_short_photo_with_its_boxes(tmp_path: Path) -> None
         "</annotation>")
     dataset = VocDataset(tmp_path, split="all", names=["kangaroo"])
     sample = dataset[0]
-    assert sample.image.shape == (96, 128, 3)
+    assert np.array_equal(sample.image, decode_image(images / "roo.jpg").pixels)
     np.testing.assert_array_equal(sample.boxes, [[10, 20, 60, 80]])
+
+
+def test_the_missing_share_counts_the_grey_past_the_cut_not_grey_in_the_picture() -> None:
+    pixels = photo((64, 80))
+    pixels[:32] = MISSING_GREY  # a picture whose top half is that very grey
+    assert missing_share(pixels) == 0
+    cut = pixels.copy()
+    cut[48:56, 40:] = MISSING_GREY  # the cut: the end of one band of blocks, all bands below
+    cut[56:] = MISSING_GREY
+    assert missing_share(cut) == pytest.approx((8 * 40 + 8 * 80) / (64 * 80))
+    # and a real cut, as the decoder leaves it: about the share of the file lost
+    whole = jpeg_bytes(photo((128, 128)))
+    start = whole.index(b"\xff\xda")
+    kept = start + (len(whole) - start) // 2
+    decoded = decode_image(io.BytesIO(whole[:kept]))
+    assert 0.35 < missing_share(decoded.pixels) < 0.65
+
+
+def test_streams_a_pipe_and_an_mpo_cut_short(tmp_path: Path) -> None:
+    whole = jpeg_bytes(photo())
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(whole[:-40])
+    expected = decode_image(path).pixels
+    with path.open("rb", buffering=0) as f:
+        assert np.array_equal(decode_image(io.BufferedReader(Pipe(f))).pixels, expected)
+    with pytest.raises(DataError, match=r"^<stream>: not a readable image"):
+        load_image(io.BytesIO(b"not an image"))
+    # a camera's multi-picture JPEG (MPO), cut inside its first picture
+    mpo = io.BytesIO()
+    first, second = Image.fromarray(photo()), Image.fromarray(photo()[::-1].copy())
+    first.save(mpo, "MPO", save_all=True, append_images=[second], quality=90)
+    data = mpo.getvalue()
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    second_start = data.index(b"\xff\xd8", 2)  # the second picture's start-of-image marker
+    mpo_path = tmp_path / "cut.mpo.jpg"
+    mpo_path.write_bytes(data[: second_start // 2])
+    decoded = decode_image(mpo_path)
+    assert decoded.cut_short and decoded.pixels.shape == (96, 128, 3)

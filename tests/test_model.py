@@ -113,7 +113,7 @@ def test_frozen_layers_get_no_gradient_and_keep_batch_norm_statistics() -> None:
 def test_frozen_batch_norm_statistics_normalise_with_the_loaded_ones_and_still_learn() -> None:
     model = yolov3.build_model("yolov3-tiny", num_classes=2)
     model.freeze(2)
-    model.freeze_bn_statistics()
+    model.freeze_bn()
     model.train()
     bn = model.layers[8].bn
     assert not bn.training and model.layers[8].training  # the layer trains, its batch norm not
@@ -137,6 +137,6 @@ def test_frozen_batch_norm_statistics_normalise_with_the_loaded_ones_and_still_l
         evaluated = model(x)
     for a, b in zip(trained, evaluated, strict=True):
         torch.testing.assert_close(a, b)
-    model.freeze_bn_statistics(False)
+    model.freeze_bn(False)
     model.train()
     assert bn.training and not model.layers[0].training  # the first 2 layers stay frozen

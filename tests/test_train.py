@@ -110,6 +110,21 @@ def test_anchors_auto_are_fitted_written_and_kept_on_resume(micro_cfg, tmp_path)
     assert np.array_equal(cfg_anchors(load_cfg(out / "model.cfg")), fitted)
 
 
+def test_frozen_batch_norm_statistics_stay_as_loaded_while_the_weights_learn(
+        micro_cfg, tmp_path, capsys) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(train_args(micro_cfg, first, 2)) == 0
+    assert main([*train_args(micro_cfg, second, 3, "--set", "model.freeze_bn=true"),
+                 "--weights", str(first / "last.pt")]) == 0
+    loaded, trained = (load_checkpoint(p / "last.pt")["model"] for p in (first, second))
+    stats = [k for k in loaded if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(loaded[k], trained[k]) for k in stats)
+    assert not torch.equal(loaded["layers.0.conv.weight"], trained["layers.0.conv.weight"])
+    assert main(train_args(micro_cfg, tmp_path / "none", 1, "--set", "model.freeze_bn=true")) == 1
+    assert "model.freeze_bn keeps the batch norms' loaded statistics, but model.weights is none" \
+        in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("end", ["max_iter", "time_limit"])
 def test_a_finished_run_leaves_no_loader_workers(micro_cfg, tmp_path, end) -> None:
     """The training loader's worker processes end with the run, whether it reached max_iter or

@@ -43,32 +43,45 @@ def _eight_bit_grey(im: Image.Image) -> Image.Image:
 
 # The marker that ends a JPEG file. A file cut short (an interrupted copy or download) lacks it
 # and the entropy-coded data before it; darknet's reader (stb_image) and OpenCV's (libjpeg)
-# decode such a file as far as it goes and leave the missing blocks grey.
+# decode such a file as far as it goes, the blocks past the cut mid-grey (MISSING_GREY in every
+# channel) in a baseline JPEG; a progressive one loses its later scans (finer detail) first.
 JPEG_END = b"\xff\xd9"
+MISSING_GREY = 128
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An image file's pixels, (H, W, 3) uint8 RGB, and whether the file was a JPEG cut short
-    (``cut_short``: read as far as it goes, the blocks past its end mid-grey)."""
+    """An image file's pixels, (H, W, 3) uint8 RGB; ``cut_short``: the file was a JPEG cut
+    short, read as far as it goes (``progressive``: a progressive JPEG)."""
 
     pixels: np.ndarray
-    cut_short: bool
+    cut_short: bool = False
+    progressive: bool = False
 
 
-def _as_rgb(im: Image.Image, exif_transpose: bool) -> np.ndarray:
-    """A loaded image as RGB pixels, the EXIF orientation applied with ``exif_transpose``."""
-    if exif_transpose:
-        im = ImageOps.exif_transpose(im)
-    if im.mode.startswith("I") or im.mode == "F":
-        im = _eight_bit_grey(im)
-    return np.array(im.convert("RGB"))
+def missing_share(pixels: np.ndarray) -> float:
+    """The share of a cut-short baseline JPEG's pixels that lie past its cut: the mid-grey run
+    at the end of each row, over the last rows that all end in one (the blocks of a JPEG are
+    stored row by row, so the cut leaves the end of a band and every band below it grey)."""
+    if pixels.size == 0:
+        return 0.0
+    height, width = pixels.shape[:2]
+    picture = (pixels != MISSING_GREY).any(axis=2)[:, ::-1]
+    run = np.where(picture.any(axis=1), picture.argmax(axis=1), width)  # grey at each row's end
+    whole = np.flatnonzero(run == 0)  # rows that end in picture: the missing part is below
+    below = int(whole[-1]) + 1 if whole.size else 0
+    return float(run[below:].sum()) / (height * width)
+
+
+def _name(source: str | Path | BinaryIO) -> str:
+    """How an error names an image file: its path, or the name of an open file."""
+    return str(source) if isinstance(source, str | Path) else str(getattr(source, "name",
+                                                                          "<stream>"))
 
 
 def _ended_jpeg(source: str | Path | BinaryIO) -> Image.Image | None:
-    """A JPEG file cut short, decoded with its end marker put back (the missing blocks grey, as
-    darknet and OpenCV read it); None when the file has its end marker, so that its fault is
-    elsewhere, or when it does not decode even so."""
+    """A JPEG file cut short, decoded with its end marker put back; None when the file has its
+    end marker, so that its fault is elsewhere, or when it does not decode even so."""
     if isinstance(source, str | Path):
         data = Path(source).read_bytes()
     else:
@@ -84,6 +97,15 @@ def _ended_jpeg(source: str | Path | BinaryIO) -> Image.Image | None:
     return im
 
 
+def _as_rgb(im: Image.Image, exif_transpose: bool) -> np.ndarray:
+    """A loaded image as RGB pixels, the EXIF orientation applied with ``exif_transpose``."""
+    if exif_transpose:
+        im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _eight_bit_grey(im)
+    return np.array(im.convert("RGB"))
+
+
 def decode_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> DecodedImage:
     """Read an image file (a path, or an open binary file) in full.
 
@@ -92,6 +114,8 @@ def decode_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> 
     cut short is read as far as it goes, as darknet and OpenCV read it (``cut_short``); any other
     file that does not decode is a :class:`DataError` naming it.
     """
+    if not isinstance(source, str | Path) and not source.seekable():  # a pipe: read it once
+        source = io.BytesIO(source.read())
     try:
         with Image.open(source) as im:
             try:
@@ -101,10 +125,11 @@ def decode_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> 
                 if ended is None:
                     raise
                 with ended:
-                    return DecodedImage(_as_rgb(ended, exif_transpose), cut_short=True)
-            return DecodedImage(_as_rgb(im, exif_transpose), cut_short=False)
+                    return DecodedImage(_as_rgb(ended, exif_transpose), cut_short=True,
+                                        progressive=bool(ended.info.get("progressive")))
+            return DecodedImage(_as_rgb(im, exif_transpose))
     except PIL_ERRORS as exc:
-        raise DataError(f"{source}: not a readable image ({exc})") from None
+        raise DataError(f"{_name(source)}: not a readable image ({exc})") from None
 
 
 def load_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> np.ndarray:

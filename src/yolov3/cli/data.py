@@ -58,10 +58,11 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
         help="read every image and label of a dataset and report its problems",
         description="Decode every image and read every label of DATASET (all its splits, or "
         "--split) and report, with counts and first examples: unreadable or truncated images, "
-        "images without labels, labels without images, malformed labels, classes out of "
-        "range, boxes outside the image or of zero area, duplicate boxes (same class, IoU > "
-        "0.95), EXIF-rotated images whose labels fit one orientation only, images whose size "
-        "differs from their annotation, and the boxes per class. Exit status 0 when clean, 1 "
+        "JPEGs cut short (read as far as they go), images without labels, labels without "
+        "images, malformed labels, classes out of range, boxes outside the image or of zero "
+        "area, duplicate boxes (same class, IoU > 0.95), EXIF-rotated images whose labels fit "
+        "one orientation only, images whose size differs from their annotation, and the boxes "
+        "per class. Exit status 0 when clean, 1 "
         "when problems were found. " + FORMS.replace("--data", "DATASET"),
     )
     p.add_argument("dataset", metavar="DATASET", help="the dataset (any form --data takes)")

@@ -7,8 +7,8 @@ decoding every image, or looking at the files on disk, shows:
 
 - unreadable or truncated images: every image is decoded in full (a truncated JPEG or PNG
   fails only there, not when its header is read). A JPEG cut short is read as far as it goes,
-  the missing blocks grey, as darknet and OpenCV read it: it is reported with the share of its
-  pixels that are grey, and training and detection use it;
+  as darknet and OpenCV read it: it is reported with the share of its pixels past the cut
+  (grey), and training and detection use it;
 - images without labels: a YOLO image without a ``.txt`` (an empty file marks an image without
   objects), a VOC image without an ``.xml`` of its name, an image in a COCO images folder that
   the JSON does not list;
@@ -79,7 +79,14 @@ from yolov3.datasets.voc import find_voc_folders
 from yolov3.datasets.yolo_txt import label_path
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write
-from yolov3.images import decode_image, image_size, is_image_file, list_images
+from yolov3.images import (
+    DecodedImage,
+    decode_image,
+    image_size,
+    is_image_file,
+    list_images,
+    missing_share,
+)
 from yolov3.inputs.augment import MAX_LABELS
 
 # Two boxes of one class overlapping more than this are one object labelled twice.
@@ -89,8 +96,8 @@ DUPLICATE_IOU = 0.95
 KINDS: dict[str, tuple[str, str]] = {
     UNREADABLE: ("unreadable or truncated images",
                  "export the image again, or remove it and its label"),
-    CUT_SHORT: ("JPEG images cut short (read as far as they go, the rest grey, as darknet and "
-                "OpenCV read them)",
+    CUT_SHORT: ("JPEG images cut short (read as far as they go, as darknet and OpenCV read "
+                "them)",
                 "export or copy the image again; remove it if much of it is grey"),
     NO_LABEL: ("images without labels",
                "add the label (an empty YOLO .txt marks an image without objects), or remove "
@@ -241,27 +248,31 @@ def orientation_problem(declared_hw: tuple[int, int] | None, stored_hw: tuple[in
     return SIZE, f"the annotation says {dw}x{dh} but the image is {vw}x{vh}"
 
 
-# The value of every channel in the blocks past the end of a JPEG cut short.
-MISSING_GREY = 128
-
-
 @dataclass(frozen=True)
 class Inspected:
     """What decoding an image in full shows: its (height, width) as stored and as shown (EXIF
-    applied), and for a JPEG cut short the share of its pixels left grey (else None)."""
+    applied), and for a JPEG cut short what it lost (else None)."""
 
     stored: tuple[int, int]
     shown: tuple[int, int]
-    grey_share: float | None
+    cut_short: str | None
+
+
+def _loss(decoded: DecodedImage) -> str:
+    """What a JPEG cut short lost, in words."""
+    lost = f"{missing_share(decoded.pixels):.1%} of its pixels, past the cut, are grey"
+    if decoded.progressive:  # its coarse scans come first: the cut takes the finer ones
+        lost += " (a progressive JPEG: the finer detail of the whole picture is missing too)"
+    return lost
 
 
 def _inspect(path: Path) -> Inspected | str:
     """What decoding the image at ``path`` in full shows, or why it cannot be read."""
     try:
         decoded = decode_image(path, exif_transpose=False)
-        pixels = decoded.pixels
-        grey = float((pixels == MISSING_GREY).all(axis=2).mean()) if decoded.cut_short else None
-        return Inspected((int(pixels.shape[0]), int(pixels.shape[1])), image_size(path), grey)
+        stored = (int(decoded.pixels.shape[0]), int(decoded.pixels.shape[1]))
+        return Inspected(stored, image_size(path),
+                         _loss(decoded) if decoded.cut_short else None)
     except DataError as exc:
         return str(exc)
 
@@ -295,9 +306,9 @@ def _check_images(dataset: DetectionDataset, report: CheckReport, workers: int,
                 over_cap += len(dataset.labels(i)) > MAX_LABELS
                 continue
             stored, shown = result.stored, result.shown
-            if result.grey_share is not None:
+            if result.cut_short is not None:
                 report.add(CUT_SHORT, f"{dataset.files[i]}: the file ends before its picture "
-                           f"does; {result.grey_share:.1%} of the pixels are grey")
+                           f"does; {result.cut_short}")
             declared = tuple(int(v) for v in dataset.sizes[i])
             found = orientation_problem(declared if declared[0] > 0 else None, stored, shown)
             if found is not None:

@@ -160,7 +160,7 @@ class YOLOv3(nn.Module):
             layer.requires_grad_(i >= num_layers)
         self.train(self.training)
 
-    def freeze_bn_statistics(self, frozen: bool = True) -> None:
+    def freeze_bn(self, frozen: bool = True) -> None:
         """Keep every batch norm's running mean and variance as loaded and normalise with them
         in training too (torchvision's ``FrozenBatchNorm2d`` for fine-tuning); their scales and
         shifts still learn. Darknet updates the statistics (``frozen`` False)."""

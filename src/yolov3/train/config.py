@@ -56,7 +56,7 @@ class ModelConfig:
     """The network and its initial weights. ``anchors``: None keeps the cfg's, ``auto`` fits
     as many to the training boxes, else ``w,h, w,h, ...`` (as many pairs as the cfg has).
     ``freeze``: the first layers that do not learn; ``freeze_bn``: every batch norm keeps its
-    loaded statistics (see :meth:`~yolov3.model.YOLOv3.freeze_bn_statistics`)."""
+    loaded statistics (see :meth:`~yolov3.model.YOLOv3.freeze_bn`)."""
 
     cfg: str
     weights: str | None
@@ -503,8 +503,8 @@ def _choice(name: str, value: str, known: tuple[str, ...]) -> list[str]:
 
 
 def _model_problems(model: ModelConfig) -> list[str]:
-    """What in ``model`` does not fit its cfg (which is read, not built): the anchors and the
-    frozen layers."""
+    """What in ``model`` does not fit its cfg (which is read, not built) or its weights: the
+    anchors, the frozen layers, frozen batch-norm statistics without weights to keep."""
     try:
         sections = load_cfg(model.cfg)
         if model.anchors not in (None, "auto"):
@@ -517,6 +517,9 @@ def _model_problems(model: ModelConfig) -> list[str]:
     layers = len(sections) - 1
     if model.freeze > layers:
         return [f"model.freeze ({model.freeze}) exceeds the {layers} layers of {model.cfg}"]
+    if model.freeze_bn and not model.weights:
+        return ["model.freeze_bn keeps the batch norms' loaded statistics, but model.weights is "
+                "none: give the weights whose statistics to keep, or set model.freeze_bn=false"]
     return []
 
 

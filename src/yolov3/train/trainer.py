@@ -251,7 +251,7 @@ class Trainer:
             if self.procs.is_main:
                 log.info("%s", message)
         self.model.freeze(config.model.freeze)
-        self.model.freeze_bn_statistics(config.model.freeze_bn)
+        self.model.freeze_bn(config.model.freeze_bn)
         self.ema = self._ema()
         self.step = self._train_step()
         self._stop_signal: int | None = None
