@@ -44,9 +44,10 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: 
 
     --conf and --iou are checked as they are parsed (a value outside [0, 1] is argparse's usage
     error); --img-size by :func:`check_img_size` when the command runs."""
-    parser.add_argument("--img-size", type=int, default=416,
-                        help=f"network input size, a multiple of 32 from 32 to {MAX_IMG_SIZE} "
-                        "(default: %(default)s)")
+    parser.add_argument("--img-size", type=img_size, default=416, metavar="SIZE|WxH",
+                        help=f"network input size, a multiple of 32 from 32 to {MAX_IMG_SIZE}: "
+                        "one side (square) or width x height, e.g. 384x256 for a model "
+                        "trained with data.aspect 1.5 (default: %(default)s)")
     parser.add_argument("--conf", type=fraction("a score threshold: objectness x class "
                                                 "probability"), default=conf,
                         help="score threshold in [0, 1], objectness x class probability "
@@ -112,9 +113,28 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return integer
 
 
-def check_img_size(size: int) -> int:
-    """``--img-size`` as the network takes it: a multiple of its total stride from the stride
-    to :data:`~yolov3.model.cfg.MAX_IMG_SIZE`; else a :class:`YoloError` saying so."""
+def img_size(text: str) -> int | tuple[int, int]:
+    """``--img-size``: ``S`` (a square input, an int) or ``WxH`` (width x height, as darknet's
+    cfg gives them), returned as (height, width); checked by :func:`check_img_size`."""
+    parts = text.lower().split("x")
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a size (416) or width x height (384x256), "
+                                         f"got {text!r}")
+    return sides[0] if len(sides) == 1 else (sides[1], sides[0])
+
+
+def check_img_size(size: int | tuple[int, int]) -> int | tuple[int, int]:
+    """``--img-size`` as the network takes it: each side a multiple of its total stride from
+    the stride to :data:`~yolov3.model.cfg.MAX_IMG_SIZE`; else a :class:`YoloError` saying
+    so."""
+    if not isinstance(size, int):
+        for side in size:
+            check_img_size(side)
+        return size
     if size <= 0 or size % STRIDE:
         raise YoloError(f"--img-size {size} is not a multiple of {STRIDE} greater than 0 (the "
                         f"network's total stride is {STRIDE}): use {STRIDE}, {2 * STRIDE}, ... "

@@ -12,6 +12,7 @@ from yolov3.cli.common import (
     calibration_from_args,
     check_img_size,
     device_from_args,
+    img_size,
     model_from_args,
     model_label,
 )
@@ -34,8 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="onnx",
                    help="onnx (ONNX Runtime, TensorRT, OpenVINO...) or torchscript "
                    "(torch.jit.load) (default: %(default)s)")
-    p.add_argument("--img-size", type=int, default=416,
-                   help="input size, a multiple of 32 (default: %(default)s)")
+    p.add_argument("--img-size", type=img_size, default=416, metavar="SIZE|WxH",
+                   help="input size, a multiple of 32: one side (square) or width x height, "
+                   "e.g. 384x256 (default: %(default)s)")
     p.add_argument("--batch", type=at_least(1), default=1, help="batch size (default: %(default)s)")
     p.add_argument("--dynamic", action="store_true",
                    help="ONNX: leave batch, height and width free")

@@ -57,7 +57,7 @@ def coco_results(image_id: int, dets: Detections, category: np.ndarray) -> list[
 def evaluate(
     model: YOLOv3,
     dataset: DetectionDataset,
-    img_size: int = 416,
+    img_size: int | tuple[int, int] = 416,
     conf_thresh: float = 0.005,
     iou_thresh: float = 0.45,
     batch_size: int = 8,

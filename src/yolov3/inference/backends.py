@@ -21,7 +21,7 @@ BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 def make_detector(
     model: YOLOv3,
     backend: str = "torch",
-    img_size: int = 416,
+    img_size: int | tuple[int, int] = 416,
     conf_thresh: float = 0.25,
     iou_thresh: float = 0.45,
     multi_label: bool = True,
@@ -58,8 +58,8 @@ def make_detector(
     return _onnx_detector(model, img_size, conf_thresh, iou_thresh, multi_label, "fp32")
 
 
-def _onnx_detector(model: YOLOv3, img_size: int, conf_thresh: float, iou_thresh: float,
-                   multi_label: bool, precision: str,
+def _onnx_detector(model: YOLOv3, img_size: int | tuple[int, int], conf_thresh: float,
+                   iou_thresh: float, multi_label: bool, precision: str,
                    calib: CalibrationImages | None = None) -> Detector:
     """An :class:`OnnxDetector` on ``model`` exported (any batch size) to a temporary file in
     ``precision`` (``fp32``, or ``int8`` calibrated on ``calib``)."""

@@ -6,7 +6,8 @@ another without a gap, and minibatch ``step`` holds stream positions ``step * ba
 ``(step + 1) * batch_size - 1`` (a minibatch may straddle two epochs; no image is dropped).
 An iteration (one optimiser step, darknet's "batch") is ``subdivisions`` consecutive minibatches.
 The input size of iteration i is drawn from (seed, i // interval) (darknet's multi-scale
-training, ``random=1``). The augmentation of stream position p draws from a generator seeded
+training, ``random=1``; square, or of a fixed width / height with the improved recipe's
+``data.aspect``). The augmentation of stream position p draws from a generator seeded
 with (seed, p); its mosaic and mixup (the improved recipe, :class:`~yolov3.inputs.mix.Mix`)
 from another, seeded with (seed, p) in a stream of their own, so that with both off the inputs
 are darknet's, bit for bit. Every one of these is a pure function of its arguments, so that a
@@ -38,17 +39,31 @@ _ORDER, _SCALE, _AUGMENT, _MIX = 0, 1, 2, 3
 MAX_SUBSTITUTES = 16
 
 
+def input_shape(size: int, aspect: float = 1.0, stride: int = STRIDE) -> tuple[int, int]:
+    """(height, width) of a network input of ``size`` whose width / height is about
+    ``aspect``: darknet's square ``(size, size)`` at 1; else ``size`` is the longer side and the
+    shorter one ``size / aspect`` (or ``size * aspect`` below 1), rounded to a multiple of
+    ``stride`` (at least one stride), so that a batch of photos of that shape is letterboxed
+    with little padding."""
+    if aspect == 1:
+        return size, size
+    short = max(stride, round(size / max(aspect, 1 / aspect) / stride) * stride)
+    return (short, size) if aspect > 1 else (size, short)
+
+
 @dataclass(frozen=True)
 class MultiScale:
-    """Darknet's multi-scale training: every ``interval`` iterations a square input size drawn
+    """Darknet's multi-scale training: every ``interval`` iterations an input size drawn
     uniformly from ``min_size, min_size + step, ..., max_size``, all multiples of the network's
-    stride. ``MultiScale(416, 416)`` is a fixed input size. Built and checked by
+    stride, the input square (darknet's) or of width / height ``aspect`` (see
+    :func:`input_shape`). ``MultiScale(416, 416)`` is a fixed input size. Built and checked by
     :class:`~yolov3.train.config.MultiscaleConfig`."""
 
     min_size: int = 320
     max_size: int = 608
     interval: int = 10
     step: int = STRIDE
+    aspect: float = 1.0
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -60,6 +75,11 @@ class MultiScale:
         sizes = self.sizes
         rng = np.random.default_rng([seed, _SCALE, iteration // self.interval])
         return sizes[int(rng.integers(len(sizes)))] if len(sizes) > 1 else sizes[0]
+
+    def shape_at(self, seed: int, iteration: int) -> tuple[int, int]:
+        """(height, width) of the input at ``iteration``: :func:`input_shape` of
+        :meth:`size_at`."""
+        return input_shape(self.size_at(seed, iteration), self.aspect)
 
 
 class SampleKey(NamedTuple):
@@ -120,8 +140,7 @@ class TrainBatchSampler(Sampler[list[SampleKey]]):
 
     def input_hw(self, iteration: int) -> tuple[int, int]:
         """(height, width) of the input at ``iteration``."""
-        side = self.multiscale.size_at(self.seed, iteration)
-        return side, side
+        return self.multiscale.shape_at(self.seed, iteration)
 
     def _order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:

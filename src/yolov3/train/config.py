@@ -24,7 +24,7 @@ import yaml
 from yolov3.devices import parse_device
 from yolov3.errors import ConfigError
 from yolov3.inputs.augment import RandomBoxOrder, TrainTransform
-from yolov3.inputs.loader import MultiScale
+from yolov3.inputs.loader import MultiScale, input_shape
 from yolov3.inputs.mix import Mix
 from yolov3.loss import ASSIGN_RULES, BOX_LOSSES, OBJ_TARGETS, AssignRule, LossOptions
 from yolov3.model.cfg import (
@@ -71,13 +71,31 @@ class ModelConfig:
         return parse_anchors(self.anchors, "model.anchors")
 
 
+#: ``data.aspect`` value that measures the training images (see :class:`DataConfig`).
+AUTO_ASPECT = "auto"
+# The most elongated network input data.aspect sets (width / height, or its inverse).
+_MAX_ASPECT = 4.0
+
+
 @dataclass
 class DataConfig:
-    """The dataset and what the data pipeline keeps of it."""
+    """The dataset and what the data pipeline keeps of it. ``aspect``: the network input's
+    width / height, for training and evaluation (1: darknet's square; else ``img_size`` and
+    each multi-scale size are the longer side, see :func:`~yolov3.inputs.loader.input_shape`);
+    ``auto`` measures the training images (the median of their width / height) and records it
+    in the config when the run starts."""
 
     dataset: str | None
     img_size: int
+    aspect: float | str
     max_labels: int
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(height, width) of the evaluation input (``aspect`` measured already)."""
+        if self.aspect == AUTO_ASPECT:
+            raise ValueError("data.aspect 'auto' is measured when training starts")
+        return input_shape(self.img_size, float(self.aspect))
 
 
 @dataclass
@@ -185,11 +203,12 @@ class MultiscaleConfig:
     max_size: int
     step: int
 
-    def build(self, img_size: int) -> MultiScale:
-        """The input sizes of training: these, or ``img_size`` alone when ``interval`` is 0."""
+    def build(self, img_size: int, aspect: float = 1.0) -> MultiScale:
+        """The input sizes of training: these, or ``img_size`` alone when ``interval`` is 0,
+        of width / height ``aspect``."""
         if self.interval == 0:
-            return MultiScale(img_size, img_size, 1, STRIDE)
-        return MultiScale(self.min_size, self.max_size, self.interval, self.step)
+            return MultiScale(img_size, img_size, 1, STRIDE, aspect)
+        return MultiScale(self.min_size, self.max_size, self.interval, self.step, aspect)
 
 
 @dataclass
@@ -346,8 +365,13 @@ def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (hint,) = [a for a in args if a is not type(None)]
-        return _coerce(value, hint, name, source)
+        *first, last = [a for a in args if a is not type(None)]
+        for option in first:  # the first type the value reads as
+            try:
+                return _coerce(value, option, name, source)
+            except ConfigError:
+                pass
+        return _coerce(value, last, name, source)
     if typing.get_origin(hint) is list:
         if isinstance(value, list):
             return [_coerce(v, args[0], name, source) for v in value]
@@ -488,6 +512,12 @@ def _validate(config: TrainConfig) -> None:
         elif name != "multiscale.step" and size > MAX_IMG_SIZE:
             problems.append(f"{name} must be at most {MAX_IMG_SIZE} (memory grows with the "
                             f"square of the side), got {size}")
+    aspect = config.data.aspect
+    if aspect != AUTO_ASPECT and (isinstance(aspect, str) or not (
+            math.isfinite(aspect) and 1 / _MAX_ASPECT <= aspect <= _MAX_ASPECT)):
+        problems.append(f"data.aspect is the network input's width / height, a number from "
+                        f"{1 / _MAX_ASPECT:g} to {_MAX_ASPECT:g} (1: square) or "
+                        f"'{AUTO_ASPECT}', got {aspect!r}")
     problems += _choice("train.amp", config.train.amp, AMP_MODES)
     if ms.min_size > ms.max_size:
         problems.append("multiscale.min_size must not exceed multiscale.max_size")

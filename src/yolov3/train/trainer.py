@@ -15,7 +15,7 @@ import math
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,8 @@ from yolov3.model.cfg import (
     unread_training_keys,
 )
 from yolov3.model.network import YOLOv3, build_model
-from yolov3.train.config import BASE_PRESET, TrainConfig, amp_mode
-from yolov3.train.datasets import check_training_data, open_training_data
+from yolov3.train.config import AUTO_ASPECT, BASE_PRESET, TrainConfig, amp_mode
+from yolov3.train.datasets import check_training_data, median_aspect, open_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
 from yolov3.train.ema import WeightsEMA
 from yolov3.train.optim import apply_optimizer_config, build_optimizer, learning_rate
@@ -228,6 +228,12 @@ class Trainer:
                 log.warning("%s split: %s", split.split, split.problems.summary())
         self.val_boxes = check_training_data(self.train_data, self.val_data,
                                              config.data.max_labels, warn=self.procs.is_main)
+        if config.data.aspect == AUTO_ASPECT:  # recorded, so that a resumed run keeps it
+            config.data.aspect = median_aspect(self.train_data)
+            if self.procs.is_main:
+                log.info("data.aspect auto: %s (the training images' median width / height): "
+                         "inputs of %dx%d at data.img_size", config.data.aspect,
+                         *config.data.input_hw[::-1])
         self.names = list(self.train_data.names)
         sections = load_cfg(config.model.cfg)  # read once: the checks, anchors and network
         unread = unread_training_keys(sections)
@@ -392,7 +398,7 @@ class Trainer:
         return make_train_loader(
             self.train_data, self.minibatch * self.procs.world_size,
             transform=cfg.augment.build(cfg.data.max_labels), mix=cfg.augment.build_mix(),
-            multiscale=cfg.multiscale.build(cfg.data.img_size),
+            multiscale=cfg.multiscale.build(cfg.data.img_size, float(cfg.data.aspect)),
             subdivisions=cfg.optimizer.subdivisions, workers=cfg.train.workers, seed=cfg.train.seed,
             start_iteration=self.state.iteration, max_iterations=cfg.schedule.max_iter,
             pin_memory=self.device.type == "cuda", rank=self.procs.rank,
@@ -455,7 +461,7 @@ class Trainer:
                 if self._check_finite(stats, iteration) and writer is not None:
                     self._log(writer, iteration, stats, images, rate)
                 bar.update(1)
-                bar.set_postfix_str(self._postfix(stats, rate, minibatches[0][0].shape[-1]))
+                bar.set_postfix_str(self._postfix(stats, rate, minibatches[0][0].shape[-2:]))
                 out_of_time = self.procs.any(
                     bool(run.time_limit) and now - start_time > run.time_limit, self.device)
                 stop = self.procs.any(self._stop_signal is not None, self.device)
@@ -521,8 +527,9 @@ class Trainer:
             )
         return False
 
-    def _postfix(self, stats: dict[str, float], rate: float, size: int) -> str:
+    def _postfix(self, stats: dict[str, float], rate: float, hw: Sequence[int]) -> str:
         parts = " ".join(f"{k} {stats[k]:.3g}" for k in self.step.parts)
+        size = f"{hw[1]}" if hw[0] == hw[1] else f"{hw[1]}x{hw[0]}"
         return f"lr {stats['lr']:.2e} {parts} | {size}px {rate:.1f} img/s"
 
     def _log(self, writer: SummaryWriter, iteration: int, stats: dict[str, float], images: int,
@@ -540,7 +547,7 @@ class Trainer:
         if writer is None:
             self.procs.barrier()
             return
-        metrics = evaluate(self.detector, self.val_data, img_size=self.config.data.img_size,
+        metrics = evaluate(self.detector, self.val_data, img_size=self.config.data.input_hw,
                            device=self.device, batch_size=max(self.minibatch, 8),
                            model_names=self.names, progress=False)
         self.model.train()
@@ -580,7 +587,7 @@ class Trainer:
     def _annotate_val_images(self, count: int = 4) -> None:
         folder = self.out / "val_images"
         folder.mkdir(exist_ok=True)
-        detector = Detector(self.detector, self.config.data.img_size, conf_thresh=0.25,
+        detector = Detector(self.detector, self.config.data.input_hw, conf_thresh=0.25,
                             device=self.device)
         picks = np.linspace(0, len(self.val_data) - 1, min(count, len(self.val_data)))
         for i in sorted({round(float(p)) for p in picks}):
