@@ -270,6 +270,7 @@ def test_every_preset_loads_and_darknets_have_every_switch_off() -> None:
         assert (c.ema.decay, c.augment.scale, c.augment.mosaic, c.augment.mixup) == (0, 0, 0, 0)
         assert (c.schedule.policy, c.optimizer.name, c.optimizer.nesterov) == ("steps", "sgd",
                                                                               False)
+        assert c.data.aspect == 1.0 and c.data.input_hw == (c.data.img_size,) * 2, name
     improved = configs["yolov3-coco-improved"]
     assert improved.loss.box == "giou" and improved.ema.decay == 0.9999
     assert improved.augment.mosaic == 1.0 and improved.schedule.policy == "cosine"
