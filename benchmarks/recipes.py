@@ -1,10 +1,10 @@
 """Which recipe switches help fine-tuning on small data: the darknet fine-tuning recipe, then
 each switch added alone, then the `finetune` preset (the switches chosen together), at the
-same iteration budget and over several seeds, in one table (AP50, AP on the held-out split,
+same CPU-time budget and over several seeds, in one table (AP50, AP on the held-out split,
 minutes of training).
 
     .venv/bin/python benchmarks/recipes.py ../shared/datasets/kangaroo [--seeds 0 1]
-        [--max-iter 300] [--only darknet ema giou ...] [--out runs/recipes]
+        [--max-iter N] [--only darknet ema giou ...] [--out runs/recipes]
         [--define NAME KEY=VALUE ...]   # a row of your own (repeatable), e.g. --define
                                         # giou1 loss.box=giou loss.box_gain=1
         [--define-on finetune]          # the --define rows as overrides of the finetune
@@ -12,9 +12,11 @@ minutes of training).
         [--folds K]                     # K-fold cross-validation instead of the dataset's split
 
 Every run starts from the official yolov3-tiny (the recipe's `model.weights`) with the
-`finetune-darknet` preset; a switch is a list of `--set` overrides on it. A budget other than
-the recipe's 300 iterations moves the lr steps and the burn-in in proportion. Evaluation runs
-once, at the end, for every row. Minutes are wall-clock on this machine: run it alone.
+`finetune-darknet` preset; a switch is a list of `--set` overrides on it. Each preset runs its
+own iterations: darknet's fine-tuning recipe and its switches 300, `finetune` 230 (larger
+inputs, about the same minutes). ``--max-iter`` gives every row one budget instead, moving each
+preset's lr steps and burn-in in proportion. Evaluation runs once, at the end, for every row.
+Minutes are wall-clock on this machine: run it alone.
 
 With ``--folds K`` every row trains K times (per seed), each time holding out another K-th of
 all the dataset's images (the dataset converted once to YOLO txt, images linked, under
@@ -54,14 +56,14 @@ SWITCHES: dict[str, list[str]] = {
     "adamw": ["optimizer.name=adamw", "optimizer.lr=0.001"],
 }
 BASE, CHOSEN = "finetune-darknet", "finetune"
-RECIPE_ITERATIONS = 300
 
 
-def budget(preset: str, max_iter: int) -> list[str]:
-    """Overrides that run ``preset`` for ``max_iter`` iterations with one evaluation and one
-    checkpoint, at the end (alike for every row); its lr steps and burn-in scaled from its own
-    ``schedule.max_iter``."""
+def budget(preset: str, max_iter: int | None) -> list[str]:
+    """Overrides that run ``preset`` for ``max_iter`` iterations (None: its own
+    ``schedule.max_iter``) with one evaluation and one checkpoint, at the end (alike for every
+    row); its lr steps and burn-in scaled from its own ``schedule.max_iter``."""
     own = load_config(preset).schedule
+    max_iter = own.max_iter if max_iter is None else max_iter
     k = max_iter / own.max_iter
     steps = [max(1, round(s * k)) for s in own.steps]
     return [f"schedule.max_iter={max_iter}", f"schedule.steps=[{','.join(map(str, steps))}]",
@@ -104,8 +106,8 @@ def folds(data: str, k: int, out: Path) -> list[str]:
     return files
 
 
-def run(name: str, preset: str, overrides: list[str], data: str, seed: int, max_iter: int,
-        out: Path) -> dict[str, float]:
+def run(name: str, preset: str, overrides: list[str], data: str, seed: int,
+        max_iter: int | None, out: Path) -> dict[str, float]:
     """One training run; its final AP50, AP and minutes."""
     config = load_config(preset, [f"data.dataset={data}", f"train.seed={seed}",
                                   *budget(preset, max_iter), *overrides])
@@ -122,7 +124,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="a dataset as --data takes it")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--max-iter", type=int, default=RECIPE_ITERATIONS)
+    parser.add_argument("--max-iter", type=int, default=None,
+                        help="iterations of every row (default: each preset's own, "
+                        f"{load_config(BASE).schedule.max_iter} for {BASE} and its switches, "
+                        f"{load_config(CHOSEN).schedule.max_iter} for {CHOSEN})")
     parser.add_argument("--only", nargs="*", default=None,
                         choices=["darknet", *SWITCHES, "chosen"],
                         help="the rows to run (default: all)")
@@ -154,7 +159,9 @@ def main() -> None:
         table.append((name, {k: statistics.mean(r[k] for r in runs) for k in runs[0]},
                       [r["AP50"] for r in runs]))
     held_out = f"{args.folds} folds, " if args.folds else ""
-    print(f"\n{args.data}, {held_out}{args.max_iter} iterations, seeds {args.seeds} (means)")
+    budget_text = ("each preset's own iterations" if args.max_iter is None
+                   else f"{args.max_iter} iterations")
+    print(f"\n{args.data}, {held_out}{budget_text}, seeds {args.seeds} (means)")
     per = "AP50 per fold and seed" if args.folds else "AP50 per seed"
     print(f"| recipe | AP50 | AP | {per} | minutes |\n| --- | --- | --- | --- | --- |")
     for name, mean, per_seed in table:
