@@ -149,10 +149,16 @@ class DetectionDataset(Dataset):
         else:
             sizes = np.array(self.sizes, np.float64)
             for i in np.flatnonzero((sizes[:, 0] <= 0) & (np.diff(offsets) > 0)):
-                sizes[i] = image_size(self.files[i])
+                sizes[i] = self.image_hw(i)
             per_box = np.repeat(sizes[:, ::-1], np.diff(offsets), axis=0)  # width, height
             wh = (boxes[:, 2:4] - boxes[:, 0:2]) / per_box
         return self._labels[keep], wh[keep]
+
+    def image_hw(self, i: int) -> tuple[int, int]:
+        """(height, width) of image ``i`` without decoding it: the size the dataset knows, else
+        its file header (a :class:`DataError` for a file that is not a readable image)."""
+        size = tuple(int(v) for v in self.sizes[i])
+        return size if size[0] > 0 else image_size(self.files[i])
 
     def annotations(self, i: int, image_hw: tuple[int, int] | None = None) -> Annotation:
         """The ground truth of image ``i`` without decoding it. ``image_hw`` is the image's
@@ -160,9 +166,7 @@ class DetectionDataset(Dataset):
         file header is read)."""
         lo, hi = self._offsets[i], self._offsets[i + 1]
         boxes, labels, ignore = self._boxes[lo:hi], self._labels[lo:hi], self._ignore[lo:hi]
-        size = tuple(int(v) for v in self.sizes[i])
-        if size[0] <= 0:
-            size = image_hw or image_size(self.files[i])
+        size = image_hw if image_hw and self.sizes[i][0] <= 0 else self.image_hw(i)
         if self.normalised:
             h, w = size
             boxes = box_convert(torch.from_numpy(boxes), "cxcywh", "xyxy").numpy()

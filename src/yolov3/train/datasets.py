@@ -14,7 +14,6 @@ from yolov3.datasets.synthetic import SyntheticShapes
 from yolov3.datasets.voc import find_voc_folders
 from yolov3.datasets.yolo_txt import label_path
 from yolov3.errors import DataError
-from yolov3.images import image_size
 from yolov3.train.config import TrainConfig
 
 log = logging.getLogger("yolov3")
@@ -68,16 +67,14 @@ def median_aspect(dataset: DetectionDataset, limit: int = 1000) -> float:
     larger set), rounded to 0.01: from the sizes the dataset knows, the file header of the
     others; images whose header cannot be read are left out (training replaces them), and 1
     (square) when none can be read."""
-    picks = np.unique(np.linspace(0, len(dataset) - 1, min(limit, len(dataset))).round()
-                      .astype(np.int64)) if len(dataset) else np.zeros(0, np.int64)
+    # at least one apart, so rounding gives distinct indices (none for an empty dataset)
+    picks = np.linspace(0, len(dataset) - 1, min(limit, len(dataset))).round().astype(np.int64)
     ratios = []
     for i in picks:
-        height, width = (int(v) for v in dataset.sizes[i])
-        if height <= 0:
-            try:
-                height, width = image_size(dataset.files[i])
-            except DataError:
-                continue
+        try:
+            height, width = dataset.image_hw(int(i))
+        except DataError:
+            continue
         ratios.append(width / height)
     return round(float(np.median(ratios)), 2) if ratios else 1.0
 
