@@ -68,7 +68,8 @@ def test_detections_are_written_one_a_line_and_as_a_list(photos, tiny_weights, t
     assert all(line.startswith("{") and line.endswith("}")
                for line in (out / "detections.jsonl").read_text().splitlines())
     printed = capsys.readouterr().out
-    assert f"3 images, {len(records)} detections written to {out}/detections.json" in printed
+    assert f"3 images (input 416x416), {len(records)} detections written to " \
+           f"{out}/detections.json" in printed
 
 
 def test_ctrl_c_keeps_what_was_done(photos, tiny_weights, tmp_path) -> None:

@@ -1,5 +1,6 @@
 """Non-square network inputs (``data.aspect``, ``--img-size WxH``): their shapes, the training
-stream and evaluation at them, ``auto`` measured on the training images and kept on resume."""
+stream and evaluation at them, ``auto`` measured on the training images and kept on resume, and
+the evaluation input a checkpoint carries for val and export."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from torchvision.ops import box_convert, box_iou
@@ -102,7 +104,20 @@ def test_training_at_auto_aspect_records_it_evaluates_and_resumes(micro_cfg: Pat
     assert [e["iteration"] for e in saved["state"]["evals"]] == [2]
     assert re.search(r"\| (96x64|128x96)px", capsys.readouterr().err)  # the progress bar
     assert main(["train", "--resume", str(out), "--max-iter", "3"]) == 0
-    assert load_checkpoint(out / "last.pt")["config"]["data"]["aspect"] == 1.33
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["config"]["data"]["aspect"] == 1.33
+    # the evaluation input is the network's [net] size, in the checkpoint and in model.cfg
+    for cfg in (saved["cfg"], (out / "model.cfg").read_text()):
+        assert re.search(r"^width=128$", cfg, re.M) and re.search(r"^height=96$", cfg, re.M)
+    # ... which val and export take when --img-size is not given
+    capsys.readouterr()
+    assert main(["val", "--data", str(tmp_path / "data" / "data.yaml"), "--weights",
+                 str(out / "last.pt"), "--out", str(tmp_path / "val")]) == 0
+    assert "images, input 128x96, at" in capsys.readouterr().out
+    assert main(["export", "--weights", str(out / "last.pt"), "--out",
+                 str(tmp_path / "m.onnx")]) == 0
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, 96, 128]
 
 
 def test_val_at_width_x_height_finds_what_the_square_input_finds(
@@ -111,8 +126,11 @@ def test_val_at_width_x_height_finds_what_the_square_input_finds(
     boxes = {}
     for size in ("416", "416x320"):
         out = tmp_path / size
+        given = ["--img-size", size] if size != "416" else []  # darknet weights: 416
         assert main(["val", "--data", str(data), "--model", "yolov3-tiny", "--weights",
-                     str(tiny_weights), "--out", str(out), "--img-size", size]) == 0
+                     str(tiny_weights), "--out", str(out), *given]) == 0
+        height = size.split("x")[-1]
+        assert f"images, input 416x{height}, at" in capsys.readouterr().out
         assert json.loads((out / "metrics.json").read_text())["AP50"] == pytest.approx(1.0)
         predictions = json.loads((out / "predictions.json").read_text())
         best = sorted(predictions, key=lambda p: p["score"])  # the top box of each object

@@ -35,7 +35,7 @@ from yolov3.fileio import atomic_write
 from yolov3.inference.fast import fold_batch_norm
 from yolov3.inference.precision import DTYPES
 from yolov3.inference.quantize import CalibrationImages, quantize_onnx
-from yolov3.model.cfg import STRIDE
+from yolov3.model.cfg import STRIDE, as_hw
 from yolov3.model.network import Decoded, YOLOv3
 
 Format = Literal["onnx", "torchscript"]
@@ -92,7 +92,7 @@ class DetectionGraph(nn.Module):
 
 
 def _input_hw(img_size: int | tuple[int, int]) -> tuple[int, int]:
-    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+    h, w = as_hw(img_size)
     if h % STRIDE or w % STRIDE:
         raise YoloError(f"image size {h}x{w}: height and width must be multiples of {STRIDE}")
     return h, w

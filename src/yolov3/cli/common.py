@@ -16,8 +16,12 @@ from yolov3.inference.precision import PRECISIONS
 from yolov3.inference.quantize import DEFAULT_CALIB_IMAGES, CalibrationImages, calibration_images
 from yolov3.model import BUILTIN_CFGS, YOLOv3
 from yolov3.model.cfg import MAX_IMG_SIZE, STRIDE
+from yolov3.weights.checkpoint import is_checkpoint
 from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
 from yolov3.weights.official import PRETRAINED
+
+#: The network input of darknet weights when --img-size is not given.
+DEFAULT_IMG_SIZE = 416
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -44,10 +48,7 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: 
 
     --conf and --iou are checked as they are parsed (a value outside [0, 1] is argparse's usage
     error); --img-size by :func:`check_img_size` when the command runs."""
-    parser.add_argument("--img-size", type=img_size, default=416, metavar="SIZE|WxH",
-                        help=f"network input size, a multiple of 32 from 32 to {MAX_IMG_SIZE}: "
-                        "one side (square) or width x height, e.g. 384x256 for a model "
-                        "trained with data.aspect 1.5 (default: %(default)s)")
+    add_img_size_arg(parser, f"network input size, a multiple of 32 from 32 to {MAX_IMG_SIZE}")
     parser.add_argument("--conf", type=fraction("a score threshold: objectness x class "
                                                 "probability"), default=conf,
                         help="score threshold in [0, 1], objectness x class probability "
@@ -62,6 +63,15 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: 
                         "AVX512_BF16/AMX or on a GPU, else fp32; never int8) "
                         "(default: %(default)s)")
     add_calibration_args(parser)
+
+
+def add_img_size_arg(parser: argparse.ArgumentParser, meaning: str) -> None:
+    """--img-size SIZE|WxH, by default the input the weights were trained for
+    (:func:`input_size`)."""
+    parser.add_argument("--img-size", type=img_size, default=None, metavar="SIZE|WxH",
+                        help=f"{meaning}: one side (square) or width x height, e.g. 384x256 "
+                        "(default: a checkpoint's own, the input its training evaluated at; "
+                        f"{DEFAULT_IMG_SIZE} for darknet weights)")
 
 
 def add_calibration_args(parser: argparse.ArgumentParser) -> None:
@@ -127,10 +137,12 @@ def img_size(text: str) -> int | tuple[int, int]:
     return sides[0] if len(sides) == 1 else (sides[1], sides[0])
 
 
-def check_img_size(size: int | tuple[int, int]) -> int | tuple[int, int]:
+def check_img_size(size: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
     """``--img-size`` as the network takes it: each side a multiple of its total stride from
     the stride to :data:`~yolov3.model.cfg.MAX_IMG_SIZE`; else a :class:`YoloError` saying
-    so."""
+    so. None (not given: the weights' own, :func:`input_size`) passes."""
+    if size is None:
+        return None
     if not isinstance(size, int):
         for side in size:
             check_img_size(side)
@@ -147,6 +159,20 @@ def check_img_size(size: int | tuple[int, int]) -> int | tuple[int, int]:
                         "the models are trained at 320 to 608); use a multiple of 32 from 32 to "
                         f"{MAX_IMG_SIZE}")
     return size
+
+
+def input_size(args: argparse.Namespace, model: YOLOv3) -> int | tuple[int, int]:
+    """The network input of --img-size; without it, that of a checkpoint --weights (its cfg's
+    ``[net]`` width x height, where training writes its evaluation input: ``data.img_size`` at
+    ``data.aspect``), else :data:`DEFAULT_IMG_SIZE`, the size of darknet's published COCO
+    numbers (its cfgs say 608 for yolov3 and yolov3-spp)."""
+    if args.img_size is not None:
+        return args.img_size
+    weights = args.weights
+    if weights is None or not Path(weights).is_file() or not is_checkpoint(weights):
+        return DEFAULT_IMG_SIZE
+    height, width = model.info.height, model.info.width
+    return height if height == width else (height, width)
 
 
 def device_from_args(args: argparse.Namespace) -> torch.device:

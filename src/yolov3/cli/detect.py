@@ -23,6 +23,7 @@ from yolov3.cli.common import (
     calibration_from_args,
     check_img_size,
     device_from_args,
+    input_size,
     model_from_args,
 )
 from yolov3.errors import DataError, YoloError
@@ -345,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
     device = device_from_args(args)
     model, names = model_from_args(args)
     keep = None if args.classes is None else class_ids(args.classes, names)
-    detector = make_detector(model, args.backend, args.img_size, args.conf, args.iou,
+    detector = make_detector(model, args.backend, input_size(args, model), args.conf, args.iou,
                              multi_label=not args.single_label, device=device,
                              precision=args.precision, calib=calibration_from_args(args))
     detector.max_det = args.max_det if keep is None else sys.maxsize  # capped after the filter
@@ -373,8 +374,9 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         results.close()
-    print(f"{results.done()}, {len(results.records)} detections written to {written} and "
-          "detections.jsonl"
+    height, width = detector.input_hw
+    print(f"{results.done()} (input {width}x{height}), {len(results.records)} detections "
+          f"written to {written} and detections.jsonl"
           + (f"; {job.skipped} unreadable images skipped" if job.skipped else "")
           + (f"; {job.failed} of the {len(sources)} sources failed (above)" if job.failed
              else ""))

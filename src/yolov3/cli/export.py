@@ -7,12 +7,13 @@ from pathlib import Path
 
 from yolov3.cli.common import (
     add_calibration_args,
+    add_img_size_arg,
     add_model_args,
     at_least,
     calibration_from_args,
     check_img_size,
     device_from_args,
-    img_size,
+    input_size,
     model_from_args,
     model_label,
 )
@@ -35,9 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="onnx",
                    help="onnx (ONNX Runtime, TensorRT, OpenVINO...) or torchscript "
                    "(torch.jit.load) (default: %(default)s)")
-    p.add_argument("--img-size", type=img_size, default=416, metavar="SIZE|WxH",
-                   help="input size, a multiple of 32: one side (square) or width x height, "
-                   "e.g. 384x256 (default: %(default)s)")
+    add_img_size_arg(p, "input size, a multiple of 32")
     p.add_argument("--batch", type=at_least(1), default=1, help="batch size (default: %(default)s)")
     p.add_argument("--dynamic", action="store_true",
                    help="ONNX: leave batch, height and width free")
@@ -66,14 +65,15 @@ def run(args: argparse.Namespace) -> int:
     calib = calibration_from_args(args)
     model, _ = model_from_args(args)
     model.to(device_from_args(args))
+    size = input_size(args, model)
     out = Path(args.out or model_label(args) + SUFFIXES[args.format])
     writable_dir(out.parent)
     try:
         if args.format == "onnx":
-            export_onnx(model, out, args.img_size, args.batch, args.dynamic, args.half,
+            export_onnx(model, out, size, args.batch, args.dynamic, args.half,
                         args.include_nms, precision=args.precision, calib=calib)
         else:
-            export_torchscript(model, out, args.img_size, args.batch, args.half, args.precision)
+            export_torchscript(model, out, size, args.batch, args.half, args.precision)
     except OSError as exc:
         raise YoloError(f"{out}: cannot write the exported model ({exc.strerror})") from None
     precision = "fp16" if args.half else args.precision

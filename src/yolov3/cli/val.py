@@ -12,6 +12,7 @@ from yolov3.cli.common import (
     check_img_size,
     device_from_args,
     fraction,
+    input_size,
     loader_workers,
     model_from_args,
 )
@@ -21,6 +22,7 @@ from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
 from yolov3.evaluation.report import REPORT_FILES, format_best_f1
 from yolov3.fileio import writable_dir
+from yolov3.model.cfg import as_hw
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     model, names = model_from_args(args)
     print(f"{dataset.format} dataset {dataset.source}, split {dataset.split}: {len(dataset)} "
           f"images, {dataset.num_boxes} boxes, {len(dataset.names)} classes")
-    result = evaluate(model, dataset, args.img_size, args.conf, args.iou, args.batch_size,
+    size = input_size(args, model)
+    result = evaluate(model, dataset, size, args.conf, args.iou, args.batch_size,
                       device, writable_dir(args.out), loader_workers(args.workers, device), names,
                       precision=args.precision, confusion_conf=args.cm_conf,
                       confusion_iou=args.cm_iou, calib=calibration_from_args(args))
@@ -83,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
           f"{args.cm_conf:g}, IoU {args.cm_iou:g})")
     print(result["table"])
     timing = result["timing"]
-    print(f"{result['images']} images at {timing['images_per_second']:.1f} images/s in "
+    height, width = as_hw(size)
+    print(f"{result['images']} images, input {width}x{height}, at "
+          f"{timing['images_per_second']:.1f} images/s in "
           f"{result['precision']}; "
           f"COCOeval {timing['cocoeval_s']:.1f} s")
     if dataset.problems:

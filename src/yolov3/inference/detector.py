@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from yolov3.images import Letterbox
 from yolov3.inference.batching import letterboxed_batches
 from yolov3.inference.postprocess import postprocess
+from yolov3.model.cfg import as_hw
 from yolov3.model.network import Decoded, YOLOv3
 
 
@@ -51,7 +52,7 @@ class Detector:
         self.device = torch.device(device)
         network = Decoded(model) if isinstance(model, YOLOv3) else model
         self.model = network.to(self.device).eval()
-        self.input_hw = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.input_hw = as_hw(img_size)
         self.conf_thresh = conf_thresh
         self.iou_thresh = iou_thresh
         self.multi_label = multi_label

@@ -29,6 +29,14 @@ MAX_IMG_SIZE = 4096
 #: Anchor boxes: (width, height) pairs in pixels of the network input.
 Anchors = list[tuple[float, float]]
 
+
+def as_hw(size: int | Sequence[int]) -> tuple[int, int]:
+    """A network input size as (height, width): one side (a square input) or the pair."""
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
 # [net] keys that darknet's own trainer reads (its training recipe). This implementation takes
 # the recipe from the training config instead (the preset and its overrides), so these keys are
 # accepted, for darknet's cfg files, and reported as not read: see :func:`unread_training_keys`.
@@ -210,6 +218,15 @@ def override_head(
             raise ConfigError(f"{sec.where()}: a [yolo] layer must follow a [convolutional]")
         n_mask = len(sec.get_ints("mask", list(range(sec.get_int("num", 1)))))
         head.options["filters"] = str(n_mask * (5 + sec.get_int("classes")))
+    return out
+
+
+def with_input_size(sections: list[Section], input_hw: tuple[int, int]) -> list[Section]:
+    """A copy of ``sections`` whose ``[net]`` ``width`` and ``height`` are ``input_hw``
+    (height, width): the input the network detects at, as darknet reads it for
+    ``detector test``."""
+    out = copy.deepcopy(sections)
+    out[0].options["height"], out[0].options["width"] = (str(v) for v in input_hw)
     return out
 
 

@@ -24,6 +24,7 @@ from yolov3.model.cfg import (
     override_head,
     parse_anchors,
     resolve_layer,
+    with_input_size,
 )
 from yolov3.model.layers import (
     ConvBlock,
@@ -38,7 +39,9 @@ from yolov3.model.parts import NetworkParts, network_parts
 
 @dataclass(frozen=True)
 class NetInfo:
-    """The [net] section's values that the model and the trainer use."""
+    """The [net] section's values that the model and the trainer use: ``width`` and ``height``
+    are the input the network detects at (darknet's ``detector test``); training sets them to
+    its evaluation input, so that a checkpoint and its ``model.cfg`` carry it."""
 
     width: int
     height: int
@@ -237,10 +240,14 @@ def build_model(
     cfg: str | Path | list[Section],
     num_classes: int | None = None,
     anchors: list[tuple[float, float]] | None = None,
+    input_hw: tuple[int, int] | None = None,
 ) -> YOLOv3:
     """Build a network from a built-in name (``yolov3``, ``yolov3-spp``, ``yolov3-tiny``), a cfg
-    path or parsed sections, optionally with another class count or anchor set."""
+    path or parsed sections, optionally with another class count or anchor set, and another
+    ``[net]`` input size ``input_hw`` (height, width; :attr:`YOLOv3.info`)."""
     sections = cfg if isinstance(cfg, list) else load_cfg(cfg)
     if num_classes is not None or anchors is not None:
         sections = override_head(sections, num_classes, anchors)
+    if input_hw is not None:
+        sections = with_input_size(sections, input_hw)
     return YOLOv3(sections)

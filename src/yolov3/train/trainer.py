@@ -242,7 +242,8 @@ class Trainer:
                      "--config and the options)", config.model.cfg, ", ".join(unread),
                      BASE_PRESET)
         self.model = build_model(sections, num_classes=len(self.names),
-                                 anchors=self._anchors(len(cfg_anchors(sections)))).to(self.device)
+                                 anchors=self._anchors(len(cfg_anchors(sections))),
+                                 input_hw=config.data.input_hw).to(self.device)
         if self.procs.distributed and run.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if run.channels_last:
