@@ -19,6 +19,7 @@ from data_factory import (
     write_voc,
     write_yolo,
 )
+from yolov3.datasets.base import evenly_spaced
 from yolov3.datasets.coco import CocoDataset
 from yolov3.datasets.open import dataset_splits, detect_format, open_dataset
 from yolov3.datasets.voc import VocDataset
@@ -282,3 +283,10 @@ def test_image_whose_size_disagrees_with_its_annotation(tmp_path: Path) -> None:
     ds = open_dataset(path)
     with pytest.raises(DataError, match=r"1\.png: the image is 64x48 but its annotation"):
         ds[0]
+
+
+def test_evenly_spaced_picks_include_both_ends_and_never_repeat() -> None:
+    assert evenly_spaced(12, 5).tolist() == [0, 3, 6, 8, 11]
+    assert evenly_spaced(3, 10).tolist() == [0, 1, 2]  # all of a smaller set
+    assert evenly_spaced(1000, 999).tolist() == sorted(set(evenly_spaced(1000, 999).tolist()))
+    assert evenly_spaced(0, 4).tolist() == []

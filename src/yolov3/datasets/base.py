@@ -231,6 +231,13 @@ def valid_size(height: float, width: float) -> bool:
     return all(1 <= v < 2**31 for v in (height, width))
 
 
+def evenly_spaced(total: int, count: int) -> np.ndarray:
+    """Indices of ``count`` of ``total`` items spread evenly over them, the first and the last
+    included (all of them when ``count >= total``; none of none): a sample of a set that does
+    not favour its start. At least one apart, so the rounded indices are distinct."""
+    return np.linspace(0, total - 1, min(count, total)).round().astype(np.int64)
+
+
 def image_ids(stems: Sequence[str]) -> np.ndarray:
     """Integer image ids for files named ``stems``: the numbers themselves when every stem is a
     distinct number (``000000397133.jpg`` is COCO's image 397133), else 1, 2, ... in order."""

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolov3.datasets.base import evenly_spaced
 from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
 from yolov3.datasets.voc import find_voc_folders
 from yolov3.errors import DataError, YoloError
@@ -73,7 +74,7 @@ class CalibrationImages(Sequence[np.ndarray]):
         if len(images) == 0:
             raise DataError(f"{source}: no calibration images there. {CALIB_HELP}")
         self.images, self.source = images, source
-        self.picks = np.linspace(0, len(images) - 1, min(count, len(images))).round().astype(int)
+        self.picks = evenly_spaced(len(images), count)
 
     def __len__(self) -> int:
         return len(self.picks)

@@ -7,7 +7,7 @@ import logging
 
 import numpy as np
 
-from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.base import DetectionDataset, evenly_spaced
 from yolov3.datasets.check import box_counts, over_cap_message
 from yolov3.datasets.open import open_dataset
 from yolov3.datasets.synthetic import SyntheticShapes
@@ -67,10 +67,8 @@ def median_aspect(dataset: DetectionDataset, limit: int = 1000) -> float:
     larger set), rounded to 0.01: from the sizes the dataset knows, the file header of the
     others; images whose header cannot be read are left out (training replaces them), and 1
     (square) when none can be read."""
-    # at least one apart, so rounding gives distinct indices (none for an empty dataset)
-    picks = np.linspace(0, len(dataset) - 1, min(limit, len(dataset))).round().astype(np.int64)
     ratios = []
-    for i in picks:
+    for i in evenly_spaced(len(dataset), limit):
         try:
             height, width = dataset.image_hw(int(i))
         except DataError:

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from yolov3.anchors import fit_anchors_for_training
+from yolov3.datasets.base import evenly_spaced
 from yolov3.devices import parse_device
 from yolov3.errors import DataError, YoloError
 from yolov3.evaluation import evaluate
@@ -590,8 +590,7 @@ class Trainer:
         folder.mkdir(exist_ok=True)
         detector = Detector(self.detector, self.config.data.input_hw, conf_thresh=0.25,
                             device=self.device)
-        picks = np.linspace(0, len(self.val_data) - 1, min(count, len(self.val_data)))
-        for i in sorted({round(float(p)) for p in picks}):
+        for i in evenly_spaced(len(self.val_data), count).tolist():
             try:
                 sample = self.val_data[i]
             except DataError as exc:
