@@ -174,6 +174,20 @@ def test_ignore_above_threshold_only(yolo_layers):
     assert ignored.nonzero().tolist() == [[0, 0, 12, 10]]
 
 
+def test_a_lower_ignore_threshold_ignores_the_nearer_misses_too():
+    # The case above with every [yolo] ignore_thresh at 0.5 (loss.ignore_thresh): the k=1.25
+    # square (IoU 0.64) is ignored too; k=2 (IoU 0.25) is not.
+    layer = build_model("yolov3", ignore_thresh=0.5).yolo_layers[1]
+    assert layer.ignore_thresh == 0.5
+    centre_x, centre_y = 10.5 * 16 / S, 12.5 * 16 / S
+    targets = [torch.tensor([[0, centre_x, centre_y, 60 / S, 60 / S]])]
+    sides = {(0, 0, 12, 10): 66.0, (0, 2, 12, 10): 75.0, (0, 1, 12, 10): 120.0}
+    raw = raw_predicting(layer, 1, 26, {k: (v, v) for k, v in sides.items()})
+    gt_boxes, gt_valid = padded_gt_boxes(targets, (S, S), torch.device("cpu"))
+    ignored = ignore_mask(layer, raw, gt_boxes, gt_valid, (S, S))
+    assert ignored.nonzero().tolist() == [[0, 0, 12, 10], [0, 2, 12, 10]]
+
+
 def test_padded_gt_boxes():
     targets = [torch.tensor([[0, 0.5, 0.5, 0.5, 0.25], [1, 0.25, 0.25, 0.5, 0.5]]),
                torch.zeros(0, 5), torch.tensor([[2, 0.5, 0.5, 1.0, 1.0]])]

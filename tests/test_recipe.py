@@ -189,6 +189,8 @@ def test_adamw_and_nesterov() -> None:
     ("schedule.policy=poly", "schedule.policy must be one of steps, cosine, onecycle"),
     ("optimizer.name=adam", "optimizer.name must be one of sgd, adamw"),
     ("augment.mosaic=2", "augment.mosaic is a probability"),
+    ("loss.ignore_thresh=high", "loss.ignore_thresh is the IoU with a ground truth above which"),
+    ("loss.ignore_thresh=1.2", "in [0, 1], or 'cfg' (the cfg's [yolo] ignore_thresh); got 1.2"),
 ])
 def test_bad_switch_values_are_named(override, words) -> None:
     with pytest.raises(ConfigError, match=None) as info:
@@ -200,7 +202,8 @@ IMPROVED = ("--set", "ema.decay=0.9", "--set", "ema.ramp=2", "--set", "loss.box=
             "--set", "loss.assign=iou", "--set", "loss.assign_threshold=0.2",
             "--set", "loss.obj_target=iou", "--set", "schedule.policy=cosine",
             "--set", "augment.mosaic=1.0", "--set", "augment.mixup=0.5",
-            "--set", "augment.scale=0.3", "--set", "optimizer.nesterov=true")
+            "--set", "augment.scale=0.3", "--set", "optimizer.nesterov=true",
+            "--set", "loss.ignore_thresh=0.5")
 
 
 @pytest.mark.slow
@@ -224,6 +227,10 @@ def test_resume_with_the_average_and_mosaic_is_bit_identical(micro_cfg, tmp_path
                if t.is_floating_point() and not torch.equal(t, a["training_model"][n])]
     assert differs
     assert set(a["state"]["losses"][0]) == {"iteration", "box", "obj", "cls", "total"}
+    # loss.ignore_thresh is written into every [yolo] layer, where darknet reads it
+    for cfg in (a["cfg"], (straight / "model.cfg").read_text()):
+        yolo = cfg.split("[yolo]")[1:]
+        assert yolo and all("ignore_thresh=0.5\n" in part for part in yolo)
 
 
 # The darknet preset on the micro network and the generated demo data, 4 iterations (training
@@ -271,6 +278,7 @@ def test_every_preset_loads_and_darknets_have_every_switch_off() -> None:
         assert (c.schedule.policy, c.optimizer.name, c.optimizer.nesterov) == ("steps", "sgd",
                                                                               False)
         assert c.data.aspect == 1.0 and c.data.input_hw == (c.data.img_size,) * 2, name
+        assert c.loss.ignore_thresh == "cfg" and c.loss.ignore_override is None, name
     improved = configs["yolov3-coco-improved"]
     assert improved.loss.box == "giou" and improved.ema.decay == 0.9999
     assert improved.augment.mosaic == 1.0 and improved.schedule.policy == "cosine"

@@ -198,16 +198,21 @@ def override_head(
     sections: list[Section],
     num_classes: int | None = None,
     anchors: list[tuple[float, float]] | None = None,
+    ignore_thresh: float | None = None,
 ) -> list[Section]:
-    """A copy of ``sections`` with another number of classes and/or another anchor set.
+    """A copy of ``sections`` with another number of classes, another anchor set and/or
+    another ignore threshold.
 
-    Each ``[yolo]`` gets the new ``classes``/``anchors`` (and ``num``), and the convolution just
-    before it gets ``filters = len(mask) * (5 + classes)``, as darknet requires.
+    Each ``[yolo]`` gets the new ``classes``/``anchors`` (and ``num``) and ``ignore_thresh``,
+    and the convolution just before it gets ``filters = len(mask) * (5 + classes)``, as darknet
+    requires.
     """
     out = copy.deepcopy(sections)
     for i, sec in enumerate(out):
         if sec.type != "yolo":
             continue
+        if ignore_thresh is not None:
+            sec.options["ignore_thresh"] = f"{ignore_thresh:g}"
         if anchors is not None:
             sec.options["anchors"] = format_anchors(anchors)
             sec.options["num"] = str(len(anchors))

@@ -241,13 +241,15 @@ def build_model(
     num_classes: int | None = None,
     anchors: list[tuple[float, float]] | None = None,
     input_hw: tuple[int, int] | None = None,
+    ignore_thresh: float | None = None,
 ) -> YOLOv3:
     """Build a network from a built-in name (``yolov3``, ``yolov3-spp``, ``yolov3-tiny``), a cfg
-    path or parsed sections, optionally with another class count or anchor set, and another
-    ``[net]`` input size ``input_hw`` (height, width; :attr:`YOLOv3.info`)."""
+    path or parsed sections, optionally with another class count, anchor set or ``[yolo]``
+    ignore threshold, and another ``[net]`` input size ``input_hw`` (height, width;
+    :attr:`YOLOv3.info`)."""
     sections = cfg if isinstance(cfg, list) else load_cfg(cfg)
-    if num_classes is not None or anchors is not None:
-        sections = override_head(sections, num_classes, anchors)
+    if num_classes is not None or anchors is not None or ignore_thresh is not None:
+        sections = override_head(sections, num_classes, anchors, ignore_thresh)
     if input_hw is not None:
         sections = with_input_size(sections, input_hw)
     return YOLOv3(sections)

@@ -71,6 +71,8 @@ class ModelConfig:
         return parse_anchors(self.anchors, "model.anchors")
 
 
+#: ``loss.ignore_thresh`` value that keeps each ``[yolo]`` layer's own (see :class:`LossConfig`).
+CFG_IGNORE = "cfg"
 #: ``data.aspect`` value that measures the training images (see :class:`DataConfig`).
 AUTO_ASPECT = "auto"
 # The most elongated network input data.aspect sets (width / height, or its inverse).
@@ -178,6 +180,13 @@ class LossConfig:
     obj_target: str
     assign: str
     assign_threshold: float
+    ignore_thresh: float | str
+
+    @property
+    def ignore_override(self) -> float | None:
+        """The ignore threshold that replaces the cfg's ``[yolo] ignore_thresh`` (None:
+        :data:`CFG_IGNORE`, the cfg's own)."""
+        return None if self.ignore_thresh == CFG_IGNORE else float(self.ignore_thresh)
 
     def build(self) -> LossOptions:
         """The loss options of these values."""
@@ -484,6 +493,11 @@ def _validate(config: TrainConfig) -> None:
     if loss.assign == "iou" and not 0 < loss.assign_threshold < 1:
         problems.append("loss.assign_threshold is the shape IoU above which an anchor learns "
                         f"a GT with loss.assign: iou, in (0, 1); got {loss.assign_threshold}")
+    ignore = loss.ignore_thresh
+    if ignore != CFG_IGNORE and (isinstance(ignore, str) or not 0 <= ignore <= 1):
+        problems.append(f"loss.ignore_thresh is the IoU with a ground truth above which a "
+                        f"prediction gets no objectness loss, in [0, 1], or '{CFG_IGNORE}' (the "
+                        f"cfg's [yolo] ignore_thresh); got {ignore!r}")
     if loss.assign == "ratio" and not loss.assign_threshold > 1:
         problems.append("loss.assign_threshold is the largest width or height ratio of an "
                         f"anchor to a GT with loss.assign: ratio, > 1; got "

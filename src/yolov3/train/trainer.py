@@ -243,7 +243,8 @@ class Trainer:
                      BASE_PRESET)
         self.model = build_model(sections, num_classes=len(self.names),
                                  anchors=self._anchors(len(cfg_anchors(sections))),
-                                 input_hw=config.data.input_hw).to(self.device)
+                                 input_hw=config.data.input_hw,
+                                 ignore_thresh=config.loss.ignore_override).to(self.device)
         if self.procs.distributed and run.sync_bn:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         if run.channels_last:
