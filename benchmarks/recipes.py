@@ -47,6 +47,7 @@ SWITCHES: dict[str, list[str]] = {
     "ciou": ["loss.box=ciou", "loss.box_gain=1"],
     "assign-iou": ["loss.assign=iou", "loss.assign_threshold=0.2"],
     "obj-iou": ["loss.obj_target=iou"],
+    "ignore-0.5": ["loss.ignore_thresh=0.5"],
     "smoothing": ["loss.label_smoothing=0.1"],
     "mosaic": ["augment.mosaic=0.5"],
     "mixup": ["augment.mixup=0.3"],
