@@ -170,7 +170,8 @@ class AugmentConfig:
 @dataclass
 class LossConfig:
     """How the loss is made and which anchors learn a GT (see
-    :class:`~yolov3.loss.LossOptions`); darknet's values in its preset."""
+    :class:`~yolov3.loss.LossOptions`), and the ignore threshold of the YOLO layers
+    (``ignore_thresh``: ``cfg`` keeps the cfg's); darknet's values in its preset."""
 
     box: str
     box_gain: float
