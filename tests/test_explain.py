@@ -185,6 +185,28 @@ def test_explain_assign_command_on_a_dataset(kangaroo_dir, tmp_path, capsys):
     assert "2 ground truths" in capsys.readouterr().out
 
 
+def test_wide_inputs_keep_the_image_scale_and_the_stride(tiny, motorbike_sample, photos):
+    # 741 x 500 letterboxed to 416 x 288 (width x height) has the scale of the 416 square
+    # (416 / 741): only the padding differs, so the targets are those of the square input,
+    # shifted by the padding's difference and rescaled to the shorter side.
+    square = explain_assignment(tiny, motorbike_sample, S)
+    wide = explain_assignment(tiny, motorbike_sample, (288, S))
+    assert wide.image.shape == (288, S, 3) and wide.strides == square.strides == [32, 16]
+    pad = (S - 500 * S / 741) / 2 - (288 - 500 * S / 741) / 2  # 64 input pixels
+    rows = square.targets[:, 2] * S - pad
+    assert torch.allclose(wide.targets[:, 2] * 288, rows, atol=0.5)
+    assert torch.allclose(wide.targets[:, 1], square.targets[:, 1])
+    view = explain_channels(tiny, load_image(photos["coffee"]), (288, S), layer=1)
+    assert view.image.shape == (288, S, 3) and view.objectness.shape == (3, 18, 26)
+    assert view.stride == 16
+
+
+def test_explain_layers_at_width_x_height(capsys):
+    assert main(["explain", "layers", "--model", "yolov3-tiny", "--img-size", "512x320"]) == 0
+    printed = capsys.readouterr().out
+    assert "input 512 x 320" in printed and "16 x  320 x  512" in printed
+
+
 def test_explain_errors(photos, kangaroo_dir, tmp_path, capsys):
     image = str(photos["coffee"])
     assert main(["explain", "assign", image, "--boxes", str(tmp_path / "none.txt"),

@@ -118,6 +118,13 @@ def test_training_at_auto_aspect_records_it_evaluates_and_resumes(micro_cfg: Pat
                  str(tmp_path / "m.onnx")]) == 0
     graph = onnx.load(str(tmp_path / "m.onnx")).graph
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 3, 96, 128]
+    # ... and so do the explain pictures; --img-size WxH overrides it
+    image = tmp_path / "data" / "images" / "val" / "1.png"
+    for given, grid in (([], "4x3 cells"), (["--img-size", "64x96"], "2x3 cells")):
+        capsys.readouterr()
+        assert main(["explain", "channels", str(image), "--weights", str(out / "last.pt"),
+                     "--size", "200", "--out", str(tmp_path / "c.png"), *given]) == 0
+        assert f"YOLO layer 0: stride 32, {grid}" in capsys.readouterr().out
 
 
 def test_val_at_width_x_height_finds_what_the_square_input_finds(

@@ -13,9 +13,12 @@ from torchvision.ops import box_convert
 
 from yolov3.classes import default_names
 from yolov3.cli.common import (
+    add_img_size_arg,
     add_model_args,
     check_img_size,
     device_from_args,
+    img_size,
+    input_size,
     model_from_args,
     model_label,
 )
@@ -27,7 +30,7 @@ from yolov3.datasets.sample import Sample
 from yolov3.datasets.yolo_txt import parse_label_file
 from yolov3.errors import DataError
 from yolov3.images import load_image
-from yolov3.model.cfg import BUILTIN_CFGS
+from yolov3.model.cfg import BUILTIN_CFGS, as_hw
 from yolov3.model.network import YOLOv3, build_model
 from yolov3.model.summary import format_layer_table, layer_table
 from yolov3.weights.load import DEFAULT_MODEL, is_untrained
@@ -49,8 +52,7 @@ def _add_common(p: argparse.ArgumentParser, default_size: int) -> None:
     p.add_argument("image", metavar="IMAGE", help="the image (with --data: its path or file "
                    "name in the dataset)")
     add_model_args(p)
-    p.add_argument("--img-size", type=int, default=416,
-                   help="network input size, a multiple of 32 (default: %(default)s)")
+    add_img_size_arg(p, "network input size, a multiple of 32")
     p.add_argument("--names", default=None, metavar="FILE",
                    help="class names, one per line (default: the dataset's, else COCO's for 80 "
                    "classes)")
@@ -115,19 +117,18 @@ def _add_layers(what: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CFG",
                    help=f"a built-in architecture ({', '.join(BUILTIN_CFGS)}) or a darknet "
                    ".cfg file (default: %(default)s)")
-    p.add_argument("--img-size", type=int, default=416,
-                   help="network input size, a multiple of 32 (default: %(default)s)")
+    p.add_argument("--img-size", type=img_size, default=416, metavar="SIZE|WxH",
+                   help="network input size, a multiple of 32: one side (square) or width x "
+                   "height, e.g. 384x256 (default: %(default)s)")
     p.set_defaults(run=run_layers)
 
 
-def _model(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
-    """The model of --model / --weights ('none': random initialisation) on --device."""
-    model, names = model_from_args(args)
-    return model.to(device_from_args(args)), names
-
-
-def _check(args: argparse.Namespace) -> None:
+def _model(args: argparse.Namespace) -> tuple[YOLOv3, list[str], int | tuple[int, int]]:
+    """The model of --model / --weights ('none': random initialisation) on --device, its
+    class names and its input (--img-size, else a checkpoint's own: :func:`input_size`)."""
     check_img_size(args.img_size)
+    model, names = model_from_args(args)
+    return model.to(device_from_args(args)), names, input_size(args, model)
 
 
 def _output(args: argparse.Namespace, command: str) -> Path:
@@ -163,15 +164,14 @@ def run_assign(args: argparse.Namespace) -> int:
     from yolov3.explain.assign import draw_assignment, explain_assignment  # matplotlib
     from yolov3.explain.figure import save_png
 
-    _check(args)
-    model, names = _model(args)
+    model, names, size = _model(args)
     if args.data:
         dataset = open_dataset(args.data, args.split, args.images, args.strict)
         sample = _find_sample(dataset, args.image)
         names = default_names(len(dataset.names), args.names) if args.names else dataset.names
     else:
         sample = _sample_from_label_file(args.image, args.boxes, model.num_classes)
-    view = explain_assignment(model, sample, args.img_size)
+    view = explain_assignment(model, sample, size)
     title = (f"{Path(sample.file_name).name}: target assignment, {model_label(args)}"
              + (" (random weights)" if is_untrained(args.weights) else ""))
     path = save_png(draw_assignment(view, names, args.size, title), _output(args, "assign"))
@@ -196,9 +196,8 @@ def run_channels(args: argparse.Namespace) -> int:
     from yolov3.explain.channels import draw_channels, explain_channels  # matplotlib
     from yolov3.explain.figure import save_png
 
-    _check(args)
-    model, names = _model(args)
-    view = explain_channels(model, load_image(args.image), args.img_size, args.layer)
+    model, names, size = _model(args)
+    view = explain_channels(model, load_image(args.image), size, args.layer)
     width, height = len(view.mask) * args.size, args.size + args.size // 2
     path = save_png(draw_channels(view, names, args.size), _output(args, "channels"))
     a, j, i = view.peak()
@@ -213,9 +212,9 @@ def run_channels(args: argparse.Namespace) -> int:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    size = check_img_size(args.img_size)
+    height, width = as_hw(check_img_size(args.img_size))
     with torch.device("meta"):  # shapes and parameter counts only: no memory, no weights
         model = build_model(args.model)
-    print(f"{Path(args.model).stem}: {len(model.layers)} layers, input {size} x {size}")
-    print(format_layer_table(layer_table(model, (size, size))))
+    print(f"{Path(args.model).stem}: {len(model.layers)} layers, input {width} x {height}")
+    print(format_layer_table(layer_table(model, (height, width))))
     return 0

@@ -27,6 +27,7 @@ from yolov3.explain.figure import new_figure
 from yolov3.inference.draw import class_colour
 from yolov3.inputs.augment import TrainTransform
 from yolov3.loss import Assignment, assign_targets, ignore_mask, padded_gt_boxes
+from yolov3.model.cfg import as_hw
 from yolov3.model.network import YOLOv3
 
 _CELL = (1.0, 0.85, 0.0)  # the responsible cell
@@ -96,13 +97,16 @@ class AssignmentView:
         return box_convert(self.targets[:, 1:5] * scale, "cxcywh", "xyxy")
 
 
-def explain_assignment(model: YOLOv3, sample: Sample, img_size: int) -> AssignmentView:
-    """The training targets of ``sample`` at an ``img_size`` square input: the boxes placed by
+def explain_assignment(
+    model: YOLOv3, sample: Sample, img_size: int | tuple[int, int]
+) -> AssignmentView:
+    """The training targets of ``sample`` at an ``img_size`` input (one side of a square, or
+    (height, width)): the boxes placed by
     :data:`PLAIN_TRAIN_TRANSFORM` (letterboxed, ignored and sub-pixel boxes dropped), assigned by
     :func:`~yolov3.loss.assign_targets`, and the cells that :func:`~yolov3.loss.ignore_mask`
     masks given ``model``'s predictions (used as it is: put it in eval mode for batch-norm
     running statistics)."""
-    input_hw = (img_size, img_size)
+    input_hw = as_hw(img_size)
     image, targets = PLAIN_TRAIN_TRANSFORM(sample, input_hw, np.random.default_rng(0))
     device = model.anchors.device
     with torch.no_grad():
@@ -121,7 +125,7 @@ def explain_assignment(model: YOLOv3, sample: Sample, img_size: int) -> Assignme
         targets=targets,
         assignment=assignment,
         ignored=ignored,
-        strides=[img_size // h for h, _ in grid_hw],
+        strides=[input_hw[0] // h for h, _ in grid_hw],
         masks=[list(layer.mask) for layer in layers],
         anchors=model.anchors.cpu(),
         ignore_thresh=[layer.ignore_thresh for layer in layers],

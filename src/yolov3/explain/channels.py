@@ -26,6 +26,7 @@ from torch import Tensor
 from yolov3.errors import YoloError
 from yolov3.explain.figure import new_figure
 from yolov3.images import letterbox
+from yolov3.model.cfg import as_hw
 from yolov3.model.network import YOLOv3
 
 #: Colours of the channel roles: x, y offsets; w, h scales; objectness; class scores.
@@ -63,22 +64,24 @@ class ChannelView:
 
 
 def explain_channels(
-    model: YOLOv3, image: np.ndarray, img_size: int = 416, layer: int = 0
+    model: YOLOv3, image: np.ndarray, img_size: int | tuple[int, int] = 416, layer: int = 0
 ) -> ChannelView:
-    """Run ``model`` (as it is: eval mode for inference) on the RGB ``image`` letterboxed to an
-    ``img_size`` square and keep YOLO layer ``layer``'s raw and decoded output."""
+    """Run ``model`` (as it is: eval mode for inference) on the RGB ``image`` letterboxed to
+    ``img_size`` (one side of a square, or (height, width)) and keep YOLO layer ``layer``'s raw
+    and decoded output."""
     if not 0 <= layer < len(model.yolo_layers):
         raise YoloError(f"--layer {layer}: the model has YOLO layers 0.."
                         f"{len(model.yolo_layers) - 1}")
-    x, _ = letterbox(image, (img_size, img_size))
+    input_hw = as_hw(img_size)
+    x, _ = letterbox(image, input_hw)
     yolo = model.yolo_layers[layer]
     with torch.no_grad():
         raw = model(x[None].to(model.anchors.device))[layer].float()
-        decoded = yolo.decode(raw, (img_size, img_size))
+        decoded = yolo.decode(raw, input_hw)
     return ChannelView(
         image=x.permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy(),
         layer=layer,
-        stride=img_size // raw.shape[2],
+        stride=input_hw[0] // raw.shape[2],
         mask=list(yolo.mask),
         anchors=yolo.layer_anchors.cpu(),
         raw=raw[0].cpu(),
