@@ -279,6 +279,15 @@ def test_every_preset_loads_and_darknets_have_every_switch_off() -> None:
                                                                               False)
         assert c.data.aspect == 1.0 and c.data.input_hw == (c.data.img_size,) * 2, name
         assert c.loss.ignore_thresh == "cfg" and c.loss.ignore_override is None, name
+    # finetune: darknet's fine-tuning recipe with the switches the README's kangaroo tables chose
+    finetune = configs["finetune"]
+    assert (finetune.augment.scale, finetune.loss.obj_target, finetune.loss.ignore_thresh) == (
+        0.3, "iou", 0.5)
+    assert (finetune.ema.decay, finetune.ema.ramp, finetune.train.channels_last) == (0.99, 20,
+                                                                                     True)
+    assert (finetune.loss.box, finetune.loss.assign, finetune.augment.mosaic,
+            finetune.augment.mixup, finetune.schedule.policy, finetune.optimizer.name) == (
+        "darknet", "best", 0, 0, "steps", "sgd")
     improved = configs["yolov3-coco-improved"]
     assert improved.loss.box == "giou" and improved.ema.decay == 0.9999
     assert improved.augment.mosaic == 1.0 and improved.schedule.policy == "cosine"
