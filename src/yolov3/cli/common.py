@@ -65,13 +65,15 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: 
     add_calibration_args(parser)
 
 
-def add_img_size_arg(parser: argparse.ArgumentParser, meaning: str) -> None:
-    """--img-size SIZE|WxH, by default the input the weights were trained for
-    (:func:`input_size`)."""
-    parser.add_argument("--img-size", type=img_size, default=None, metavar="SIZE|WxH",
+def add_img_size_arg(parser: argparse.ArgumentParser, meaning: str,
+                     default: int | None = None) -> None:
+    """--img-size SIZE|WxH, by default (``default`` None) the input the weights were trained
+    for (:func:`input_size`); a command without weights gives its ``default`` side."""
+    said = (f"{default}" if default is not None else "a checkpoint's own, the input its "
+            f"training evaluated at; {DEFAULT_IMG_SIZE} for darknet weights")
+    parser.add_argument("--img-size", type=img_size, default=default, metavar="SIZE|WxH",
                         help=f"{meaning}: one side (square) or width x height, e.g. 384x256 "
-                        "(default: a checkpoint's own, the input its training evaluated at; "
-                        f"{DEFAULT_IMG_SIZE} for darknet weights)")
+                        f"(default: {said})")
 
 
 def add_calibration_args(parser: argparse.ArgumentParser) -> None:

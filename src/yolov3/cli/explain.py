@@ -13,11 +13,11 @@ from torchvision.ops import box_convert
 
 from yolov3.classes import default_names
 from yolov3.cli.common import (
+    DEFAULT_IMG_SIZE,
     add_img_size_arg,
     add_model_args,
     check_img_size,
     device_from_args,
-    img_size,
     input_size,
     model_from_args,
     model_label,
@@ -117,9 +117,7 @@ def _add_layers(what: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|CFG",
                    help=f"a built-in architecture ({', '.join(BUILTIN_CFGS)}) or a darknet "
                    ".cfg file (default: %(default)s)")
-    p.add_argument("--img-size", type=img_size, default=416, metavar="SIZE|WxH",
-                   help="network input size, a multiple of 32: one side (square) or width x "
-                   "height, e.g. 384x256 (default: %(default)s)")
+    add_img_size_arg(p, "network input size, a multiple of 32", default=DEFAULT_IMG_SIZE)
     p.set_defaults(run=run_layers)
 
 
