@@ -1,5 +1,7 @@
 """The package layout: dependencies run one way. Read from the source of every module (imports
-at module level and inside functions alike), not from what happens to be loaded."""
+at module level and inside functions alike), not from what happens to be loaded. Imports for
+type annotations only (under ``if TYPE_CHECKING:``) are not dependencies: a hook is typed with
+the trainer that calls it."""
 
 from __future__ import annotations
 
@@ -21,13 +23,28 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in ROOT.rglob("*.py")}
 
 
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:``."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        found.append(node)
+        for child in ast.iter_child_nodes(node):
+            test = child.test if isinstance(child, ast.If) else None
+            if test is not None and "TYPE_CHECKING" in ast.unparse(test):
+                stack.extend(child.orelse)
+            else:
+                stack.append(child)
+    return found
+
+
 def imports_of(name: str) -> set[str]:
     """The project modules that module ``name`` imports anywhere in its source: ``from a.b
     import c`` is ``a.b.c`` when that is a module, else ``a.b``."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -60,6 +77,8 @@ def reaches(start: str, goal: str) -> list[str] | None:
 
 def test_the_graph_is_read_from_the_source() -> None:
     assert "yolov3.loss.assign" in GRAPH["yolov3.loss.yolo_loss"]
+    assert "yolov3.train.hooks" in GRAPH["yolov3.train.trainer"]  # at module level
+    assert "yolov3.train.trainer" not in GRAPH["yolov3.train.hooks"]  # for annotations only
     assert "yolov3.model.network" in GRAPH["yolov3.inference.detector"]
     assert len(MODULES) > 60
 

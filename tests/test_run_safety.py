@@ -33,8 +33,9 @@ from yolov3.inputs.loader import augment_rng
 from yolov3.model.network import build_model
 from yolov3.train.config import load_config
 from yolov3.train.optim import build_optimizer
+from yolov3.train.run_folder import LOCK_FILE, RUN_FILES
 from yolov3.train.step import TrainStep
-from yolov3.train.trainer import LOCK_FILE, RUN_FILES, Trainer
+from yolov3.train.trainer import Trainer
 from yolov3.weights.checkpoint import load_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -35,6 +35,7 @@ from yolov3.model.cfg import (
     load_cfg,
     parse_anchors,
 )
+from yolov3.train.loggers import check_loggers
 
 #: Mixed-precision modes of ``train.amp`` and the autocast dtype of each.
 AMP_DTYPES = {"off": None, "bf16": "bfloat16", "fp16": "float16"}
@@ -231,6 +232,7 @@ class RunConfig:
     eval_interval: int
     checkpoint_interval: int
     log_interval: int
+    loggers: list[str]
     max_nonfinite: int
     time_limit: float
     amp: str
@@ -534,6 +536,7 @@ def _validate(config: TrainConfig) -> None:
                         f"{1 / _MAX_ASPECT:g} to {_MAX_ASPECT:g} (1: square) or "
                         f"'{AUTO_ASPECT}', got {aspect!r}")
     problems += _choice("train.amp", config.train.amp, AMP_MODES)
+    problems += check_loggers(run.loggers)
     if ms.min_size > ms.max_size:
         problems.append("multiscale.min_size must not exceed multiscale.max_size")
     problems += _model_problems(config.model)

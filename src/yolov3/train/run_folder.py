@@ -1,0 +1,98 @@
+"""A run's folder: which folder a run writes into, claimed and locked against other live runs.
+
+``yolov3 train`` never writes over another run: without ``--out`` it takes the first of
+``runs/train``, ``runs/train2``, ... that holds none; a named folder that holds one is refused
+unless the run is resumed (``--resume``) or replaced (``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+from pathlib import Path
+
+from yolov3.errors import YoloError
+from yolov3.fileio import FolderInUseError, FolderLock, remove_partial_writes, writable_dir
+
+log = logging.getLogger("yolov3")
+
+#: The first iterations whose first minibatch is drawn as ``train_batchN.jpg``.
+BATCH_PICTURES = 3
+#: What a run writes into its folder: a folder holding any of these holds a run.
+RUN_FILES = ("last.pt", "best.pt", "results.json", "results.csv", "config.yaml", "model.cfg",
+             "last.weights", "curves.png", "tensorboard", "val_images", "labels.png",
+             *(f"train_batch{n}.jpg" for n in range(BATCH_PICTURES)))
+#: The lock file that keeps a second live run out of a run's folder.
+LOCK_FILE = ".train.lock"
+
+
+def run_files(folder: str | Path) -> list[str]:
+    """The files and folders of a run that ``folder`` holds (see :data:`RUN_FILES`)."""
+    folder = Path(folder)
+    return [name for name in RUN_FILES if (folder / name).exists()]
+
+
+def _numbered(base: Path, n: int) -> Path:
+    """``runs/train``, ``runs/train2``, ``runs/train3``, ..."""
+    return base if n == 1 else base.with_name(f"{base.name}{n}")
+
+
+def claim_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False,
+                     next_free: bool = False) -> tuple[Path, FolderLock, bool]:
+    """The folder a run writes into, locked against other live runs, and whether it was made
+    now: ``out`` itself, which must not hold another run unless ``resume`` (continue it) or
+    ``overwrite`` (its run files are deleted first); with ``next_free``, the first of ``out``,
+    ``out2``, ``out3``, ... that holds no run and no live run. The temporary files that a run
+    killed while writing left there are removed."""
+    base = Path(out)
+    for n in range(1, 100_000):
+        folder = _numbered(base, n) if next_free else base
+        if next_free and run_files(folder):
+            continue
+        created = not folder.exists()
+        writable_dir(folder)
+        lock = FolderLock(folder, LOCK_FILE)
+        try:
+            lock.acquire()
+        except FolderInUseError:
+            remove_if_empty(folder, created)
+            if next_free:
+                continue
+            raise
+        try:
+            found = run_files(folder)
+            if found and next_free:  # a run that ended while we looked
+                lock.release()
+                continue
+            if found and not resume:
+                if not overwrite:
+                    raise YoloError(
+                        f"{folder} holds an earlier run ({', '.join(found)}): continue it with "
+                        f"--resume {folder}, replace it with --overwrite, or choose another "
+                        "--out")
+                for name in found:
+                    target = folder / name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink()
+                log.info("--overwrite: deleted the earlier run's %s in %s", ", ".join(found),
+                         folder)
+            left = [*remove_partial_writes(folder), *remove_partial_writes(folder / "val_images")]
+            if left:
+                log.info("removed %d partial files that an interrupted run left in %s (%s)",
+                         len(left), folder, ", ".join(p.name for p in left[:3]))
+        except BaseException:
+            lock.release()
+            remove_if_empty(folder, created)
+            raise
+        return folder, lock, created
+    raise YoloError(f"{base}: no free numbered folder beside it")
+
+
+def remove_if_empty(folder: Path, created: bool) -> None:
+    """Remove ``folder`` when this run made it and left nothing in it."""
+    if created:
+        with contextlib.suppress(OSError):  # not empty: keep it
+            folder.rmdir()
