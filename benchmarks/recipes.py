@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from yolov3.configs import preset_path
 from yolov3.datasets.convert import convert
 from yolov3.images import list_images
-from yolov3.train.config import load_config, preset_path
+from yolov3.train.config import load_config
 from yolov3.train.trainer import Trainer
 
 #: The switches, each as overrides of the `finetune-darknet` preset.

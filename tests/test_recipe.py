@@ -265,7 +265,7 @@ def test_darknet_preset_trains_as_before_the_switches(micro_cfg, tmp_path) -> No
 
 
 def test_every_preset_loads_and_darknets_have_every_switch_off() -> None:
-    from yolov3.train.config import packaged_presets
+    from yolov3.configs import packaged_presets
 
     presets = packaged_presets()
     assert {"yolov3-coco-darknet", "yolov3-coco-improved", "finetune", "finetune-darknet",

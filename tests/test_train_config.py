@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from yolov3.configs import preset_path
 from yolov3.errors import ConfigError
-from yolov3.train import load_config, preset_path
+from yolov3.train import load_config
 
 
 def test_preset_is_darknets_recipe():

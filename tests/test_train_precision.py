@@ -10,9 +10,9 @@ import torch
 from conftest import MICRO_CFG
 from yolov3.inference.precision import native_bf16
 from yolov3.model import build_model, parse_cfg_text
-from yolov3.train.config import amp_mode, load_config
+from yolov3.train.config import load_config
 from yolov3.train.optim import build_optimizer, learning_rate
-from yolov3.train.step import TrainStep
+from yolov3.train.step import TrainStep, amp_mode
 
 
 def test_auto_is_bf16_where_native_and_off_elsewhere() -> None:

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from yolov3.errors import ConfigError
 
+#: The device value that picks the GPU when there is one (see :func:`parse_device`).
+AUTO_DEVICE = "auto"
+
+
+def auto_device() -> torch.device:
+    """The device ``auto`` means here: under ``torchrun`` the CUDA device of this process's
+    local rank, else ``cuda:0`` when CUDA is available, else the CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+
 
 def parse_device(text: str, what: str = "--device") -> torch.device:
-    """``text`` (``cpu``, ``cuda``, ``cuda:N``...) as a device that this machine has; ``what``
-    names the option or config key in the error."""
+    """``text`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``...) as a device that this machine has;
+    ``what`` names the option or config key in the error."""
+    if text == AUTO_DEVICE:
+        return auto_device()
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError, TypeError):
-        raise ConfigError(f"{what} {text} is not a device: use cpu, cuda or cuda:N") from None
+        raise ConfigError(f"{what} {text} is not a device: use auto, cpu, cuda or "
+                          "cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"{what} {text} was asked for but no CUDA GPU is available; "

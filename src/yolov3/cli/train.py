@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from yolov3.configs import packaged_presets
 from yolov3.errors import YoloError
-from yolov3.train.config import packaged_presets
 
 #: Where a run goes without --out: this folder, else the first of runs/train2, runs/train3, ...
 #: that holds no run.

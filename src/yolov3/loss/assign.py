@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 
-from yolov3.errors import DataError
+from yolov3.errors import DataError, choice_problem, raise_problems
 from yolov3.model.layers import YOLOLayer
 
 # Pairwise IoU per image: (B, N, 4) x (B, M, 4) -> (B, N, M). vmap keeps torchvision < 0.24,
@@ -62,9 +62,15 @@ class AssignRule:
     threshold: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.rule not in ASSIGN_RULES:
-            raise ValueError(f"unknown assignment rule '{self.rule}' (known: "
-                             f"{', '.join(ASSIGN_RULES)})")
+        """Checked as the ``loss.assign`` and ``loss.assign_threshold`` config keys."""
+        problems = choice_problem("loss.assign", self.rule, ASSIGN_RULES)
+        if self.rule == "iou" and not 0 < self.threshold < 1:
+            problems.append("loss.assign_threshold is the shape IoU above which an anchor "
+                            f"learns a GT with loss.assign: iou, in (0, 1); got {self.threshold}")
+        if self.rule == "ratio" and not self.threshold > 1:
+            problems.append("loss.assign_threshold is the largest width or height ratio of an "
+                            f"anchor to a GT with loss.assign: ratio, > 1; got {self.threshold}")
+        raise_problems(problems)
 
     def responsible(self, gt_wh: Tensor, anchors: Tensor) -> tuple[Tensor, Tensor]:
         """(M, K) True where anchor k learns GT m, and the (M, K) shape IoUs; ``gt_wh`` (M, 2)

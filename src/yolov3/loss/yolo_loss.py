@@ -26,6 +26,7 @@ logits, which is numerically stable and equal to the sigmoid-then-log form.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ from torchvision.ops import (
     generalized_box_iou_loss,
 )
 
+from yolov3.errors import choice_problem, raise_problems
 from yolov3.loss.assign import (
     BEST_ANCHOR,
     AssignRule,
@@ -88,11 +90,17 @@ class LossOptions:
     assign: AssignRule = field(default=BEST_ANCHOR)
 
     def __post_init__(self) -> None:
-        if self.box not in BOX_LOSSES:
-            raise ValueError(f"unknown box loss '{self.box}' (known: {', '.join(BOX_LOSSES)})")
-        if self.obj_target not in OBJ_TARGETS:
-            raise ValueError(f"unknown objectness target '{self.obj_target}' (known: "
-                             f"{', '.join(OBJ_TARGETS)})")
+        """Checked as the ``loss`` config keys of the same names."""
+        problems = [*choice_problem("loss.box", self.box, BOX_LOSSES),
+                    *choice_problem("loss.obj_target", self.obj_target, OBJ_TARGETS)]
+        for name, gain in (("box_gain", self.box_gain), ("obj_gain", self.obj_gain),
+                           ("cls_gain", self.cls_gain)):
+            if not (math.isfinite(gain) and gain > 0):
+                problems.append(f"loss.{name} must be a number > 0, got {gain}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"loss.label_smoothing must be in [0, 1), got "
+                            f"{self.label_smoothing}")
+        raise_problems(problems)
 
     @property
     def parts(self) -> tuple[str, ...]:

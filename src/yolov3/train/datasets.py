@@ -4,6 +4,9 @@ must be true of them before a run starts."""
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,10 +16,52 @@ from yolov3.datasets.open import open_dataset
 from yolov3.datasets.synthetic import SyntheticShapes
 from yolov3.datasets.voc import find_voc_folders
 from yolov3.datasets.yolo_txt import label_path
-from yolov3.errors import DataError
-from yolov3.train.config import TrainConfig
+from yolov3.errors import DataError, raise_problems
+from yolov3.inputs.config import size_problems
+from yolov3.inputs.loader import input_shape
+
+if TYPE_CHECKING:
+    from yolov3.train.config import TrainConfig
 
 log = logging.getLogger("yolov3")
+
+#: ``data.aspect`` value that measures the training images (see :class:`DataConfig`).
+AUTO_ASPECT = "auto"
+# The most elongated network input data.aspect sets (width / height, or its inverse).
+_MAX_ASPECT = 4.0
+
+
+@dataclass
+class DataConfig:
+    """The dataset and what the data pipeline keeps of it. ``aspect``: the network input's
+    width / height, for training and evaluation (1: darknet's square; else ``img_size`` and
+    each multi-scale size are the longer side, see :func:`~yolov3.inputs.loader.input_shape`);
+    ``auto`` measures the training images (the median of their width / height) and records it
+    in the config when the run starts."""
+
+    dataset: str | None
+    img_size: int
+    aspect: float | str
+    max_labels: int
+
+    def __post_init__(self) -> None:
+        problems = size_problems({"data.img_size": self.img_size})
+        if self.max_labels < 1:
+            problems.append(f"data.max_labels must be >= 1, got {self.max_labels}")
+        aspect = self.aspect
+        if aspect != AUTO_ASPECT and (isinstance(aspect, str) or not (
+                math.isfinite(aspect) and 1 / _MAX_ASPECT <= aspect <= _MAX_ASPECT)):
+            problems.append(f"data.aspect is the network input's width / height, a number from "
+                            f"{1 / _MAX_ASPECT:g} to {_MAX_ASPECT:g} (1: square) or "
+                            f"'{AUTO_ASPECT}', got {aspect!r}")
+        raise_problems(problems)
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(height, width) of the evaluation input (``aspect`` measured already)."""
+        if self.aspect == AUTO_ASPECT:
+            raise ValueError("data.aspect 'auto' is measured when training starts")
+        return input_shape(self.img_size, float(self.aspect))
 
 
 def open_training_data(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset]:

@@ -16,10 +16,29 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 
+from yolov3.errors import raise_problems
 from yolov3.model.network import YOLOv3
+
+
+@dataclass
+class EmaConfig:
+    """The ``ema`` section: the moving average's ``decay`` and ``ramp`` (iterations), as in
+    the module docstring; ``decay`` 0 keeps none (darknet)."""
+
+    decay: float
+    ramp: float
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.decay < 1:
+            problems.append(f"ema.decay must be in [0, 1) (0: no average), got {self.decay}")
+        if not (math.isfinite(self.ramp) and self.ramp > 0):
+            problems.append(f"ema.ramp must be a number of iterations > 0, got {self.ramp}")
+        raise_problems(problems)
 
 
 class WeightsEMA:

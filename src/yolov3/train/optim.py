@@ -21,12 +21,85 @@ iteration 1 and a run of ``max_iter`` iterations ends at iteration ``max_iter``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 from torch.optim import SGD, AdamW, Optimizer
 
-from yolov3.train.config import OptimizerConfig, ScheduleConfig, TrainConfig
+from yolov3.errors import choice_problem, raise_problems
+
+if TYPE_CHECKING:
+    from yolov3.train.config import TrainConfig
+
+#: ``optimizer.name`` values.
+OPTIMIZERS = ("sgd", "adamw")
+#: ``schedule.policy`` values.
+LR_POLICIES = ("steps", "cosine", "onecycle")
+
+
+@dataclass
+class OptimizerConfig:
+    """Darknet's SGD (``name: sgd``): per-image ``lr`` and ``decay``, ``batch`` images per
+    optimiser step, taken as ``subdivisions`` accumulated forward/backward passes; with
+    ``nesterov``, Nesterov's momentum. ``name: adamw``: AdamW with step size ``lr`` (Adam does
+    not depend on the loss's scale), betas (``momentum``, 0.999) and decoupled weight decay
+    ``decay`` (see :func:`build_optimizer`)."""
+
+    name: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    decay: float
+    batch: int
+    subdivisions: int
+
+    def __post_init__(self) -> None:
+        problems = choice_problem("optimizer.name", self.name, OPTIMIZERS)
+        if self.batch < 1 or self.subdivisions < 1 or self.batch % self.subdivisions:
+            problems.append(f"optimizer.batch ({self.batch}) must be a positive multiple of "
+                            f"optimizer.subdivisions ({self.subdivisions})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"optimizer.lr must be a number > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            problems.append(f"optimizer.momentum must be >= 0 and < 1, got {self.momentum}")
+        if not (math.isfinite(self.decay) and self.decay >= 0):
+            problems.append(f"optimizer.decay must be a number >= 0, got {self.decay}")
+        raise_problems(problems)
+
+    @property
+    def minibatch(self) -> int:
+        """Images per forward/backward pass: darknet's ``batch / subdivisions``."""
+        return self.batch // self.subdivisions
+
+
+@dataclass
+class ScheduleConfig:
+    """The learning-rate factor of each iteration: a polynomial burn-in (warm-up), then
+    darknet's ``steps`` policy, or a cosine or one-cycle decay to ``final_lr`` at ``max_iter``
+    (see :func:`lr_factor`)."""
+
+    policy: str
+    burn_in: int
+    burn_in_power: float
+    steps: list[int]
+    scales: list[float]
+    final_lr: float
+    max_iter: int
+
+    def __post_init__(self) -> None:
+        problems = choice_problem("schedule.policy", self.policy, LR_POLICIES)
+        if len(self.steps) != len(self.scales):
+            problems.append(f"schedule.steps has {len(self.steps)} values and schedule.scales "
+                            f"{len(self.scales)}; give one scale per step")
+        if self.burn_in < 0:
+            problems.append(f"schedule.burn_in must be >= 0, got {self.burn_in}")
+        if self.max_iter < 1:
+            problems.append(f"schedule.max_iter must be >= 1, got {self.max_iter}")
+        if not 0 <= self.final_lr <= 1:
+            problems.append(f"schedule.final_lr is a factor of optimizer.lr in [0, 1], "
+                            f"got {self.final_lr}")
+        raise_problems(problems)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

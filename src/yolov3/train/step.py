@@ -24,10 +24,26 @@ from torch.optim import Optimizer
 
 from yolov3.loss import DARKNET_LOSS, LossOptions, yolo_loss
 from yolov3.model.network import YOLOv3
-from yolov3.train.config import AMP_DTYPES
 from yolov3.train.ema import WeightsEMA
 
 Minibatch = tuple[Tensor, list[Tensor]]
+
+#: Mixed-precision modes of ``train.amp`` and the autocast dtype of each.
+AMP_DTYPES = {"off": None, "bf16": "bfloat16", "fp16": "float16"}
+#: ``train.amp`` values: a mode of :data:`AMP_DTYPES`, or ``auto`` (bf16 where the device has
+#: native bfloat16, fp16 on other CUDA GPUs, off elsewhere: see :func:`amp_mode`).
+AMP_MODES = (*AMP_DTYPES, "auto")
+
+
+def amp_mode(amp: str, device: str) -> str:
+    """The mixed-precision mode ``train.amp`` runs as on ``device``: ``auto`` is bf16 where
+    bfloat16 is native (AVX512_BF16 or AMX on the CPU, CUDA), fp16 on a CUDA GPU without it,
+    off elsewhere; any other value as it is."""
+    if amp != "auto":
+        return amp
+    from yolov3.inference.precision import resolve_precision  # torch, only when needed
+
+    return {"fp32": "off"}.get(chosen := resolve_precision("auto", device), chosen)
 
 #: A loss per image more than this many times the lowest of the last :data:`RECENT` finite
 #: ones comes from weights that are blowing up (the lr is too high): they are not kept as the

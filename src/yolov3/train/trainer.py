@@ -11,25 +11,32 @@ stop rules, the divergence guard, the files for its user) is a hook (:mod:`yolov
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from yolov3.anchors import fit_anchors_for_training
+from yolov3.configs import BASE_PRESET
 from yolov3.devices import parse_device
-from yolov3.errors import YoloError
+from yolov3.errors import ConfigError, YoloError, choice_problem, raise_problems
 from yolov3.fileio import FolderLock
 from yolov3.inputs.loader import TrainLoader, make_train_loader
-from yolov3.model.cfg import Anchors, cfg_anchors, format_anchors, load_cfg, unread_training_keys
+from yolov3.model.cfg import Anchors, cfg_anchors, format_anchors, unread_training_keys
 from yolov3.model.network import YOLOv3, build_model
 from yolov3.train.checkpoints import TrainState, check_room, restore_run, save_run
-from yolov3.train.config import AUTO_ASPECT, BASE_PRESET, TrainConfig, amp_mode
-from yolov3.train.datasets import check_training_data, median_aspect, open_training_data
+from yolov3.train.datasets import (
+    AUTO_ASPECT,
+    check_training_data,
+    median_aspect,
+    open_training_data,
+)
 from yolov3.train.distributed import minibatch_per_process, start_processes
 from yolov3.train.ema import WeightsEMA
 from yolov3.train.hooks import (
@@ -42,14 +49,66 @@ from yolov3.train.hooks import (
     StopRules,
     call,
 )
-from yolov3.train.loggers import make_loggers
+from yolov3.train.loggers import check_loggers, make_loggers
 from yolov3.train.optim import build_optimizer, learning_rate
 from yolov3.train.run_files import RunFiles
 from yolov3.train.run_folder import LOCK_FILE, claim_run_folder, remove_if_empty
-from yolov3.train.step import TrainStep
+from yolov3.train.step import AMP_MODES, TrainStep, amp_mode
 from yolov3.weights.load import load_pretrained
 
+if TYPE_CHECKING:
+    from yolov3.train.config import TrainConfig
+
 log = logging.getLogger("yolov3")
+
+
+@dataclass
+class RunConfig:
+    """The ``train`` section: how the trainer runs (where, with what seed, how many loader
+    processes, mixed precision and the memory format), how often it evaluates, saves and logs
+    (and to which ``loggers`` besides ``results.csv``), and when it stops."""
+
+    device: str
+    seed: int
+    workers: int
+    eval_interval: int
+    checkpoint_interval: int
+    log_interval: int
+    loggers: list[str]
+    max_nonfinite: int
+    time_limit: float
+    amp: str
+    channels_last: bool
+    compile: bool
+    sync_bn: bool
+    cudnn_benchmark: bool
+
+    def __post_init__(self) -> None:
+        at_least = {"train.seed": (self.seed, 0), "train.workers": (self.workers, 0),
+                    "train.eval_interval": (self.eval_interval, 0),
+                    "train.checkpoint_interval": (self.checkpoint_interval, 0),
+                    "train.log_interval": (self.log_interval, 1),
+                    "train.max_nonfinite": (self.max_nonfinite, 1)}
+        problems = [f"{name} must be >= {low}, got {value}"
+                    for name, (value, low) in at_least.items() if value < low]
+        if self.seed >= 2**63:
+            problems.append(f"train.seed must be < 2**63, got {self.seed}")
+        if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
+            problems.append(f"train.time_limit must be a number of seconds >= 0 (0: none), "
+                            f"got {self.time_limit}")
+        problems += choice_problem("train.amp", self.amp, AMP_MODES)
+        problems += check_loggers(self.loggers)
+        try:
+            self._device = parse_device(self.device, "train.device")
+        except ConfigError as exc:
+            problems.append(str(exc))
+        raise_problems(problems)
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device ``device`` names on this machine (``auto``: see
+        :func:`~yolov3.devices.auto_device`), resolved when the section was made."""
+        return self._device
 
 
 class StopRequestedError(Exception):
@@ -75,7 +134,7 @@ class Trainer:
         self.config, self.out = config, Path(out)
         self.user_hooks = list(hooks)
         run = config.train
-        self.procs, self.device = start_processes(parse_device(run.device, "train.device"))
+        self.procs, self.device = start_processes(run.torch_device)
         self._lock: FolderLock | None = None
         self._created_out = False
         self._claim(resume, overwrite, next_free)
@@ -133,7 +192,7 @@ class Trainer:
                          "inputs of %dx%d at data.img_size", config.data.aspect,
                          *config.data.input_hw[::-1])
         self.names = list(self.train_data.names)
-        sections = load_cfg(config.model.cfg)  # read once: the checks, anchors and network
+        sections = config.model.sections
         unread = unread_training_keys(sections)
         if unread and self.procs.is_main:
             log.info("%s: not read: %s; the training recipe is the config's (the %s preset, "
