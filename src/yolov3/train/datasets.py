@@ -144,3 +144,22 @@ def _no_boxes(dataset: DetectionDataset) -> str:
         where = folders[0] if folders else dataset.source
         return f"{head}: the annotation files in {where} list no objects for them"
     return f"{head}: {dataset.source} has no annotations for them"
+
+
+def prepare_training_data(config: TrainConfig, warn: bool = True,
+                          ) -> tuple[DetectionDataset, DetectionDataset, int]:
+    """The (train, val) splits of ``config`` and the validation split's box count, checked by
+    :func:`check_training_data`, with the splits' problems told (``warn``); ``data.aspect:
+    auto`` is measured here and recorded in the config, so that a resumed run keeps it."""
+    train, val = open_training_data(config)
+    for split in (train, val):
+        if split.problems and warn:
+            log.warning("%s split: %s", split.split, split.problems.summary())
+    val_boxes = check_training_data(train, val, config.data.max_labels, warn=warn)
+    data = config.data
+    if data.aspect == AUTO_ASPECT:
+        data.aspect = median_aspect(train)
+        if warn:
+            log.info("data.aspect auto: %s (the training images' median width / height): "
+                     "inputs of %dx%d at data.img_size", data.aspect, *data.input_hw[::-1])
+    return train, val, val_boxes

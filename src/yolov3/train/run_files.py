@@ -42,6 +42,24 @@ def config_yaml(config: dict[str, Any]) -> str:
             "runs it again.\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
 
 
+def results_summary(trainer: Trainer, skipped: int) -> dict[str, Any]:
+    """The run's summary (``results.json``): its length, time, final and best AP, and the
+    ``skipped`` unreadable training images."""
+    state = trainer.state
+    final = state.evals[-1] if state.evals else {}
+    best = next((e for e in state.evals if e["iteration"] == state.best_iteration), {})
+    return {
+        "iterations": state.iteration,
+        "images_seen": state.iteration * trainer.config.optimizer.batch,
+        "wall_time_s": round(state.wall_time, 1),
+        "final": {k: final.get(k) for k in ("AP", "AP50")},
+        "best": {"AP": best.get("AP"), "AP50": best.get("AP50"),
+                 "iteration": state.best_iteration or None},
+        "unreadable_images_skipped": skipped,
+        "out": str(trainer.out),
+    }
+
+
 class RunFiles(Hook):
     """Writes the files of the module docstring (install it on rank 0 only)."""
 

@@ -12,8 +12,11 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
+
 from yolov3.errors import YoloError
 from yolov3.fileio import FolderInUseError, FolderLock, remove_partial_writes, writable_dir
+from yolov3.train.distributed import Processes
 
 log = logging.getLogger("yolov3")
 
@@ -39,7 +42,34 @@ def _numbered(base: Path, n: int) -> Path:
 
 
 def claim_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False,
-                     next_free: bool = False) -> tuple[Path, FolderLock, bool]:
+                     next_free: bool = False, procs: Processes | None = None,
+                     ) -> tuple[Path, FolderLock | None, bool]:
+    """:func:`claim_folder` by rank 0 of ``procs`` (the training processes); every process
+    learns which folder it is, or the error (the others hold no lock)."""
+    procs = procs or Processes()
+    error: Exception | None = None
+    folder, lock, created = Path(out), None, False
+    if procs.is_main:
+        try:
+            folder, lock, created = claim_folder(out, resume=resume, overwrite=overwrite,
+                                                 next_free=next_free)
+        except Exception as exc:  # told to the other processes, which would wait
+            error = exc
+    if procs.distributed:
+        shared = [str(folder), None if error is None else str(error)]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        folder = Path(shared[0])
+        if shared[1] is not None and error is None:
+            error = YoloError(shared[1])
+    if error is not None:
+        raise error
+    if procs.is_main and not resume:  # a resumed run says so as it restores
+        log.info("run folder: %s", folder)
+    return folder, lock, created
+
+
+def claim_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 next_free: bool = False) -> tuple[Path, FolderLock, bool]:
     """The folder a run writes into, locked against other live runs, and whether it was made
     now: ``out`` itself, which must not hold another run unless ``resume`` (continue it) or
     ``overwrite`` (its run files are deleted first); with ``next_free``, the first of ``out``,

@@ -22,23 +22,14 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from yolov3.anchors import fit_anchors_for_training
-from yolov3.configs import BASE_PRESET
 from yolov3.devices import parse_device
-from yolov3.errors import ConfigError, YoloError, choice_problem, raise_problems
+from yolov3.errors import ConfigError, choice_problem, raise_problems
 from yolov3.fileio import FolderLock
 from yolov3.inputs.loader import TrainLoader, make_train_loader
-from yolov3.model.cfg import Anchors, cfg_anchors, format_anchors, unread_training_keys
-from yolov3.model.network import YOLOv3, build_model
+from yolov3.model.network import YOLOv3
 from yolov3.train.checkpoints import TrainState, check_room, restore_run, save_run
-from yolov3.train.datasets import (
-    AUTO_ASPECT,
-    check_training_data,
-    median_aspect,
-    open_training_data,
-)
+from yolov3.train.datasets import prepare_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
-from yolov3.train.ema import WeightsEMA
 from yolov3.train.hooks import (
     Checkpoints,
     DivergenceGuard,
@@ -51,9 +42,10 @@ from yolov3.train.hooks import (
 )
 from yolov3.train.loggers import check_loggers, make_loggers
 from yolov3.train.optim import build_optimizer, learning_rate
-from yolov3.train.run_files import RunFiles
+from yolov3.train.parts import build_ema, build_network, build_train_step
+from yolov3.train.run_files import RunFiles, results_summary
 from yolov3.train.run_folder import LOCK_FILE, claim_run_folder, remove_if_empty
-from yolov3.train.step import AMP_MODES, TrainStep, amp_mode
+from yolov3.train.step import AMP_MODES
 from yolov3.weights.load import load_pretrained
 
 if TYPE_CHECKING:
@@ -135,34 +127,13 @@ class Trainer:
         self.user_hooks = list(hooks)
         run = config.train
         self.procs, self.device = start_processes(run.torch_device)
-        self._lock: FolderLock | None = None
-        self._created_out = False
-        self._claim(resume, overwrite, next_free)
+        self.out, self._lock, self._created_out = claim_run_folder(
+            self.out, resume=resume, overwrite=overwrite, next_free=next_free, procs=self.procs)
         try:
             self._setup(resume)
         except BaseException:
             self.close(remove_empty=True)
             raise
-
-    def _claim(self, resume: bool, overwrite: bool, next_free: bool) -> None:
-        """Rank 0 claims the run's folder; every process learns which it is."""
-        error: Exception | None = None
-        if self.procs.is_main:
-            try:
-                self.out, self._lock, self._created_out = claim_run_folder(
-                    self.out, resume=resume, overwrite=overwrite, next_free=next_free)
-            except Exception as exc:  # told to the other processes, which would wait
-                error = exc
-        if self.procs.distributed:
-            shared = [str(self.out), None if error is None else str(error)]
-            torch.distributed.broadcast_object_list(shared, src=0)
-            self.out = Path(shared[0])
-            if shared[1] is not None and error is None:
-                error = YoloError(shared[1])
-        if error is not None:
-            raise error
-        if self.procs.is_main and not resume:  # a resumed run says so as it restores
-            log.info("run folder: %s", self.out)
 
     def close(self, remove_empty: bool = False) -> None:
         """Release the run's folder (its lock); with ``remove_empty``, a folder this run made
@@ -179,33 +150,10 @@ class Trainer:
         torch.manual_seed(run.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = run.cudnn_benchmark
-        self.train_data, self.val_data = open_training_data(config)
-        for split in (self.train_data, self.val_data):
-            if split.problems and self.procs.is_main:
-                log.warning("%s split: %s", split.split, split.problems.summary())
-        self.val_boxes = check_training_data(self.train_data, self.val_data,
-                                             config.data.max_labels, warn=self.procs.is_main)
-        if config.data.aspect == AUTO_ASPECT:  # recorded, so that a resumed run keeps it
-            config.data.aspect = median_aspect(self.train_data)
-            if self.procs.is_main:
-                log.info("data.aspect auto: %s (the training images' median width / height): "
-                         "inputs of %dx%d at data.img_size", config.data.aspect,
-                         *config.data.input_hw[::-1])
+        self.train_data, self.val_data, self.val_boxes = prepare_training_data(
+            config, warn=self.procs.is_main)
         self.names = list(self.train_data.names)
-        sections = config.model.sections
-        unread = unread_training_keys(sections)
-        if unread and self.procs.is_main:
-            log.info("%s: not read: %s; the training recipe is the config's (the %s preset, "
-                     "--config and the options)", config.model.cfg, ", ".join(unread),
-                     BASE_PRESET)
-        self.model = build_model(sections, num_classes=len(self.names),
-                                 anchors=self._anchors(len(cfg_anchors(sections))),
-                                 input_hw=config.data.input_hw,
-                                 ignore_thresh=config.loss.ignore_override).to(self.device)
-        if self.procs.distributed and run.sync_bn:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        if run.channels_last:
-            self.model.to(memory_format=torch.channels_last)
+        self.model = build_network(config, self.train_data, self.device, self.procs)
         self.optimizer = build_optimizer(self.model, config.optimizer)
         self.state = TrainState()
         averaged = restore_run(self, self.out / "last.pt") if resume else None
@@ -215,58 +163,20 @@ class Trainer:
                 log.info("%s", message)
         self.model.freeze(config.model.freeze)
         self.model.freeze_bn(config.model.freeze_bn)
-        self.ema = self._ema(averaged)
-        self.step = self._train_step()
+        self.ema = build_ema(self.model, config.ema, averaged)
+        self.step = build_train_step(self.model, self.optimizer, self.ema, config, self.device,
+                                     self.procs)
         self.saved_iteration = self.state.iteration if resume else None
         self.ending = False
         self.interrupted: str | None = None
         if self.procs.is_main:
             check_room(self)
 
-    def _anchors(self, count: int) -> Anchors | None:
-        """``model.anchors``: None keeps the cfg's; ``auto`` fits ``count`` (as many as the
-        cfg has) by k-means on the training boxes (YOLOv2's 1 - IoU distance) and records them
-        in the config, so that a resumed run and ``model.cfg`` use the same; else the pairs
-        given."""
-        model = self.config.model
-        if model.anchors == "auto":
-            fitted = fit_anchors_for_training(self.train_data, count, self.config.data.img_size,
-                                              self.config.train.seed)
-            model.anchors = format_anchors(fitted)
-            if self.procs.is_main:
-                log.info("anchors fitted to the training boxes: %s", model.anchors)
-        return model.anchor_pairs()
-
-    def _ema(self, saved: tuple[dict[str, Tensor], int] | None) -> WeightsEMA | None:
-        """The moving average of the weights (``ema.decay`` > 0), ``saved`` (the checkpoint's)
-        when the run is resumed from one that has it."""
-        cfg = self.config.ema
-        if not cfg.decay:
-            return None
-        ema = WeightsEMA(self.model, cfg.decay, cfg.ramp)
-        if saved is not None:
-            ema.load(*saved)
-        return ema
-
     @property
     def detector(self) -> YOLOv3:
         """The network that evaluation, ``best.pt`` and the exported weights hold: the moving
         average of the weights when the recipe keeps one, else the trained network."""
         return self.model if self.ema is None else self.ema.model
-
-    def _train_step(self) -> TrainStep:
-        """The iteration as ``train`` asks it to run: DistributedDataParallel across processes,
-        torch.compile, channels-last inputs, mixed precision."""
-        run = self.config.train
-        amp = amp_mode(run.amp, str(self.device))
-        if self.procs.is_main and run.amp == "auto":
-            log.info("train.amp auto: %s on %s", amp, self.device)
-        return TrainStep(
-            self.model, self.optimizer, amp=amp, channels_last=run.channels_last,
-            compile=run.compile, world_size=self.procs.world_size,
-            device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            loss=self.config.loss.build(), ema=self.ema,
-        )
 
     # --- the loop ---
 
@@ -342,7 +252,7 @@ class Trainer:
             if loader.skipped:
                 log.warning("%d unreadable training images were replaced by others; the first:"
                             " %s", len(loader.skipped), loader.skipped[0])
-            results = self._results(len(loader.skipped))
+            results = results_summary(self, len(loader.skipped))
             if self.procs.is_main:
                 call(self.hooks, "after_train", self, results)
             self.procs.barrier()
@@ -377,19 +287,3 @@ class Trainer:
             if self.ending:
                 return
             step_start = time.perf_counter()
-
-    def _results(self, skipped: int) -> dict[str, Any]:
-        """The run's summary (``results.json``)."""
-        state = self.state
-        final = state.evals[-1] if state.evals else {}
-        best = next((e for e in state.evals if e["iteration"] == state.best_iteration), {})
-        return {
-            "iterations": state.iteration,
-            "images_seen": state.iteration * self.config.optimizer.batch,
-            "wall_time_s": round(state.wall_time, 1),
-            "final": {k: final.get(k) for k in ("AP", "AP50")},
-            "best": {"AP": best.get("AP"), "AP50": best.get("AP50"),
-                     "iteration": state.best_iteration or None},
-            "unreadable_images_skipped": skipped,
-            "out": str(self.out),
-        }
