@@ -61,16 +61,23 @@ BASE, CHOSEN = "finetune-darknet", "finetune"
 
 
 def budget(preset: str, max_iter: int | None) -> list[str]:
-    """Overrides that run ``preset`` for ``max_iter`` iterations (None: its own
-    ``schedule.max_iter``) with one evaluation and one checkpoint, at the end (alike for every
-    row); its lr steps and burn-in scaled from its own ``schedule.max_iter``."""
+    """Overrides that run ``preset`` for its own length (None: its ``schedule.max_iter``, or
+    its epochs rule on this dataset) or for ``max_iter`` iterations, with one evaluation and
+    one checkpoint, at the end (alike for every row). With ``max_iter``, lr steps and burn-in
+    given as fractions of the run stay fractions; those given as iterations are scaled from
+    the preset's own ``schedule.max_iter``."""
+    at_end = ["train.eval_interval=1000000000", "train.checkpoint_interval=0"]
+    if max_iter is None:
+        return at_end
     own = load_config(preset).schedule
-    max_iter = own.max_iter if max_iter is None else max_iter
     k = max_iter / own.max_iter
-    steps = [max(1, round(s * k)) for s in own.steps]
-    return [f"schedule.max_iter={max_iter}", f"schedule.steps=[{','.join(map(str, steps))}]",
-            f"schedule.burn_in={max(1, round(own.burn_in * k))}",
-            f"train.eval_interval={max_iter}", f"train.checkpoint_interval={max_iter}"]
+
+    def scaled(value: float) -> float:
+        return value if value < 1 else max(1, round(value * k))
+
+    steps = ",".join(str(scaled(s)) for s in own.steps)
+    return ["schedule.epochs=null", "schedule.min_iter=0", f"schedule.max_iter={max_iter}",
+            f"schedule.steps=[{steps}]", f"schedule.burn_in={scaled(own.burn_in)}", *at_end]
 
 
 def folds(data: str, k: int, out: Path) -> list[str]:
@@ -127,9 +134,8 @@ def main() -> None:
     parser.add_argument("data", help="a dataset as --data takes it")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--max-iter", type=int, default=None,
-                        help="iterations of every row (default: each preset's own, "
-                        f"{load_config(BASE).schedule.max_iter} for {BASE} and its switches, "
-                        f"{load_config(CHOSEN).schedule.max_iter} for {CHOSEN})")
+                        help="iterations of every row (default: each preset's own length on "
+                        "this dataset: its schedule.epochs rule within min_iter..max_iter)")
     parser.add_argument("--only", nargs="*", default=None,
                         choices=["darknet", *SWITCHES, "chosen"],
                         help="the rows to run (default: all)")

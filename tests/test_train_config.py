@@ -66,7 +66,7 @@ def test_unknown_keys_are_named(tmp_path):
     ("optimizer.batch=1.5", r"'optimizer.batch' must be int, got 1.5"),
     ("augment.random_placing=3", r"'augment.random_placing' must be bool"),
     ("schedule.steps=1000", r"'schedule.steps' must be list"),
-    ("schedule.steps=[1, a]", r"'schedule.steps' must be int, got 'a'"),
+    ("schedule.steps=[1, a]", r"'schedule.steps' must be float, got 'a'"),
     ("optimizer=3", r"'optimizer' is a section"),
     ("optimizer.lr", r"expected section.key=value"),
     ("optimizer.subdivisions=3", r"optimizer.batch \(64\) must be a positive multiple"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -38,3 +39,19 @@ def parse_device(text: str, what: str = "--device") -> torch.device:
             raise ConfigError(f"{what} {text}: this machine has {torch.cuda.device_count()} "
                               "CUDA GPUs, numbered from 0")
     return device
+
+
+def describe_device(device: torch.device) -> str:
+    """``device`` with the name of its hardware: the GPU's, or the CPU's model name."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next((line.split(":", 1)[1].strip() for line in f
+                             if line.startswith("model name")), "")
+        except OSError:
+            name = ""
+        name = name or platform.processor()
+        return f"cpu ({name}, {os.cpu_count()} cores)" if name else "cpu"
+    return str(device)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 
 from yolov3.classes import default_names
-from yolov3.devices import parse_device
+from yolov3.devices import describe_device, parse_device
 from yolov3.errors import YoloError
 from yolov3.inference.precision import PRECISIONS
 from yolov3.inference.quantize import DEFAULT_CALIB_IMAGES, CalibrationImages, calibration_images
@@ -19,6 +20,8 @@ from yolov3.model.cfg import MAX_IMG_SIZE, STRIDE
 from yolov3.weights.checkpoint import is_checkpoint
 from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
 from yolov3.weights.official import PRETRAINED
+
+log = logging.getLogger("yolov3")
 
 #: The network input of darknet weights when --img-size is not given.
 DEFAULT_IMG_SIZE = 416
@@ -37,8 +40,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         "official weights of a built-in --model",
     )
     parser.add_argument(
-        "--device", default="cpu", metavar="cpu|cuda",
-        help="where to run: cpu, cuda or cuda:N (default: %(default)s)",
+        "--device", default="auto", metavar="auto|cpu|cuda",
+        help="where to run: auto (the GPU when there is one, else the CPU), cpu, cuda or "
+        "cuda:N (default: %(default)s)",
     )
 
 
@@ -178,7 +182,10 @@ def input_size(args: argparse.Namespace, model: YOLOv3) -> int | tuple[int, int]
 
 
 def device_from_args(args: argparse.Namespace) -> torch.device:
-    return parse_device(args.device)
+    """The device --device names, said in the log with its hardware's name."""
+    device = parse_device(args.device)
+    log.info("device: %s", describe_device(device))
+    return device
 
 
 def loader_workers(requested: int | None, device: torch.device) -> int:

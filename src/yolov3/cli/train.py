@@ -25,6 +25,7 @@ SHORTHANDS = {
     "img_size": "data.img_size",
     "batch_size": "optimizer.batch",
     "subdivisions": "optimizer.subdivisions",
+    "epochs": "schedule.epochs",
     "max_iter": "schedule.max_iter",
     "workers": "train.workers",
     "device": "train.device",
@@ -60,9 +61,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="images per optimiser step, darknet's batch (optimizer.batch)")
     p.add_argument("--subdivisions", type=int,
                    help="minibatches accumulated per step (optimizer.subdivisions)")
-    p.add_argument("--max-iter", type=int, help="iterations to train (schedule.max_iter)")
-    p.add_argument("--workers", type=int, help="data-loader processes (train.workers)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (train.device)")
+    p.add_argument("--epochs", type=float,
+                   help="passes over the training images; the run's length then follows the "
+                   "dataset, within schedule.min_iter..max_iter (schedule.epochs)")
+    p.add_argument("--max-iter", type=int,
+                   help="iterations to train, or with --epochs the most (schedule.max_iter)")
+    p.add_argument("--workers", type=_workers, metavar="auto|N",
+                   help="data-loader processes; auto: one per core, but one (train.workers)")
+    p.add_argument("--device", help="auto (the GPU when there is one), cpu, cuda or cuda:N "
+                   "(train.device)")
     p.add_argument("--eval-interval", type=int,
                    help="evaluate every N iterations, 0 for never (train.eval_interval)")
     p.add_argument("--seed", type=int, help="seed of data order and augmentation (train.seed)")
@@ -84,6 +91,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue the run in DIR from its last.pt (its config, changed by "
                    "--config FILE and the options given here)")
     p.set_defaults(run=run)
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: ``auto`` or a count >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:

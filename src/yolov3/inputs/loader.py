@@ -17,6 +17,7 @@ its share of every minibatch, see together what one process sees.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -333,6 +334,22 @@ def worker_error(exc: BaseException) -> BaseException | None:
         return kind(message)
     except Exception:
         return None
+
+
+#: The most loader processes ``train.workers: auto`` starts for one training process: one
+#: process of the loader decodes and augments about 180 kangaroo JPEGs a second at 416 (2-core
+#: AMD EPYC Zen 4; benchmarks/dataloader.py), so 16 feed well over 2,000 images/s, more than
+#: one GPU trains yolov3 at; past that the processes only cost memory.
+MAX_AUTO_WORKERS = 16
+
+
+def auto_workers(limit: int = MAX_AUTO_WORKERS) -> int:
+    """Loader processes for one training process (``train.workers: auto``): one per core this
+    process may run on (its CPU affinity, shared among the ``LOCAL_WORLD_SIZE`` processes that
+    torchrun started on this machine), less the one that runs the network, at most ``limit``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local = max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    return max(0, min(limit, (cores or 1) // local - 1))
 
 
 def make_train_loader(

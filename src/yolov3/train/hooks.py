@@ -228,17 +228,33 @@ class Checkpoints(Hook):
 
 
 class ProgressBar(Hook):
-    """The progress bar: iterations, the lr, the loss parts, the input size and images/s."""
+    """The progress bar: iterations, the lr, the loss parts, the input size and images/s; and
+    after :data:`ETA_AFTER` iterations, when the run will end at their pace (the first
+    iteration, which warms up, left out; evaluations not counted)."""
+
+    #: Iterations of this session after which the end time is estimated.
+    ETA_AFTER = 10
 
     def __init__(self) -> None:
         self.bar: tqdm | None = None
+        self.first = 0
+        self.seconds = 0.0
 
     def before_train(self, trainer: Trainer) -> None:
+        self.first = trainer.state.iteration + 1
         self.bar = tqdm(total=trainer.config.schedule.max_iter, initial=trainer.state.iteration,
                         unit="it", desc="train", dynamic_ncols=True)
 
     def after_step(self, trainer: Trainer, step: StepInfo) -> None:
         assert self.bar is not None
+        if step.iteration > self.first:
+            self.seconds += step.seconds
+        left = trainer.config.schedule.max_iter - step.iteration
+        if step.iteration == self.first + self.ETA_AFTER and left > 0:
+            pace = self.seconds / self.ETA_AFTER
+            end = time.strftime("%Y-%m-%d %H:%M", time.localtime(time.time() + left * pace))
+            tqdm.write(f"{pace:.2f} s an iteration: the run ends at about {end} "
+                       f"(in {left * pace / 3600:.1f} h, evaluations not counted)")
         stats, (h, w) = step.stats, step.input_hw
         parts = " ".join(f"{k} {stats[k]:.3g}" for k in trainer.step.parts)
         size = f"{w}" if h == w else f"{w}x{h}"

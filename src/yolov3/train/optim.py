@@ -76,15 +76,23 @@ class OptimizerConfig:
 @dataclass
 class ScheduleConfig:
     """The learning-rate factor of each iteration: a polynomial burn-in (warm-up), then
-    darknet's ``steps`` policy, or a cosine or one-cycle decay to ``final_lr`` at ``max_iter``
-    (see :func:`lr_factor`)."""
+    darknet's ``steps`` policy, or a cosine or one-cycle decay to ``final_lr`` at the run's
+    last iteration (see :func:`lr_factor`), and the run's length.
+
+    The length is ``max_iter`` iterations, or with ``epochs`` set, that many passes over the
+    training images (``epochs x images / optimizer.batch``, rounded up), at least ``min_iter``
+    and at most ``max_iter``. ``burn_in`` and each of ``steps`` are iterations, or, below 1,
+    fractions of the length. :meth:`resolve` turns all of them into iterations when the run
+    starts (the config then records those, so that a resumed run keeps them)."""
 
     policy: str
-    burn_in: int
+    burn_in: int | float
     burn_in_power: float
-    steps: list[int]
+    steps: list[int | float]
     scales: list[float]
     final_lr: float
+    epochs: float | None
+    min_iter: int
     max_iter: int
 
     def __post_init__(self) -> None:
@@ -92,14 +100,49 @@ class ScheduleConfig:
         if len(self.steps) != len(self.scales):
             problems.append(f"schedule.steps has {len(self.steps)} values and schedule.scales "
                             f"{len(self.scales)}; give one scale per step")
-        if self.burn_in < 0:
-            problems.append(f"schedule.burn_in must be >= 0, got {self.burn_in}")
+        for name, value in (("burn_in", self.burn_in), *(("steps", v) for v in self.steps)):
+            if not (math.isfinite(value) and value >= 0 and (value < 1 or value == int(value))):
+                problems.append(f"schedule.{name} values are iterations, or fractions of the "
+                                f"run's length below 1; got {value}")
+        if self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0):
+            problems.append(f"schedule.epochs must be a number > 0 (or null: max_iter "
+                            f"iterations), got {self.epochs}")
         if self.max_iter < 1:
             problems.append(f"schedule.max_iter must be >= 1, got {self.max_iter}")
+        if not 0 <= self.min_iter <= self.max_iter:
+            problems.append(f"schedule.min_iter must be in [0, schedule.max_iter], got "
+                            f"{self.min_iter}")
         if not 0 <= self.final_lr <= 1:
             problems.append(f"schedule.final_lr is a factor of optimizer.lr in [0, 1], "
                             f"got {self.final_lr}")
         raise_problems(problems)
+
+    def resolve(self, images: int, batch: int) -> str:
+        """Turn the length rule and the fractions into iterations for ``images`` training
+        images at ``batch`` images an iteration (recorded here: ``epochs`` becomes null);
+        returns what the run will be, in words."""
+        per_epoch = images / batch
+        if self.epochs is not None:
+            wanted = math.ceil(self.epochs * per_epoch)
+            length = min(max(wanted, self.min_iter), self.max_iter)
+            bound = ""
+            if length != wanted:
+                key = "raised to schedule.min_iter" if length > wanted else "cut to max_iter"
+                bound = f", {key} {length:,}"
+            rule = f"{self.epochs:g} epochs = {wanted:,} iterations{bound}; "
+            self.epochs, self.max_iter = None, length
+        else:
+            rule = ""
+        self.burn_in = self._iterations(self.burn_in)
+        self.steps = [self._iterations(v) for v in self.steps]
+        steps = f", lr steps at {', '.join(map(str, self.steps))}" if self.policy == "steps" else ""
+        return (f"{images:,} training images at batch {batch}: {rule}{self.max_iter:,} "
+                f"iterations ({self.max_iter / per_epoch:.1f} epochs), burn-in "
+                f"{self.burn_in}{steps}")
+
+    def _iterations(self, value: float) -> int:
+        """An iteration, or a fraction of ``max_iter`` below 1, as an iteration."""
+        return int(value) if value >= 1 or value == 0 else round(value * self.max_iter)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

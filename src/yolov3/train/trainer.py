@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from yolov3.devices import parse_device
+from yolov3.devices import describe_device, parse_device
 from yolov3.errors import ConfigError, choice_problem, raise_problems
 from yolov3.fileio import FolderLock
-from yolov3.inputs.loader import TrainLoader, make_train_loader
+from yolov3.inputs.loader import TrainLoader, auto_workers, make_train_loader
 from yolov3.model.network import YOLOv3
 from yolov3.train.checkpoints import TrainState, check_room, restore_run, save_run
 from yolov3.train.datasets import prepare_training_data
@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("yolov3")
 
 
+#: ``train.workers`` value that counts the cores (see :func:`auto_workers`).
+AUTO_WORKERS = "auto"
+
+
 @dataclass
 class RunConfig:
     """The ``train`` section: how the trainer runs (where, with what seed, how many loader
@@ -62,7 +66,7 @@ class RunConfig:
 
     device: str
     seed: int
-    workers: int
+    workers: int | str
     eval_interval: int
     checkpoint_interval: int
     log_interval: int
@@ -76,13 +80,16 @@ class RunConfig:
     cudnn_benchmark: bool
 
     def __post_init__(self) -> None:
-        at_least = {"train.seed": (self.seed, 0), "train.workers": (self.workers, 0),
+        at_least = {"train.seed": (self.seed, 0),
                     "train.eval_interval": (self.eval_interval, 0),
                     "train.checkpoint_interval": (self.checkpoint_interval, 0),
                     "train.log_interval": (self.log_interval, 1),
                     "train.max_nonfinite": (self.max_nonfinite, 1)}
         problems = [f"{name} must be >= {low}, got {value}"
                     for name, (value, low) in at_least.items() if value < low]
+        if self.workers != AUTO_WORKERS and (isinstance(self.workers, str) or self.workers < 0):
+            problems.append(f"train.workers is a number of loader processes >= 0 or "
+                            f"'{AUTO_WORKERS}', got {self.workers!r}")
         if self.seed >= 2**63:
             problems.append(f"train.seed must be < 2**63, got {self.seed}")
         if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
@@ -95,6 +102,11 @@ class RunConfig:
         except ConfigError as exc:
             problems.append(str(exc))
         raise_problems(problems)
+
+    @property
+    def loader_workers(self) -> int:
+        """``workers``, ``auto`` counted for this process (:func:`auto_workers`)."""
+        return auto_workers() if self.workers == AUTO_WORKERS else int(self.workers)
 
     @property
     def torch_device(self) -> torch.device:
@@ -153,6 +165,11 @@ class Trainer:
         self.train_data, self.val_data, self.val_boxes = prepare_training_data(
             config, warn=self.procs.is_main)
         self.names = list(self.train_data.names)
+        plan = config.schedule.resolve(len(self.train_data), config.optimizer.batch)
+        if self.procs.is_main:
+            log.info("device: %s; loader: %d processes", describe_device(self.device),
+                     run.loader_workers)
+            log.info("schedule: %s", plan)
         self.model = build_network(config, self.train_data, self.device, self.procs)
         self.optimizer = build_optimizer(self.model, config.optimizer)
         self.state = TrainState()
@@ -188,7 +205,8 @@ class Trainer:
             self.train_data, self.minibatch * self.procs.world_size,
             transform=cfg.augment.build(cfg.data.max_labels), mix=cfg.augment.build_mix(),
             multiscale=cfg.multiscale.build(cfg.data.img_size, float(cfg.data.aspect)),
-            subdivisions=cfg.optimizer.subdivisions, workers=cfg.train.workers, seed=cfg.train.seed,
+            subdivisions=cfg.optimizer.subdivisions, workers=cfg.train.loader_workers,
+            seed=cfg.train.seed,
             start_iteration=self.state.iteration, max_iterations=cfg.schedule.max_iter,
             pin_memory=self.device.type == "cuda", rank=self.procs.rank,
             world_size=self.procs.world_size,
