@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import importlib.machinery
+import logging
 import sys
 import types
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from data_factory import write_yolo
 from yolov3.errors import ConfigError
 from yolov3.train import Hook, StepInfo, Trainer, load_config
 from yolov3.weights.checkpoint import load_checkpoint
@@ -220,3 +222,26 @@ def test_mlflow_logger_sends_the_scalars_and_the_config(micro_cfg, tmp_path,
     assert set(metrics[2][1]) == {"val/AP", "val/AP50"}
     assert calls[-1] == ("end_run", None)
     assert not (tmp_path / "exp" / "tensorboard").exists()  # only the loggers asked for
+
+
+class BreakValidation(Hook):
+    """From the second iteration on, one validation image is unreadable and the split
+    strict: evaluating it raises (as a bad file found mid-run would)."""
+
+    def before_step(self, trainer: Trainer, iteration: int, minibatches: list) -> None:
+        if iteration == 2:
+            trainer.val_data.problems.strict = True
+            Path(trainer.val_data.files[0]).write_bytes(b"not an image")
+
+
+def test_a_failed_evaluation_costs_no_training(micro_cfg, tmp_path, caplog) -> None:
+    data = write_yolo(tmp_path / "data")
+    out = tmp_path / "run"
+    config = small_config(micro_cfg, f"data.dataset={data}", "optimizer.batch=2",
+                          "optimizer.subdivisions=1", "train.checkpoint_interval=0")
+    with caplog.at_level(logging.ERROR, logger="yolov3"):
+        results = Trainer(config, out, hooks=[BreakValidation()]).train()
+    assert results["iterations"] == 6 and results["final"]["AP50"] is None
+    assert "iteration 3: the evaluation failed (DataError" in caplog.text
+    assert "last.pt is written and training goes on" in caplog.text
+    assert load_checkpoint(out / "last.pt")["state"]["iteration"] == 6

@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out or DEFAULT_OUT)
         config = load_config(args.config, overrides)
     trainer = Trainer(config, out, resume=bool(args.resume), overwrite=args.overwrite,
-                      next_free=not (args.resume or args.out or args.overwrite))
+                      next_free=not (args.resume or args.out or args.overwrite),
+                      inputs={"--config": args.config})
     try:
         results = trainer.train()
     except StopRequestedError:

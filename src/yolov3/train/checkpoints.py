@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -38,6 +38,14 @@ class TrainState:
     wall_time: float = 0.0
     losses: list[dict[str, float]] = field(default_factory=list)
     evals: list[dict[str, float]] = field(default_factory=list)
+    #: What the run trains on (:func:`dataset_record`), checked when it is resumed.
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_record(trainer: Trainer) -> dict[str, Any]:
+    """What identifies the training data of ``trainer``: its source, image count and classes."""
+    data = trainer.train_data
+    return {"source": str(data.source), "train_images": len(data), "names": list(trainer.names)}
 
 
 def save_run(trainer: Trainer, name: str) -> None:
@@ -73,18 +81,32 @@ def save_run(trainer: Trainer, name: str) -> None:
 
 def restore_run(trainer: Trainer, path: Path) -> tuple[dict[str, Tensor], int] | None:
     """Load ``path`` into ``trainer``'s model, optimiser, state and RNG; returns the moving
-    average of the weights it holds and its update count (None without one)."""
+    average of the weights it holds and its update count (None without one). What does not
+    fit (other classes, another network, other data, a file of another kind) is a
+    :class:`YoloError` that says what differs and what to do; a ``best.pt`` that the run's
+    record names but the folder lacks is said, and written again at the next evaluation."""
     if not path.is_file():
         raise YoloError(f"--resume: {path} does not exist; nothing to resume")
     payload = load_checkpoint(path)
+    missing = [k for k in ("optimizer", "state", "torch_rng") if k not in payload]
+    if missing:
+        raise YoloError(f"{path}: not a training checkpoint that can be resumed (it has no "
+                        f"{', '.join(missing)}): start a new run with --weights {path}")
+    fresh = f"start a new run with --weights {path}"
+    if list(payload["names"]) != list(trainer.names):
+        raise YoloError(f"{path}: the run learned {len(payload['names'])} classes "
+                        f"({_listed(payload['names'])}), the data now has "
+                        f"{len(trainer.names)} ({_listed(trainer.names)}): resume with the "
+                        f"run's data, or {fresh}")
     # With a moving average, "model" is the average (what a detector loads) and the weights
     # that training continues from are "training_model".
-    averaged = ((payload["model"], int(payload["ema_updates"]))
-                if "training_model" in payload else None)
-    try:
-        trainer.model.load_state_dict(payload.get("training_model", payload["model"]))
-    except RuntimeError as exc:
-        raise YoloError(f"{path}: the checkpoint does not fit this model ({exc})") from None
+    weights = payload.get("training_model", payload["model"])
+    difference = _first_difference(weights, trainer.model.state_dict())
+    if difference:
+        raise YoloError(f"{path}: the run's network is not this config's ({difference}; "
+                        f"model.cfg {trainer.config.model.cfg}): resume with the run's cfg, or "
+                        f"{fresh}")
+    trainer.model.load_state_dict(weights)
     try:
         trainer.optimizer.load_state_dict(payload["optimizer"])
         # The checkpoint brings the saved run's momentum and decay; the config may differ.
@@ -92,10 +114,52 @@ def restore_run(trainer: Trainer, path: Path) -> tuple[dict[str, Tensor], int] |
         trainer.state = TrainState(**payload["state"])
     except (ValueError, TypeError, KeyError) as exc:
         raise YoloError(f"{path}: its optimiser or training state does not fit this run "
-                        f"({exc}); start a new run with --weights {path}") from None
+                        f"({exc}); {fresh}") from None
+    _check_dataset(trainer, path)
+    _check_best(trainer, path.parent)
     torch.set_rng_state(payload["torch_rng"])
     log.info("resuming %s at iteration %d", path, trainer.state.iteration)
-    return averaged
+    return ((payload["model"], int(payload["ema_updates"]))
+            if "training_model" in payload else None)
+
+
+def _listed(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f", ... {len(names) - most} more" if len(names) > most else "")
+
+
+def _first_difference(saved: dict[str, Tensor], model: dict[str, Tensor]) -> str | None:
+    """The first tensor in which two state dicts differ by name or shape, in words."""
+    for key in [*model, *saved]:
+        if key not in saved:
+            return f"{key} is new in this network"
+        if key not in model:
+            return f"{key} is not in this network"
+        if saved[key].shape != model[key].shape:
+            return (f"{key} is {tuple(saved[key].shape)} in the checkpoint and "
+                    f"{tuple(model[key].shape)} here")
+    return None
+
+
+def _check_dataset(trainer: Trainer, path: Path) -> None:
+    """The resumed run trains on the data it started with (its record, when it has one)."""
+    was, now = trainer.state.dataset, dataset_record(trainer)
+    if was and (was["train_images"], was["names"]) != (now["train_images"], now["names"]):
+        raise YoloError(
+            f"{path}: the run trained on {was['source']} ({was['train_images']} training "
+            f"images), but data.dataset now opens {now['source']} ({now['train_images']}): "
+            f"resume from the folder the run started in, or give --data {was['source']}")
+    trainer.state.dataset = now
+
+
+def _check_best(trainer: Trainer, folder: Path) -> None:
+    """A ``best.pt`` that the run's record names must be in its folder; when it is not, the
+    best is established again by the next evaluations."""
+    state = trainer.state
+    if state.best_iteration and not (folder / "best.pt").is_file():
+        log.warning("%s: best.pt (iteration %d, AP50 %.4f) is missing; the next evaluation "
+                    "writes it again", folder, state.best_iteration, state.best_ap50)
+        state.best_ap50, state.best_iteration = -1.0, 0
 
 
 def checkpoint_bytes(trainer: Trainer) -> int:

@@ -191,17 +191,28 @@ class History(Hook):
 class Evaluation(Hook):
     """COCO evaluation of the detector on the validation split every ``train.eval_interval``
     iterations and at the last, by rank 0, the other processes waiting; then every hook's
-    ``after_evaluation``. A validation split without boxes is not evaluated."""
+    ``after_evaluation``. A validation split without boxes is not evaluated. An evaluation
+    that fails never costs the training: it is reported, ``last.pt`` is written, and the run
+    goes on (without that evaluation's AP)."""
 
     def after_step(self, trainer: Trainer, step: StepInfo) -> None:
         every = trainer.config.train.eval_interval
         if not (every and trainer.val_boxes and (step.iteration % every == 0 or trainer.ending)):
             return
         if trainer.procs.is_main:
-            metrics = evaluate(trainer.detector, trainer.val_data,
-                               img_size=trainer.config.data.input_hw, device=trainer.device,
-                               batch_size=max(trainer.minibatch, 8), model_names=trainer.names,
-                               progress=False)
+            try:
+                metrics = evaluate(trainer.detector, trainer.val_data,
+                                   img_size=trainer.config.data.input_hw, device=trainer.device,
+                                   batch_size=max(trainer.minibatch, 8),
+                                   model_names=trainer.names, progress=False)
+            except Exception as exc:
+                trainer.model.train()
+                trainer.save()
+                log.error("iteration %d: the evaluation failed (%s: %s); last.pt is written and "
+                          "training goes on without this evaluation", step.iteration,
+                          type(exc).__name__, exc)
+                trainer.procs.barrier()
+                return
             trainer.model.train()
             found = {"AP": float(metrics["AP"]), "AP50": float(metrics["AP50"])}
             tqdm.write(f"iteration {step.iteration}: val AP {found['AP']:.4f} "

@@ -4,6 +4,7 @@ of its weights, and the training step as the config asks it to run."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,6 +24,18 @@ if TYPE_CHECKING:
     from yolov3.train.config import TrainConfig
 
 log = logging.getLogger("yolov3")
+
+
+def record_paths(config: TrainConfig) -> None:
+    """Write the files that the config names (``data.dataset``, ``model.cfg``,
+    ``model.weights``) as absolute paths, so that the run's record (its checkpoints and
+    ``config.yaml``) means the same files from any working directory; names that are not
+    files here (a built-in cfg, official weights) stay as they are."""
+    for section, key in ((config.data, "dataset"), (config.model, "cfg"),
+                         (config.model, "weights")):
+        value = getattr(section, key)
+        if value and Path(value).expanduser().exists():
+            setattr(section, key, str(Path(value).expanduser().resolve()))
 
 
 def build_network(config: TrainConfig, train_data: DetectionDataset, device: torch.device,

@@ -41,8 +41,19 @@ def _numbered(base: Path, n: int) -> Path:
     return base if n == 1 else base.with_name(f"{base.name}{n}")
 
 
+def delete_run_files(folder: Path, names: list[str]) -> None:
+    """Delete the run files ``names`` (of :data:`RUN_FILES`) from ``folder``."""
+    for name in names:
+        target = folder / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
 def claim_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False,
                      next_free: bool = False, procs: Processes | None = None,
+                     inputs: dict[str, str | None] | None = None,
                      ) -> tuple[Path, FolderLock | None, bool]:
     """:func:`claim_folder` by rank 0 of ``procs`` (the training processes); every process
     learns which folder it is, or the error (the others hold no lock)."""
@@ -52,7 +63,7 @@ def claim_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool =
     if procs.is_main:
         try:
             folder, lock, created = claim_folder(out, resume=resume, overwrite=overwrite,
-                                                 next_free=next_free)
+                                                 next_free=next_free, inputs=inputs)
         except Exception as exc:  # told to the other processes, which would wait
             error = exc
     if procs.distributed:
@@ -69,12 +80,14 @@ def claim_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool =
 
 
 def claim_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False,
-                 next_free: bool = False) -> tuple[Path, FolderLock, bool]:
+                 next_free: bool = False, inputs: dict[str, str | None] | None = None,
+                 ) -> tuple[Path, FolderLock, bool]:
     """The folder a run writes into, locked against other live runs, and whether it was made
     now: ``out`` itself, which must not hold another run unless ``resume`` (continue it) or
-    ``overwrite`` (its run files are deleted first); with ``next_free``, the first of ``out``,
-    ``out2``, ``out3``, ... that holds no run and no live run. The temporary files that a run
-    killed while writing left there are removed."""
+    ``overwrite`` (its run files are deleted first, unless one of them is among ``inputs``, the
+    files the run reads by setting: then nothing is deleted); with ``next_free``, the first of
+    ``out``, ``out2``, ``out3``, ... that holds no run and no live run. The temporary files
+    that a run killed while writing left there are removed."""
     base = Path(out)
     for n in range(1, 100_000):
         folder = _numbered(base, n) if next_free else base
@@ -101,12 +114,8 @@ def claim_folder(out: str | Path, *, resume: bool = False, overwrite: bool = Fal
                         f"{folder} holds an earlier run ({', '.join(found)}): continue it with "
                         f"--resume {folder}, replace it with --overwrite, or choose another "
                         "--out")
-                for name in found:
-                    target = folder / name
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink()
+                _refuse_deleting_inputs(folder, found, inputs or {})
+                delete_run_files(folder, found)
                 log.info("--overwrite: deleted the earlier run's %s in %s", ", ".join(found),
                          folder)
             left = [*remove_partial_writes(folder), *remove_partial_writes(folder / "val_images")]
@@ -126,3 +135,21 @@ def remove_if_empty(folder: Path, created: bool) -> None:
     if created:
         with contextlib.suppress(OSError):  # not empty: keep it
             folder.rmdir()
+
+
+def _refuse_deleting_inputs(folder: Path, names: list[str], inputs: dict[str, str | None]) -> None:
+    """A :class:`YoloError` when ``--overwrite`` would delete a file the run reads: one of the
+    run files ``names`` of ``folder``, or a file inside its ``tensorboard``/``val_images``, is
+    an input (setting -> path) itself."""
+    doomed = [folder / n for n in names]
+    for setting, value in inputs.items():
+        if not value or not Path(value).exists():
+            continue
+        path = Path(value).resolve()
+        hit = next((d for d in doomed if path == d.resolve() or d.resolve() in path.parents),
+                   None)
+        if hit is not None:
+            raise YoloError(
+                f"--overwrite would delete {hit}, which this run reads ({setting} {value}): "
+                f"copy it out of {folder} first (or continue that run with --resume "
+                f"{folder}), or choose another --out")

@@ -27,7 +27,13 @@ from yolov3.errors import ConfigError, choice_problem, raise_problems
 from yolov3.fileio import FolderLock
 from yolov3.inputs.loader import TrainLoader, auto_workers, make_train_loader
 from yolov3.model.network import YOLOv3
-from yolov3.train.checkpoints import TrainState, check_room, restore_run, save_run
+from yolov3.train.checkpoints import (
+    TrainState,
+    check_room,
+    dataset_record,
+    restore_run,
+    save_run,
+)
 from yolov3.train.datasets import prepare_training_data
 from yolov3.train.distributed import minibatch_per_process, start_processes
 from yolov3.train.hooks import (
@@ -42,9 +48,15 @@ from yolov3.train.hooks import (
 )
 from yolov3.train.loggers import check_loggers, make_loggers
 from yolov3.train.optim import build_optimizer, learning_rate
-from yolov3.train.parts import build_ema, build_network, build_train_step
+from yolov3.train.parts import build_ema, build_network, build_train_step, record_paths
 from yolov3.train.run_files import RunFiles, results_summary
-from yolov3.train.run_folder import LOCK_FILE, claim_run_folder, remove_if_empty
+from yolov3.train.run_folder import (
+    LOCK_FILE,
+    claim_run_folder,
+    delete_run_files,
+    remove_if_empty,
+    run_files,
+)
 from yolov3.train.step import AMP_MODES
 from yolov3.weights.load import load_pretrained
 
@@ -127,20 +139,26 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False, *,
                  overwrite: bool = False, next_free: bool = False,
-                 hooks: Sequence[Any] = ()) -> None:
+                 hooks: Sequence[Any] = (), inputs: dict[str, str | None] | None = None,
+                 ) -> None:
         """``out`` is the run's folder: it must not hold another run unless ``resume`` (continue
         the run in it from its ``last.pt``) or ``overwrite`` (delete that run's files first);
         with ``next_free`` the run takes the first of ``out``, ``out2``, ``out3``, ... that
         holds no run (see :func:`~yolov3.train.run_folder.claim_run_folder`). The folder is
         locked until :meth:`train` ends (or :meth:`close`), so that no second live run writes
         into it. ``hooks``: the user's own (:class:`~yolov3.train.hooks.Hook`), called after
-        the packaged ones that log and before those that save checkpoints."""
+        the packaged ones that log and before those that save checkpoints. ``inputs``: files
+        the run read beyond its config's (``{"--config": path}``), which ``overwrite`` must not
+        delete (nor the config's weights, cfg and dataset)."""
         self.config, self.out = config, Path(out)
         self.user_hooks = list(hooks)
         run = config.train
         self.procs, self.device = start_processes(run.torch_device)
+        reads = {"model.weights": config.model.weights, "model.cfg": config.model.cfg,
+                 "data.dataset": config.data.dataset, **(inputs or {})}
         self.out, self._lock, self._created_out = claim_run_folder(
-            self.out, resume=resume, overwrite=overwrite, next_free=next_free, procs=self.procs)
+            self.out, resume=resume, overwrite=overwrite, next_free=next_free, procs=self.procs,
+            inputs=reads)
         try:
             self._setup(resume)
         except BaseException:
@@ -162,6 +180,8 @@ class Trainer:
         torch.manual_seed(run.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = run.cudnn_benchmark
+        if not resume:
+            record_paths(config)
         self.train_data, self.val_data, self.val_boxes = prepare_training_data(
             config, warn=self.procs.is_main)
         self.names = list(self.train_data.names)
@@ -183,6 +203,8 @@ class Trainer:
         self.ema = build_ema(self.model, config.ema, averaged)
         self.step = build_train_step(self.model, self.optimizer, self.ema, config, self.device,
                                      self.procs)
+        if not resume:
+            self.state.dataset = dataset_record(self)
         self.saved_iteration = self.state.iteration if resume else None
         self.ending = False
         self.interrupted: str | None = None
@@ -275,9 +297,13 @@ class Trainer:
                 call(self.hooks, "after_train", self, results)
             self.procs.barrier()
             return results
+        except BaseException:
+            if self.procs.is_main and self.saved_iteration is None:  # nothing to resume
+                delete_run_files(self.out, run_files(self.out))
+            raise
         finally:
             call(self.hooks, "close", self)
-            self.close()
+            self.close(remove_empty=True)
 
     def _loop(self, loader: TrainLoader) -> None:
         """The iterations, each between the hooks, until the last or a stop."""
