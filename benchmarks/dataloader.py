@@ -1,15 +1,20 @@
-"""Images per second of the training data loader (darknet's augmentation, collate) at a fixed
-input size, with 0 and N worker processes, on the demo dataset and, when it is there, the
-kangaroo VOC folder; and, in one process, the milliseconds per image spent reading (decoding or
-drawing) and augmenting.
+"""Images per second of the training data loader (darknet's augmentation, collate) at each
+input size, with 0, 1, ... worker processes, on the demo dataset and, when they are there, the
+kangaroo VOC folder and the coco128 photos; per worker and per core, beside the milliseconds per
+image spent reading (decoding or drawing) and augmenting in one process; and the cores that a
+GPU training at ``--gpu-rate`` images/s needs (what ``train.workers: auto`` is sized by).
 
-    .venv/bin/python benchmarks/dataloader.py [--size 416] [--batch 8] [--batches 30]
-        [--workers 0 2] [--kangaroo ../shared/datasets/kangaroo]
+    .venv/bin/python benchmarks/dataloader.py [--sizes 416 608] [--batch 8] [--batches 30]
+        [--workers 0 1] [--gpu-rate 1000] [--kangaroo ../shared/datasets/kangaroo]
+        [--coco ../shared/datasets/coco128-train]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -22,7 +27,9 @@ from yolov3.errors import DataError
 from yolov3.inputs.augment import TrainTransform
 from yolov3.inputs.loader import MultiScale, make_train_loader
 
-KANGAROO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "kangaroo"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+KANGAROO = SHARED / "kangaroo"
+COCO128 = SHARED / "coco128-train"
 
 
 def images_per_second(data: Dataset, size: int, batch: int, batches: int, workers: int) -> float:
@@ -60,24 +67,38 @@ def stage_ms(data: Dataset, size: int, count: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=416)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[416, 608])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--batches", type=int, default=30)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--gpu-rate", type=float, default=1000.0,
+                        help="images/s a GPU trains at, to size the loader for")
     parser.add_argument("--kangaroo", type=Path, default=KANGAROO)
+    parser.add_argument("--coco", type=Path, default=COCO128)
     args = parser.parse_args()
 
     datasets: dict[str, Dataset] = {"demo shapes 256x256": SyntheticShapes("train", 1000)}
     if args.kangaroo.is_dir():
         datasets["kangaroo VOC (JPEG decode)"] = open_dataset(args.kangaroo, "all")
-    print(f"training loader, input {args.size}, batch {args.batch}, {args.batches} batches")
-    for name, data in datasets.items():
-        rates = {w: images_per_second(data, args.size, args.batch, args.batches, w)
-                 for w in args.workers}
-        base = rates[args.workers[0]]
-        cells = ", ".join(f"{w} workers {r:6.1f} img/s ({r / base:.2f}x)" for w, r in rates.items())
-        read, augment = stage_ms(data, args.size, args.batch * args.batches // 2)
-        print(f"  {name:28s} {cells}; per image: read {read:.1f} ms, augment {augment:.1f} ms")
+    if (args.coco / "data.yaml").is_file():
+        datasets["coco128 photos (JPEG decode)"] = open_dataset(args.coco / "data.yaml", "train")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"training loader on {platform.processor() or platform.machine()}, {cores} cores; "
+          f"batch {args.batch}, {args.batches} batches; 0 workers = loading in the main process")
+    for size in args.sizes:
+        print(f"input {size}:")
+        for name, data in datasets.items():
+            rates = {w: images_per_second(data, size, args.batch, args.batches, w)
+                     for w in args.workers}
+            base = rates[args.workers[0]]
+            cells = ", ".join(f"{w} workers {r:6.1f} img/s ({r / base:.2f}x, "
+                              f"{r / max(w, 1):.1f} per worker)" for w, r in rates.items())
+            read, augment = stage_ms(data, size, args.batch * args.batches // 2)
+            per_core = 1e3 / (read + augment)
+            print(f"  {name:30s} {cells}")
+            print(f"  {'':30s} one core: read {read:.1f} ms + augment {augment:.1f} ms an image "
+                  f"= {per_core:.0f} img/s; {args.gpu_rate:.0f} img/s needs "
+                  f"{math.ceil(args.gpu_rate / per_core)} loader cores")
 
 
 if __name__ == "__main__":
