@@ -61,12 +61,26 @@ def imports_of(name: str) -> set[str]:
 GRAPH = {name: imports_of(name) for name in MODULES}
 
 
-def reaches(start: str, goal: str) -> list[str] | None:
-    """A chain of imports from ``start`` to ``goal``, if there is one."""
+def package_of(name: str) -> str:
+    """The top-level subpackage of yolov3 that module ``name`` belongs to
+    (``yolov3.datasets.check`` -> ``yolov3.datasets``); a top-level module (``yolov3.fileio``)
+    and the root package are their own."""
+    return ".".join(name.split(".")[:2])
+
+
+# The imports between packages: each module collapsed to its package, imports within one dropped.
+PACKAGE_GRAPH: dict[str, set[str]] = {}
+for _module, _imported in GRAPH.items():
+    PACKAGE_GRAPH.setdefault(package_of(_module), set()).update(
+        package_of(m) for m in _imported if package_of(m) != package_of(_module))
+
+
+def reaches(start: str, goal: str, graph: dict[str, set[str]] = GRAPH) -> list[str] | None:
+    """A chain of imports from ``start`` to ``goal`` in ``graph``, if there is one."""
     stack, seen = [[start]], {start}
     while stack:
         chain = stack.pop()
-        for nxt in sorted(GRAPH[chain[-1]]):
+        for nxt in sorted(graph[chain[-1]]):
             if nxt == goal:
                 return [*chain, nxt]
             if nxt not in seen:
@@ -86,6 +100,21 @@ def test_the_graph_is_read_from_the_source() -> None:
 def test_no_import_cycle() -> None:
     cycles = [chain for name in GRAPH if (chain := reaches(name, name))]
     assert not cycles, " -> ".join(cycles[0])
+
+
+def test_the_package_graph_collapses_modules_to_their_packages() -> None:
+    assert package_of("yolov3.datasets.check") == "yolov3.datasets"
+    assert package_of("yolov3.fileio") == "yolov3.fileio"
+    assert "yolov3.datasets" in PACKAGE_GRAPH["yolov3.inputs"]
+    assert "yolov3.model" not in PACKAGE_GRAPH["yolov3.model"]
+
+
+def test_no_import_cycle_between_packages() -> None:
+    """Dependencies between packages run one way: no package reaches itself through others
+    (``yolov3.inputs`` depends on ``yolov3.datasets``, so nothing there may import inputs)."""
+    cycles = sorted(chain for name in PACKAGE_GRAPH
+                    if (chain := reaches(name, name, PACKAGE_GRAPH)))
+    assert not cycles, "; ".join(" -> ".join(c) for c in cycles)
 
 
 @pytest.mark.parametrize("side", ["yolov3.datasets", "yolov3.inputs", "yolov3.images"])

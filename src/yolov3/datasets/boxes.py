@@ -9,6 +9,9 @@ import numpy as np
 SLACK = 0.01
 # DeNA (after darknet) drops boxes narrower or lower than one pixel.
 MIN_SIZE = 1.0
+# DeNA's ``max_labels`` (darknet's ``[yolo] max`` is 90): training keeps at most this many
+# boxes of one image.
+MAX_LABELS = 50
 
 OK, INVALID, OUTSIDE = 0, 1, 2
 

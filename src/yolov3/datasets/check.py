@@ -58,6 +58,7 @@ from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from yolov3.datasets.base import DetectionDataset
+from yolov3.datasets.boxes import MAX_LABELS
 from yolov3.datasets.coco import read_coco_json
 from yolov3.datasets.open import dataset_splits, open_dataset
 from yolov3.datasets.problems import (
@@ -87,7 +88,6 @@ from yolov3.images import (
     list_images,
     missing_share,
 )
-from yolov3.inputs.augment import MAX_LABELS
 
 # Two boxes of one class overlapping more than this are one object labelled twice.
 DUPLICATE_IOU = 0.95

@@ -30,12 +30,10 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_convert
 
-from yolov3.datasets.boxes import clip_boxes, large_enough
+from yolov3.datasets.boxes import MAX_LABELS, clip_boxes, large_enough
 from yolov3.datasets.sample import Sample
 from yolov3.images import letterbox, letterbox_geometry
 
-# DeNA's ``max_labels``: the targets of one image are capped at this many boxes.
-MAX_LABELS = 50
 # The grey of darknet's canvas around the placed image (uint8).
 CANVAS_GREY = 127
 

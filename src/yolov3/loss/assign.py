@@ -9,8 +9,9 @@ ground truths and the anchors:
    anchor 0 by none, exactly as in darknet.
 2. The anchor at cell ``i = floor(xc * f_w)``, ``j = floor(yc * f_h)`` gets the offsets
    ``tx = xc * f_w - i``, ``ty = yc * f_h - j``, the log-space sizes
-   ``tw = log(w * W / anchor_w + 1e-16)`` (``th`` likewise), objectness 1, its class one-hot and
-   the box-size weight ``scale = 2 - w * h``. When several GTs land on one (anchor, cell), the
+   ``tw = log(w * W / anchor_w + 1e-16)`` (``th`` likewise; the encoding of
+   :class:`~yolov3.model.box_coder.BoxCoder`), objectness 1, its class one-hot and the box-size
+   weight ``scale = 2 - w * h``. When several GTs land on one (anchor, cell), the
    last one's box targets win and the class one-hots accumulate.
 3. :func:`ignore_mask`: predictions whose best IoU with any GT of their image exceeds the layer's
    ``ignore_thresh`` get no objectness loss (unless step 2 assigned them).
@@ -35,6 +36,7 @@ from torch import Tensor
 from torchvision.ops import box_convert, box_iou
 
 from yolov3.errors import DataError, choice_problem, raise_problems
+from yolov3.model.box_coder import BoxCoder
 from yolov3.model.layers import YOLOLayer
 
 # Pairwise IoU per image: (B, N, 4) x (B, M, 4) -> (B, N, M). vmap keeps torchvision < 0.24,
@@ -191,11 +193,11 @@ def assign_targets(
             f"0..{num_classes - 1}"
         )
     in_h, in_w = input_hw
-    gt_wh = gt[:, 3:5] * gt.new_tensor([in_w, in_h])
+    gt_px = gt[:, 1:5] * gt.new_tensor([in_w, in_h, in_w, in_h])  # cx, cy, w, h input pixels
     rows, per_layer = [], []
-    for index, (layer, (fh, fw)) in enumerate(zip(layers, grid_hw, strict=True)):
+    for index, (layer, hw) in enumerate(zip(layers, grid_hw, strict=True)):
         rows_l, targets_l = _assign_layer(
-            layer, index, fh, fw, len(targets), gt, gt_wh, cls, image, rule
+            layer, index, BoxCoder.of(input_hw, hw), len(targets), gt, gt_px, cls, image, rule
         )
         rows.append(rows_l)
         per_layer.append(targets_l)
@@ -207,30 +209,27 @@ def assign_targets(
 def _assign_layer(
     layer: YOLOLayer,
     index: int,
-    fh: int,
-    fw: int,
+    coder: BoxCoder,
     batch: int,
     gt: Tensor,
-    gt_wh: Tensor,
+    gt_px: Tensor,
     cls: Tensor,
     image: Tensor,
     rule: AssignRule,
 ) -> tuple[dict[str, Tensor], LayerTargets]:
-    """The :class:`Matches` columns and the :class:`LayerTargets` of one YOLO layer."""
+    """The :class:`Matches` columns and the :class:`LayerTargets` of one YOLO layer, whose
+    grid ``coder`` encodes the GTs ``gt_px`` (cx, cy, w, h input pixels of the rows of ``gt``)."""
     device, num_anchors = gt.device, layer.num_anchors
+    fh, fw = coder.grid_hw
     anchors = layer.anchors.to(gt)
-    chosen, iou = rule.responsible(gt_wh, anchors)
+    chosen, iou = rule.responsible(gt_px[:, 2:4], anchors)
     mask = torch.tensor(layer.mask, device=device)
     # The (GT, layer anchor) pairs this layer learns, in GT order (darknet's rule: one per GT).
     g, a = chosen[:, mask].nonzero(as_tuple=True)
     b, c, anchor = image[g], cls[g], mask[a]
-    xc, yc, w, h = gt[g, 1:5].unbind(1)
-    gx, gy = xc * fw, yc * fh
-    i = gx.floor().long().clamp(0, fw - 1)  # a centre on the far edge stays in the last cell
-    j = gy.floor().long().clamp(0, fh - 1)
-    size = gt_wh[g] / anchors[anchor] + 1e-16
-    box = torch.stack([gx - i, gy - j, size[:, 0].log(), size[:, 1].log()], dim=1)
-    scale = 2 - w * h
+    cell, box = coder.encode(gt_px[g], anchors[anchor])
+    i, j = cell.unbind(1)
+    scale = 2 - gt[g, 3] * gt[g, 4]
 
     # One row per distinct (image, anchor, j, i); the last GT on a cell provides its box.
     key = ((b * num_anchors + a) * fh + j) * fw + i

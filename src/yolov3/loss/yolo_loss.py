@@ -49,6 +49,7 @@ from yolov3.loss.assign import (
     ignore_mask,
     padded_gt_boxes,
 )
+from yolov3.model.box_coder import BoxCoder
 from yolov3.model.layers import YOLOLayer
 
 #: Darknet's loss parts.
@@ -135,7 +136,7 @@ def yolo_loss(
     parts = {name: raw_outputs[0].new_zeros((), dtype=torch.float32) for name in options.parts}
     for layer, raw, layer_targets in zip(layers, raw_outputs, assignment.layers, strict=True):
         ignored = ignore_mask(layer, raw, gt_boxes, gt_valid, input_hw)
-        stride = (input_hw[0] / raw.shape[2], input_hw[1] / raw.shape[3])
+        stride = BoxCoder.of(input_hw, (raw.shape[2], raw.shape[3])).stride
         for name, value in layer_loss(raw.float(), layer_targets, ignored, options,
                                       stride).items():
             parts[name] = parts[name] + value
@@ -162,7 +163,8 @@ def layer_loss(
         parts["wh"] = options.box_gain * 0.5 * (
             scale * (pred[:, 2:4] - targets.box[:, 2:4]) ** 2).sum()
     if options.box != "darknet" or options.obj_target == "iou":
-        pred_box, gt_box = _cell_boxes(pred, targets, stride)
+        coder = BoxCoder((raw.shape[2], raw.shape[3]), stride)
+        pred_box, gt_box = _cell_boxes(pred, targets, coder)
         if options.box != "darknet":
             loss = IOU_LOSSES[options.box](pred_box, gt_box, reduction="sum")
             parts["box"] = options.box_gain * loss
@@ -181,18 +183,14 @@ def layer_loss(
     return parts
 
 
-def _cell_boxes(pred: Tensor, targets: LayerTargets, stride: tuple[float, float]
-                ) -> tuple[Tensor, Tensor]:
+def _cell_boxes(pred: Tensor, targets: LayerTargets, coder: BoxCoder) -> tuple[Tensor, Tensor]:
     """The predicted and the GT boxes (n, 4) x1, y1, x2, y2 of the responsible cells, in input
     pixels from the cell's corner (an IoU does not depend on the cell's position): the
-    prediction decoded as the YOLO layer decodes it, in the autograd graph."""
-    cell = pred.new_tensor([stride[1], stride[0]])
-    pred_xy = torch.sigmoid(pred[:, 0:2]) * cell
-    pred_wh = torch.exp(pred[:, 2:4].clamp(max=_MAX_LOG_SIZE)) * targets.anchor_wh
-    gt_xy = targets.box[:, 0:2] * cell
-    gt_wh = torch.exp(targets.box[:, 2:4]) * targets.anchor_wh
-    return (box_convert(torch.cat([pred_xy, pred_wh], 1), "cxcywh", "xyxy"),
-            box_convert(torch.cat([gt_xy, gt_wh], 1), "cxcywh", "xyxy"))
+    prediction decoded as the YOLO layer decodes it (``tw``, ``th`` clamped), in the autograd
+    graph."""
+    pred_box = coder.decode(pred[:, 0:4], targets.anchor_wh, 0.0, max_log_size=_MAX_LOG_SIZE)
+    gt_box = coder.decode_targets(targets.box, targets.anchor_wh, 0.0)
+    return box_convert(pred_box, "cxcywh", "xyxy"), box_convert(gt_box, "cxcywh", "xyxy")
 
 
 def _paired_iou(a: Tensor, b: Tensor) -> Tensor:

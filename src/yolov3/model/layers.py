@@ -3,7 +3,7 @@
 Each block maps directly to a darknet layer so that weights load in darknet's order:
 ``ConvBlock`` ([convolutional]: conv, optional batch norm, activation), ``ResidualAdd``
 ([shortcut]), ``Route`` ([route]: concatenation), ``Upsample``, ``MaxPool`` and ``YOLOLayer``
-([yolo]: the detection head's decoding).
+([yolo]: the detection head's decoding, by :mod:`yolov3.model.box_coder`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from yolov3.model.box_coder import BoxCoder
 
 _ACTIVATIONS = {
     "leaky": lambda: nn.LeakyReLU(0.1),
@@ -171,18 +173,9 @@ class YOLOLayer(nn.Module):
 
     def decode(self, raw: Tensor, input_hw: tuple[int, int]) -> Tensor:
         """Raw predictions (B, A, h, w, 5+C) -> (B, A, h, w, 5+C) of cx, cy, w, h in input
-        pixels, then sigmoid objectness and class probabilities (darknet's inference output)."""
-        _, _, h, w, _ = raw.shape
-        stride_y, stride_x = input_hw[0] / h, input_hw[1] / w
-        gy, gx = torch.meshgrid(
-            torch.arange(h, device=raw.device, dtype=raw.dtype),
-            torch.arange(w, device=raw.device, dtype=raw.dtype),
-            indexing="ij",
-        )
+        pixels (:class:`~yolov3.model.box_coder.BoxCoder`), then sigmoid objectness and class
+        probabilities (darknet's inference output)."""
+        coder = BoxCoder.of(input_hw, (raw.shape[2], raw.shape[3]))
         anchors = self.layer_anchors.to(raw.dtype).view(1, -1, 1, 1, 2)
-        xy = torch.sigmoid(raw[..., 0:2])
-        cx = (xy[..., 0] + gx) * stride_x
-        cy = (xy[..., 1] + gy) * stride_y
-        wh = torch.exp(raw[..., 2:4]) * anchors
-        scores = torch.sigmoid(raw[..., 4:])
-        return torch.cat([cx.unsqueeze(-1), cy.unsqueeze(-1), wh, scores], dim=-1)
+        boxes = coder.decode(raw[..., 0:4], anchors, coder.grid(raw.device, raw.dtype))
+        return torch.cat([boxes, torch.sigmoid(raw[..., 4:])], dim=-1)
