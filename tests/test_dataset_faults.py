@@ -57,9 +57,12 @@ def snapshot(root: Path) -> dict[str, tuple[str, bytes | str]]:
 
 
 def by_name(data: Path | str, split: str) -> dict[str, tuple]:
+    """Each image's boxes (to a thousandth of a pixel: YOLO txt's fractions have six decimals)
+    and classes."""
     ds = open_dataset(data, split)
     assert not ds.problems, ds.problems.messages
-    return {ds.files[i].name: (ds.annotations(i).boxes.tolist(), ds.annotations(i).labels.tolist())
+    return {ds.files[i].name: (ds.annotations(i).boxes.round(3).tolist(),
+                               ds.annotations(i).labels.tolist())
             for i in range(len(ds))}
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from yolov3.datasets.base import Annotation, DetectionDataset, SourcePaths
 from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
 from yolov3.datasets.problems import UNREADABLE
+from yolov3.datasets.yolo_txt import data_yaml, label_text
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write, expand_home, writable_dir
 
@@ -99,8 +99,7 @@ class Output:
 
 
 def _yaml_output(path: Path, spec: dict[str, Any]) -> Output:
-    return Output(path, content=lambda: yaml.safe_dump(spec, sort_keys=False,
-                                                       allow_unicode=True).encode(), atomic=True)
+    return Output(path, content=partial(data_yaml, spec), atomic=True)
 
 
 def _text(lines: list[str]) -> bytes:
@@ -131,11 +130,7 @@ def _coco_json(ds: DetectionDataset, anns: list[Annotation], names: list[str]) -
 
 
 def _yolo_label(ann: Annotation) -> bytes:
-    h, w = ann.size
-    xyxy = ann.boxes.astype(np.float64) / np.array([w, h, w, h])
-    cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-    return _text([" ".join([str(c), *(number(v) for v in row)])
-                  for c, row in zip(ann.labels.tolist(), cxcywh.tolist(), strict=True)])
+    return label_text(ann.labels, ann.boxes, ann.size).encode()
 
 
 def write_yolo(splits: Splits, out: Path) -> list[Output]:
