@@ -27,8 +27,10 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         help="convert a dataset between COCO JSON, YOLO txt and Pascal VOC",
-        description="Write every split of SRC in another format, images copied (or linked). "
-        "Boxes and class names come through exactly. " + FORMS.replace("--data", "SRC"),
+        description="Write every split of SRC in another format, images copied (or linked), "
+        "into an empty or new --out (or over an earlier conversion of SRC), and read it back "
+        "to check that every image and box came through. Boxes and class names come through "
+        "exactly (YOLO txt: to six decimals of the image side). " + FORMS.replace("--data", "SRC"),
     )
     p.add_argument("src", metavar="SRC", help="the dataset (any form --data takes)")
     p.add_argument("--to", required=True, choices=FORMATS, help="the format to write")
@@ -36,11 +38,16 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     add_dataset_options(p)
     p.add_argument("--symlink", action="store_true",
                    help="link the images instead of copying them")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier conversion of another dataset in --out (only the "
+                   "files it wrote are deleted; an earlier conversion of SRC is replaced "
+                   "without it, and a folder holding anything else is never written to)")
     p.set_defaults(run=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    splits = convert(args.src, args.to, args.out, args.images, args.strict, args.symlink)
+    splits = convert(args.src, args.to, args.out, args.images, args.strict, args.symlink,
+                     args.overwrite)
     for split, ds in splits.items():
         left_out = ds.problems.kinds.count(UNREADABLE)  # found while converting
         print(f"{split}: {len(ds) - left_out} images"

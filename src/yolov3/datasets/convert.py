@@ -17,6 +17,7 @@ import numpy as np
 
 from yolov3.datasets.base import Annotation, DetectionDataset, SourcePaths
 from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
+from yolov3.datasets.output_folder import MARKER, earlier_output, mark, remove_earlier
 from yolov3.datasets.problems import UNREADABLE
 from yolov3.datasets.yolo_txt import data_yaml, label_text
 from yolov3.errors import DataError
@@ -236,8 +237,10 @@ class SourceGuard:
         given = expand_home(data)
         if given.is_dir():  # the files that say which dataset a folder is
             sources.files |= {given / name for name in DIR_YAMLS}
+            sources.roots.add(given)
         else:
             sources.files.add(given)
+            sources.roots.add(given.parent)
         self._resolved: dict[str, str] = {}  # a folder as written -> resolved (a cache)
         self.files: dict[str, Path] = {}  # resolved entry or file -> the source file
         holding: dict[str, Path] = {}  # each resolved folder that holds source files -> one
@@ -255,6 +258,8 @@ class SourceGuard:
         self.dir_ids = {key: file for folder, file in holding.items()
                         if (key := _identity(Path(folder))) is not None}
         self.folder_ids = {key: d for d in sources.folders if (key := _identity(d)) is not None}
+        self.roots = {str(_real(d)): d for d in sources.roots}
+        self.root_ids = {key: d for d in sources.roots if (key := _identity(d)) is not None}
         self.above: dict[tuple[int, int], Path] = {}
         for real, example in [*holding.items(), *self.folders.items()]:
             for folder in [Path(real), *Path(real).parents]:
@@ -277,8 +282,8 @@ class SourceGuard:
         return None
 
     def check_out(self, out: Path) -> None:
-        """:class:`DataError` when the output folder holds a file of the source or overlaps
-        one of its folders (checked before anything is written)."""
+        """:class:`DataError` when the output folder holds a file of the source, overlaps one
+        of its folders or lies inside its root (checked before anything is written)."""
         top = str(_real(out))
         held = [file for real, file in self.files.items() if _inside(real, top)]
         key = _identity(out)
@@ -294,6 +299,13 @@ class SourceGuard:
         nearest = next(p for p in [out, *_real(out).parents] if p.is_dir() or p == p.parent)
         if (folder := self._in_folder(nearest)) is not None:  # out, or where it will be made
             self._folder_error(out, "lies inside", folder)
+        root = next((d for real, d in sorted(self.roots.items()) if _inside(top, real)), None)
+        for folder in [nearest, *_real(nearest).parents]:
+            root = root or self.root_ids.get(_identity(folder))  # type: ignore[arg-type]
+        if root is not None:
+            raise DataError(f"{out}: lies inside {root}, the folder of the dataset being "
+                            "converted; a conversion's output never joins its source: choose an "
+                            "output folder outside it")
 
     @staticmethod
     def _folder_error(out: Path, where: str, folder: Path) -> None:
@@ -355,6 +367,39 @@ def write_outputs(outputs: list[Output], symlink: bool) -> None:
             shutil.copy2(target, output.path)
 
 
+def _histogram(anns: Iterable[Annotation], classes: int) -> np.ndarray:
+    """Boxes per class of ``anns``."""
+    labels = [a.labels for a in anns]
+    return np.bincount(np.concatenate([np.zeros(0, np.int64), *labels]), minlength=classes)
+
+
+def _counts(images: int, boxes: np.ndarray, names: list[str]) -> str:
+    per_class = ", ".join(f"{n} {c}" for n, c in zip(names, boxes.tolist(), strict=True))
+    return f"{images} images and {int(boxes.sum())} boxes ({per_class})"
+
+
+def read_back(out: Path, planned: Splits) -> None:
+    """Read each split of the written dataset ``out`` back: a :class:`DataError` when it does
+    not hold the class names, the images and the boxes per class that were converted."""
+    for split, (ds, anns) in planned.items():
+        try:
+            got = open_dataset(out, split)
+            got_anns = [got.annotations(i) for i in range(len(got))]
+        except DataError as exc:
+            raise DataError(f"{out}: the converted dataset cannot be read back ({exc})") from None
+        found = [*got.problems.messages, *(m for _, m in got.problems.notes)]
+        why = f"; reading it back: {'; '.join(found[:3])}" if found else ""
+        if got.names != ds.names:
+            raise DataError(f"{out}: the class names of the {split} split read back as "
+                            f"{got.names} where {ds.names} were written{why}")
+        want, have = _histogram(anns, len(ds.names)), _histogram(got_anns, len(ds.names))
+        if len(got_anns) != len(anns) or (want != have).any():
+            raise DataError(f"{out}: the {split} split reads back as "
+                            f"{_counts(len(got_anns), have, ds.names)} where "
+                            f"{_counts(len(anns), want, ds.names)} were written{why}. The "
+                            "output is left as written; converting again replaces it")
+
+
 def convert(
     data: str | Path,
     to: str,
@@ -362,14 +407,20 @@ def convert(
     images: str | Path | None = None,
     strict: bool = False,
     symlink: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, DetectionDataset]:
     """Write every split of the dataset ``data`` (any ``--data`` form) to ``out`` in format
-    ``to`` (coco, yolo or voc), images copied (or linked). Returns the datasets read, whose
-    ``problems`` list what was skipped.
+    ``to`` (coco, yolo or voc), images copied (or linked), and read it back. Returns the
+    datasets read, whose ``problems`` list what was skipped.
 
     The source is never written over: a :class:`DataError` names the path, before anything is
     written, when ``out`` holds a file of the source (``out`` is the source's root, or a folder
-    above it) or overlaps a folder it lists, or when an output would replace a source file."""
+    above it), overlaps a folder it lists or lies inside the source's folder, or when an output
+    would replace a source file. ``out`` is new or empty, or the output of an earlier
+    conversion (see :mod:`yolov3.datasets.output_folder`), which is replaced: that of the same
+    source always, that of another with ``overwrite``. A :class:`DataError` too when the
+    written dataset does not read back with the images and boxes converted (:func:`read_back`).
+    """
     if to not in WRITERS:
         raise DataError(f"cannot convert to {to!r}: the formats are {', '.join(FORMATS)}")
     splits = {s: open_dataset(data, s, images, strict) for s in dataset_splits(data)}
@@ -381,8 +432,12 @@ def convert(
     out = writable_dir(out)
     planned = {s: (ds, readable_annotations(ds)) for s, ds in splits.items()}
     outputs = WRITERS[to](planned, out)
-    guard.check(outputs)
+    guard.check([*outputs, Output(out / MARKER)])
+    source = str(_real(expand_home(data)))
+    earlier = earlier_output(out, source, overwrite)
     try:
+        remove_earlier(out, earlier)
+        mark(out, source, to, [o.path for o in outputs])
         write_outputs(outputs, symlink)
     except OSError as exc:
         raise DataError(f"{out}: writing the converted dataset failed ({exc}); check the free "
@@ -391,4 +446,5 @@ def convert(
     if to == "yolo" and ignored:
         log.warning("%d crowd/difficult boxes written as ordinary boxes: YOLO txt cannot mark "
                     "them", ignored)
+    read_back(out, planned)
     return splits

@@ -154,6 +154,7 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         dataset = VocDataset(root, str(cfg.get(split, split)), names, strict)
         dataset.split = split
         dataset.sources.files.add(path)
+        dataset.sources.roots.add(path.parent)
         return dataset
     if split not in splits:
         raise DataError(f"{path}: has no '{split}' split (it has: "
@@ -169,6 +170,7 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
             raise DataError(f"{path}: 'names' differ from the categories of {dataset.source}")
         dataset.split = split
         dataset.sources.files.add(path)
+        dataset.sources.roots |= {path.parent, root}
         return dataset
     if names is None:
         raise DataError(f"{path}: a yolo dataset YAML needs 'names' (the class names)")
@@ -177,6 +179,6 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         raise DataError(f"{path}: '{split}' must be an image folder, a list file or an image, "
                         f"or a list of those; not {entry!r}")
     problems = Problems(strict)
-    sources = SourcePaths()
+    sources = SourcePaths(roots={root})
     images = collect_images(entry, root, problems, sources)
     return YoloDataset(images, names, path, split, problems, sources)
