@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from yolov3.classes import check_names
 from yolov3.datasets import cache as cache_module
 from yolov3.datasets.base import DetectionDataset, valid_size
 from yolov3.datasets.boxes import (
@@ -95,13 +96,15 @@ def _categories(path: Path, data: dict[str, Any]) -> tuple[list[int], list[str]]
     if not cats:
         raise DataError(f"{path}: the 'categories' list is empty")
     for c in cats:
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
-            raise DataError(f"{path}: category {c!r} needs an integer 'id' and a 'name'")
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int)
+                and not isinstance(c["id"], bool) and isinstance(c.get("name"), str)):
+            raise DataError(f"{path}: category {c!r:.80} needs an integer 'id' and a 'name' "
+                            "that is text")
     cats = sorted(cats, key=lambda c: c["id"])
     ids = [c["id"] for c in cats]
     if len(set(ids)) != len(ids):
         raise DataError(f"{path}: category ids are not unique")
-    return ids, [str(c["name"]) for c in cats]
+    return ids, check_names([c["name"] for c in cats], f"{path}: categories")
 
 
 #: What :func:`annotation_fields` raises for a malformed annotation.

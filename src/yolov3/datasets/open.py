@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from yolov3.classes import read_names
+from yolov3.classes import check_names, read_names
 from yolov3.datasets.base import DetectionDataset, SourcePaths
 from yolov3.datasets.coco import CocoDataset, split_of_json
 from yolov3.datasets.problems import Problems
@@ -143,7 +143,12 @@ def _yaml_names(path: Path, cfg: dict[str, Any]) -> list[str] | None:
         raise DataError(f"{path}: 'names' must be a non-empty list of class names")
     if names is not None and "nc" in cfg and cfg["nc"] != len(names):
         raise DataError(f"{path}: nc = {cfg['nc']} but 'names' has {len(names)} entries")
-    return None if names is None else [str(n) for n in names]
+    if names is None:
+        return None
+    for k, name in enumerate(names):
+        if isinstance(name, list | dict):
+            raise DataError(f"{path}: class {k} of 'names' is {name!r}, not a name")
+    return check_names(["" if n is None else str(n) for n in names], str(path))
 
 
 def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> DetectionDataset:

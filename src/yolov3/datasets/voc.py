@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolov3.classes import read_names
+from yolov3.classes import name_fault, read_names
 from yolov3.datasets.base import DetectionDataset, image_ids, valid_size
 from yolov3.datasets.boxes import (
     OK,
@@ -85,8 +85,12 @@ def parse_voc_xml(path: Path) -> VocFile:
     names, boxes, difficult = [], [], []
     for k, obj in enumerate(root.iter("object"), 1):
         name, box = obj.findtext("name"), obj.find("bndbox")
-        if not name or box is None:
+        if name is None or box is None:
             raise DataError(f"{path}: object {k} has no <name> or no <bndbox>")
+        fault = name_fault(name.strip())
+        if fault is not None:
+            raise DataError(f"{path}: object {k}: its <name> {name!r} is not a class name "
+                            f"({fault})")
         names.append(name.strip())
         boxes.append([_number(box, path, t) for t in ("xmin", "ymin", "xmax", "ymax")])
         difficult.append((obj.findtext("difficult") or "0").strip() == "1")
