@@ -28,6 +28,7 @@ from yolov3.datasets.convert import convert
 from yolov3.datasets.open import open_dataset
 from yolov3.datasets.problems import (
     CLASS,
+    DUPLICATE,
     NO_LABEL,
     REPEATED_ID,
     REPEATED_IMAGE,
@@ -366,3 +367,44 @@ def test_a_cfg_and_a_training_config_with_a_byte_order_mark_read_as_meant(tmp_pa
     config = tmp_path / "run.yaml"
     config.write_text("optimizer:\n  lr: 0.002\n", encoding="utf-8-sig")
     assert load_config(config).optimizer.lr == 0.002
+
+
+# 5. VOC annotations in sub-folders are read, paired with their images by file name.
+
+def nest_voc(root: Path) -> Path:
+    """write_voc's set with its annotations in sub-folders (none left at the top) and one image
+    in a sub-folder too."""
+    ann = root / "Annotations"
+    for name, folder in (("1.xml", "a"), ("2.xml", "a"), ("3.xml", "b/c"), ("4.xml", "b")):
+        (ann / folder).mkdir(parents=True, exist_ok=True)
+        (ann / name).rename(ann / folder / name)
+    (root / "JPEGImages" / "a").mkdir()
+    (root / "JPEGImages" / "2.JPG").rename(root / "JPEGImages" / "a" / "2.JPG")
+    return ann
+
+
+def test_voc_annotations_in_sub_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    want = by_name(write_voc(tmp_path / "flat"), "all")
+    root = write_voc(tmp_path / "voc")
+    nest_voc(root)
+    assert by_name(root, "all") == want  # every image, none dropped
+    assert len(by_name(root, "train")) + len(by_name(root, "val")) == len(IMAGES)
+    assert main(["data", "check", str(root)]) == 0
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_voc_annotations_of_one_name_in_two_sub_folders(tmp_path: Path) -> None:
+    root = write_voc(tmp_path / "voc")
+    ann = nest_voc(root)
+    xml = (ann / "a" / "1.xml").read_text()
+    first = xml[xml.index("<object>"):xml.index("</object>") + 9]
+    (ann / "a" / "1.xml").write_text(xml.replace("</annotation>", first + "</annotation>"))
+    shutil.copy(ann / "a" / "1.xml", ann / "b" / "1.xml")
+    ds = open_dataset(root, "all")
+    assert ds.problems.messages == [f"{ann / 'b' / '1.xml'}: has the file name of "
+                                    f"{ann / 'a' / '1.xml'}, and VOC pairs annotations with "
+                                    "images by file name: rename one; this one is left out"]
+    assert len(ds) == len(IMAGES)
+    report = check_dataset(root, workers=1, progress=False)
+    assert report.problems == 2
+    assert report.messages(DUPLICATE)[0].startswith(f"{ann / 'a' / '1.xml'}: boxes 1 and 3")
