@@ -17,7 +17,8 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     """``--images`` and ``--strict``, for every command that reads a dataset."""
     parser.add_argument("--images", default=None, metavar="DIR",
                         help="image folder of a COCO JSON (default: images/ beside it, else "
-                        "its own folder)")
+                        "its own folder); an error for the other formats, which name their "
+                        "own images")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad label (default: skip the image, count it "
                         "and report at the end)")
@@ -77,7 +78,7 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
                    help="check this split only (default: every split the dataset defines)")
     p.add_argument("--images", default=None, metavar="DIR",
                    help="image folder of a COCO JSON (default: images/ beside it, else its own "
-                   "folder)")
+                   "folder); an error for the other formats, which name their own images")
     p.add_argument("--fix-report", default=None, metavar="FILE",
                    help="also write every finding (not only the first examples) as JSON")
     p.add_argument("--workers", type=int, default=None,

@@ -60,7 +60,7 @@ from tqdm import tqdm
 
 from yolov3.datasets.base import DetectionDataset
 from yolov3.datasets.coco import read_coco_json
-from yolov3.datasets.open import dataset_splits, open_dataset
+from yolov3.datasets.open import check_images_option, dataset_splits, open_dataset
 from yolov3.datasets.problems import (
     BOX,
     CLASS,
@@ -368,6 +368,7 @@ def check_dataset(
     ``images`` is the image folder of a COCO JSON; ``workers`` threads decode images (default:
     the CPU count, at most 8)."""
     workers = workers or min(8, os.cpu_count() or 1)
+    check_images_option(data, images)
     report = CheckReport(str(data))
     on_disk: dict[Path, str] = {}
     labelled: set[Path] = set()

@@ -65,8 +65,10 @@ def open_dataset(
 ) -> DetectionDataset:
     """The ``split`` (``train``, ``val``, ...; ``all`` for a VOC folder) of the dataset ``data``
     describes, in any of the :data:`FORMS`. A COCO JSON is one set, whatever ``split``.
-    ``images`` is the image folder of a COCO JSON. Bad labels are skipped and listed in
+    ``images`` is the image folder of a COCO JSON (a :class:`DataError` for a dataset of
+    another format, which names its own images). Bad labels are skipped and listed in
     ``dataset.problems``; with ``strict`` the first is a :class:`DataError`."""
+    check_images_option(data, images)
     kind, path = detect_format(data)
     images = Path(images) if images is not None else None
     if kind == "coco":
@@ -76,6 +78,22 @@ def open_dataset(
     if kind == "darknet":
         return _open_darknet(path, split, strict)
     return _open_yaml(path, split, images, strict)
+
+
+def check_images_option(data: str | Path, images: str | Path | None) -> None:
+    """A :class:`DataError` when ``images`` (``--images``, the image folder of a COCO JSON)
+    is given for a dataset of another format (VOC, darknet, a YOLO or VOC YAML), which names
+    its own images: an option a dataset cannot honour is refused, not ignored."""
+    if images is None:
+        return
+    kind, path = detect_format(data)
+    if kind == "yaml":
+        kind = _read_yaml(path).get("format", "yolo")
+    if kind != "coco":
+        own = {"voc": "are in its JPEGImages/ or images/ folder",
+               "darknet": "its train and valid lists name"}.get(kind, "its splits name")
+        raise DataError(f"--images {images}: is the image folder of a COCO annotation JSON; "
+                        f"{path} is a {kind} dataset, whose images {own}: leave --images out")
 
 
 def dataset_splits(data: str | Path) -> list[str]:
