@@ -59,7 +59,7 @@ PRUNE_DAYS = 60
 _MISSING = -1
 _warned: set[str] = set()  # cache folders whose write failure is in the log already
 _SOURCES = ("base.py", "boxes.py", "cache.py", "coco.py", "problems.py", "voc.py",
-            "yolo_txt.py", "../images.py")
+            "yolo_txt.py", "../images.py", "../classes.py")
 
 
 def cache_folder() -> Path | None:

@@ -111,17 +111,12 @@ def _categories(path: Path, data: dict[str, Any]) -> tuple[list[int], list[str]]
 MALFORMED_ANNOTATION = (AttributeError, KeyError, TypeError, ValueError)
 
 
-def is_number(value: Any) -> bool:
-    """Whether ``value`` is a JSON number (not a boolean, not a number written as text)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def number(value: Any, what: str) -> int | float:
-    """``value``, a JSON number; a TypeError saying what ``what`` (a field) is otherwise. A
-    number written as text (``"236.98"``) is refused like any other non-number: one rule for
-    every numeric field, which the reader, the metric's ground truth and ``yolov3 data check``
-    all apply."""
-    if not is_number(value):
+def json_number(value: Any, what: str) -> int | float:
+    """``value`` when it is a JSON number (not a boolean); a TypeError saying what ``what`` (a
+    field) is otherwise. A number written as text (``"236.98"``) is refused like any other
+    non-number: one rule for every numeric field, which the reader, the metric's ground truth
+    and ``yolov3 data check`` all apply."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         text = ", a number written as text (COCO's numbers are unquoted)" if isinstance(
             value, str) else ", not a number"
         raise TypeError(f"{what} is {value!r:.40}{text}")
@@ -132,24 +127,24 @@ def annotation_fields(a: Any) -> tuple[Any, Any, list[float], bool]:
     """The ``image_id``, ``category_id``, ``bbox`` (x, y, w, h) and crowd flag of annotation
     ``a``; one of :data:`MALFORMED_ANNOTATION` when it is not an object with a numeric
     image_id and category_id and a bbox of 4 numbers, or when its optional ``id``, ``area``
-    or ``iscrowd`` (a number or a boolean) are something else (see :func:`number`). The
+    or ``iscrowd`` (a number or a boolean) are something else (see :func:`json_number`). The
     reader skips and reports such an annotation, and the metric's ground truth leaves it
     out."""
     if not isinstance(a, dict):
         raise TypeError(f"not an object but {type(a).__name__}")
-    image_id = number(a["image_id"], "'image_id'")
-    category_id = number(a["category_id"], "'category_id'")
+    image_id = json_number(a["image_id"], "'image_id'")
+    category_id = json_number(a["category_id"], "'category_id'")
     bbox = a["bbox"]
     if not isinstance(bbox, list) or len(bbox) != 4:
         raise ValueError(f"'bbox' is {bbox!r:.60}, not a list of 4 numbers")
     for value in bbox:
-        number(value, "'bbox' holds a value that")
+        json_number(value, "'bbox' holds a value that")
     for key in ("id", "area"):
         if key in a:
-            number(a[key], repr(key))
+            json_number(a[key], repr(key))
     crowd = a.get("iscrowd", 0)
     if not isinstance(crowd, bool):
-        number(crowd, "'iscrowd'")
+        json_number(crowd, "'iscrowd'")
     return image_id, category_id, [float(v) for v in bbox], bool(crowd)
 
 
@@ -354,15 +349,15 @@ class CocoDataset(DetectionDataset):
             try:
                 if not isinstance(im, dict):
                     raise TypeError(f"not an object but {type(im).__name__}")
-                if number(im["id"], "'id'") != int(im["id"]):
+                if json_number(im["id"], "'id'") != int(im["id"]):
                     raise ValueError(f"'id' is {im['id']!r}, not a whole number")
                 ids.append(int(im["id"]))
                 if not isinstance(im["file_name"], str):
                     raise TypeError(f"'file_name' is {im['file_name']!r:.40}, not text")
                 file_names.append(im["file_name"])
                 files.append(images_dir / file_names[-1])
-                sizes.append((int(number(im["height"], "'height'")),
-                              int(number(im["width"], "'width'"))))
+                sizes.append((int(json_number(im["height"], "'height'")),
+                              int(json_number(im["width"], "'width'"))))
                 if not valid_size(*sizes[-1]) or not -(2**63) <= ids[-1] < 2**63:
                     raise ValueError("the id or the size is out of range")
             except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -446,8 +441,9 @@ class CocoDataset(DetectionDataset):
             except MALFORMED_ANNOTATION as exc:
                 malformed[j] = True
                 problems.add(f"{path}: annotation #{j} (id {ann_ids[j]}): malformed "
-                             f"({type(exc).__name__}: {exc}); needs image_id, category_id and a "
-                             "4-number bbox, numbers as are id, iscrowd and area")
+                             f"({type(exc).__name__}: {exc}); needs a numeric image_id and "
+                             "category_id and a bbox of 4 numbers (and numbers for id, iscrowd "
+                             "and area, when given)")
         boxes = xywh.copy()
         boxes[:, 2:] += boxes[:, :2]
         size = sizes[np.maximum(img, 0)]

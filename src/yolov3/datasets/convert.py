@@ -1,4 +1,5 @@
-"""Conversion between COCO JSON, YOLO txt and Pascal VOC, exact for boxes and class names."""
+"""Conversion between COCO JSON, YOLO txt and Pascal VOC, exact for boxes (YOLO txt: to its six
+decimals) and class names, checked by reading the written dataset back."""
 
 from __future__ import annotations
 
@@ -258,7 +259,6 @@ class SourceGuard:
         self.dir_ids = {key: file for folder, file in holding.items()
                         if (key := _identity(Path(folder))) is not None}
         self.folder_ids = {key: d for d in sources.folders if (key := _identity(d)) is not None}
-        self.roots = {str(_real(d)): d for d in sources.roots}
         self.root_ids = {key: d for d in sources.roots if (key := _identity(d)) is not None}
         self.above: dict[tuple[int, int], Path] = {}
         for real, example in [*holding.items(), *self.folders.items()]:
@@ -274,11 +274,14 @@ class SourceGuard:
             real = self._resolved[folder] = str(_real(Path(folder or os.curdir)))
         return os.path.join(real, name)
 
-    def _in_folder(self, path: Path) -> Path | None:
-        """The source folder that ``path`` (an existing folder) is or lies in, by identity."""
+    def _in_folder(self, path: Path, folders: dict[tuple[int, int], Path] | None = None
+                   ) -> Path | None:
+        """The source folder (of ``folders`` by identity, default those it lists) that ``path``
+        (an existing folder) is or lies in."""
+        folders = self.folder_ids if folders is None else folders
         for folder in [path, *_real(path).parents]:
-            if (key := _identity(folder)) in self.folder_ids:
-                return self.folder_ids[key]
+            if (key := _identity(folder)) in folders:
+                return folders[key]
         return None
 
     def check_out(self, out: Path) -> None:
@@ -299,10 +302,7 @@ class SourceGuard:
         nearest = next(p for p in [out, *_real(out).parents] if p.is_dir() or p == p.parent)
         if (folder := self._in_folder(nearest)) is not None:  # out, or where it will be made
             self._folder_error(out, "lies inside", folder)
-        root = next((d for real, d in sorted(self.roots.items()) if _inside(top, real)), None)
-        for folder in [nearest, *_real(nearest).parents]:
-            root = root or self.root_ids.get(_identity(folder))  # type: ignore[arg-type]
-        if root is not None:
+        if (root := self._in_folder(nearest, self.root_ids)) is not None:
             raise DataError(f"{out}: lies inside {root}, the folder of the dataset being "
                             "converted; a conversion's output never joins its source: choose an "
                             "output folder outside it")
