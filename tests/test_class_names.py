@@ -20,10 +20,10 @@ from yolov3.errors import DataError
 
 BAD_NAMES = [  # (names, what the error says)
     (["kangaroo", "kangaroo"], r"'kangaroo' is the name of classes 0 and 1"),
-    (["cat", "   "], r"class 1 \('   '\): a name is more than spaces"),
-    (["cat", ""], r"class 1 \(''\): a name is more than spaces"),
-    (["kan\ngaroo", "dog"], r"class 0 \('kan\\ngaroo'\): a name holds no line break"),
-    (["cat", "d\x00g"], r"class 1 \('d\\x00g'\): a name holds no line break"),
+    (["cat", "   "], r"class 1 \('   '\): the name is empty or only spaces"),
+    (["cat", ""], r"class 1 \(''\): the name is empty or only spaces"),
+    (["kan\ngaroo", "dog"], r"class 0 \('kan\\ngaroo'\): the name holds a line break"),
+    (["cat", "d\x00g"], r"class 1 \('d\\x00g'\): the name holds a line break"),
 ]
 
 
@@ -60,7 +60,7 @@ def test_coco_category_name_that_is_not_text(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("names", "said"), [
     BAD_NAMES[0], (["cat", "   "], "line 2 is blank"),
-    (["c\x1bat", "dog"], r"class 0 \('c\\x1bat'\): a name holds no line break")])
+    (["c\x1bat", "dog"], r"class 0 \('c\\x1bat'\): the name holds a line break")])
 def test_names_of_a_voc_classes_file(tmp_path: Path, names: list[str], said: str) -> None:
     root = write_voc(tmp_path / "voc")
     (root / "classes.txt").write_text("\n".join([*names, "zebra"]) + "\n")

@@ -18,9 +18,10 @@ def name_fault(name: str) -> str | None:
     """Why ``name`` cannot be a class name (empty or only spaces; a line break or a control
     character), or None."""
     if not name.strip():
-        return "a name is more than spaces"
+        return "the name is empty or only spaces; give the class a name"
     if any(unicodedata.category(c) in _NOT_IN_NAMES for c in name):
-        return "a name holds no line break or control character"
+        return ("the name holds a line break or a control character, which a names file would "
+                "split or garble; remove it")
     return None
 
 

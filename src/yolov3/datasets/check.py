@@ -11,8 +11,7 @@ decoding every image, or looking at the files on disk, shows:
   (grey), and training and detection use it;
 - images without labels: a YOLO image without a ``.txt`` (an empty file marks an image without
   objects), a VOC image without an ``.xml`` of its name (in the annotations folder or one of
-  its sub-folders), an image in a COCO images folder that
-  the JSON does not list;
+  its sub-folders), an image in a COCO images folder that the JSON does not list;
 - labels without images: a YOLO ``.txt`` in a ``labels/`` folder with no image of its name in
   the matching ``images/`` folder (labels kept beside their images are not searched);
 - duplicate boxes: two boxes of the same class in one image with IoU above

@@ -90,8 +90,7 @@ def parse_voc_xml(path: Path) -> VocFile:
             raise DataError(f"{path}: object {k} has no <name> or no <bndbox>")
         fault = name_fault(name.strip())
         if fault is not None:
-            raise DataError(f"{path}: object {k}: its <name> {name!r} is not a class name "
-                            f"({fault})")
+            raise DataError(f"{path}: object {k}: its <name> {name!r}: {fault}")
         names.append(name.strip())
         boxes.append([_number(box, path, t) for t in ("xmin", "ymin", "xmax", "ymax")])
         difficult.append((obj.findtext("difficult") or "0").strip() == "1")
