@@ -158,4 +158,4 @@ def test_one_yolo_label_writer_for_convert_and_detect(tmp_path: Path) -> None:
     assert folder.add_frame("1", 0, dets, (h, w)).read_text() == converted
     for out in (tmp_path / "y", tmp_path / "detect"):
         text = (out / "data.yaml").read_text()
-        assert "names: [cat, dog, zebra]\n" in text, text
+        assert "names:\n- cat\n- dog\n- zebra\n" in text, text

@@ -54,10 +54,11 @@ def label_text(labels: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
 
 def data_yaml(fields: dict[str, Any], header: str = "") -> bytes:
     """A dataset YAML (see :mod:`yolov3.datasets.open`) of ``fields`` in their order, lists
-    such as ``names`` on one line, after the comment lines ``header``. The one writer of
-    data.yaml files (``yolov3 data convert``, ``yolov3 detect --save-txt``)."""
+    such as ``names`` one item a line (a name is never folded over two), after the comment
+    lines ``header``. The one writer of data.yaml files (``yolov3 data convert``, ``yolov3
+    detect --save-txt``)."""
     return (header + yaml.safe_dump(fields, sort_keys=False, allow_unicode=True,
-                                    default_flow_style=None, width=100)).encode()
+                                    default_flow_style=False)).encode()
 
 
 def _txt_name(name: str) -> str:
