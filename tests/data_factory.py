@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,18 @@ def reference_cocoeval(gt: dict[str, Any], detections: list[dict[str, Any]]) -> 
         ev.accumulate()
         ev.summarize()
     return ev
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, bytes | str]]:
+    """Every entry under ``root``: a link and its target, a file and its bytes, or a folder."""
+    found: dict[str, tuple[str, bytes | str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                found[str(path.relative_to(root))] = ("link", os.readlink(path))
+            elif path.is_file():
+                found[str(path.relative_to(root))] = ("file", path.read_bytes())
+            else:
+                found[str(path.relative_to(root))] = ("folder", "")
+    return found

@@ -139,3 +139,16 @@ def test_anchors_command_error(kangaroo_dir, tmp_path, capsys):
                  "--out", str(tmp_path)])
     assert code == 1
     assert "fewer than the 1000 anchors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["100000", "199", "0"])
+def test_anchors_picture_size_is_checked_first(kangaroo_dir, tmp_path, capsys, size):
+    """--size 100000 died of a MemoryError drawing a 200000x100000 picture; a side out of
+    range is refused before the boxes are clustered."""
+    out = tmp_path / "anchors"
+    assert main(["anchors", "--data", str(kangaroo_dir), "--split", "all", "--size", size,
+                 "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert f"--size {size}: too " in captured.err
+    assert "a picture's side is 200 to 4096 pixels" in captured.err
+    assert not captured.out and not out.exists()

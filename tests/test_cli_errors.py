@@ -442,3 +442,33 @@ def test_home_of_an_unknown_user_is_a_path_that_does_not_exist(files, tmp_path,
     code, out, err = run(capsys, "data", "check", listed, "--workers", 1)
     assert code == 1 and "Traceback" not in err
     assert "~no-such-user-yolov3/set/images: the image folder or list does not exist" in out
+
+
+# A path the file system cannot hold (a name over its 255 bytes): one line naming the path and
+# the limit, in every command (it was a traceback), as an output folder and as an input.
+LONG = "n" * 300
+
+
+@pytest.mark.parametrize("command", list(OUTPUT_COMMANDS))
+def test_an_output_name_too_long_for_the_file_system(command, files, tmp_path, capsys) -> None:
+    out = tmp_path / LONG
+    code, _, err = run(capsys, *OUTPUT_COMMANDS[command](out, files))
+    assert_one_clear_error(code, err, "data" if command == "check" else command,
+                           f"{LONG}: the name is 300 bytes", "at most 255 (ENAMETOOLONG)")
+
+
+INPUT_COMMANDS = {
+    "detect": lambda path, out, f: ["detect", path, "--model", f["micro.cfg"], "--weights",
+                                    "none", "--img-size", 64, "--out", out],
+    **DATASET_COMMANDS,
+}
+
+
+@pytest.mark.parametrize("command", list(INPUT_COMMANDS))
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_an_input_name_too_long_for_the_file_system(command, where, files, tmp_path,
+                                                    capsys) -> None:
+    path = tmp_path / LONG if where == "file" else tmp_path / LONG / "data.yaml"
+    code, _, err = run(capsys, *INPUT_COMMANDS[command](path, tmp_path / "out", files))
+    assert_one_clear_error(code, err, "data" if command == "check" else command,
+                           f"{LONG}: the name is 300 bytes", "at most 255 (ENAMETOOLONG)")

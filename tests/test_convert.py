@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from data_factory import CATEGORY_IDS, IMAGES, NAMES, write_coco, write_voc, write_yolo
 from yolov3.cli.main import main
 from yolov3.datasets.convert import convert, number
 from yolov3.datasets.open import dataset_splits, open_dataset
+from yolov3.inference.detector import Detections
+from yolov3.inference.labels import LabelFolder
 
 WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc}
 
@@ -26,17 +30,24 @@ def by_name(data: Path, split: str) -> tuple[dict[str, tuple], object]:
     return out, ds
 
 
-def assert_same(got: dict, want: dict, ignore_flags: bool) -> None:
+def assert_same(got: dict, want: dict, ignore_flags: bool, decimals: bool = False) -> None:
+    """The same boxes, classes, sizes (and ignore flags); with ``decimals`` (YOLO txt on the
+    way, whose fractions have six decimals) the boxes within a millionth of the image side."""
     assert got.keys() == want.keys()
     for name in want:
         for k in (0, 1, 2) if ignore_flags else (0, 1):
-            np.testing.assert_array_equal(got[name][k], want[name][k], err_msg=name)
+            if k == 0 and decimals:
+                np.testing.assert_allclose(got[name][k], want[name][k], rtol=0,
+                                           atol=2e-6 * max(want[name][3]), err_msg=name)
+            else:
+                np.testing.assert_array_equal(got[name][k], want[name][k], err_msg=name)
         assert got[name][3] == want[name][3]
 
 
 @pytest.mark.parametrize("src", ["coco", "yolo", "voc"])
 @pytest.mark.parametrize("dst", ["coco", "yolo", "voc"])
 def test_round_trip_is_exact(tmp_path: Path, src: str, dst: str) -> None:
+    """Exact, but for YOLO txt's six decimals."""
     source = WRITERS[src](tmp_path / "src")
     splits = dataset_splits(source)
     assert splits == {"coco": ["val"], "yolo": ["train", "val"], "voc": ["train", "val"]}[src]
@@ -47,7 +58,7 @@ def test_round_trip_is_exact(tmp_path: Path, src: str, dst: str) -> None:
         want, _ = by_name(source, split)
         for folder in ("there", "back"):
             got, ds = by_name(tmp_path / folder, split)
-            assert_same(got, want, flags)
+            assert_same(got, want, flags, decimals="yolo" in (src, dst))
             assert ds.names == NAMES
 
 
@@ -128,3 +139,23 @@ def test_an_unreadable_yolo_image_is_left_out_and_counted(tmp_path: Path, dst: s
     code = main(["data", "convert", str(source), "--to", dst, "--out", str(tmp_path / "s"),
                  "--strict"])
     assert code == 1 and f"{broken.name}: not a readable image" in capsys.readouterr().err
+
+
+def test_one_yolo_label_writer_for_convert_and_detect(tmp_path: Path) -> None:
+    """``data convert --to yolo`` and ``detect --save-txt`` write the same line for the same
+    box: the class an integer, each fraction with six decimals; data.yaml alike."""
+    convert(write_coco(tmp_path / "src"), "yolo", tmp_path / "y")
+    converted = (tmp_path / "y" / "labels" / "val" / "1.txt").read_text()
+    assert converted.splitlines()[0] == "0 0.265625 0.479167 0.406250 0.708333"
+    assert all(re.fullmatch(r"\d+( \d\.\d{6}){4}", line)
+               for p in (tmp_path / "y" / "labels" / "val").iterdir()
+               for line in p.read_text().splitlines())
+    _, (h, w), objects = IMAGES[0]
+    dets = Detections(torch.tensor([o[1:5] for o in objects], dtype=torch.float32),
+                      torch.tensor([0.9, 0.8]), torch.tensor([o[0] for o in objects]))
+    (tmp_path / "detect").mkdir()
+    folder = LabelFolder(tmp_path / "detect", NAMES)
+    assert folder.add_frame("1", 0, dets, (h, w)).read_text() == converted
+    for out in (tmp_path / "y", tmp_path / "detect"):
+        text = (out / "data.yaml").read_text()
+        assert "names:\n- cat\n- dog\n- zebra\n" in text, text

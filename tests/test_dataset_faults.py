@@ -5,7 +5,6 @@ and text files with a UTF-8 byte-order mark."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from data_factory import (
     IMAGES,
     NAMES,
     coco_json,
+    snapshot,
     write_coco,
     write_pictures,
     write_voc,
@@ -28,6 +28,7 @@ from yolov3.datasets.convert import convert
 from yolov3.datasets.open import open_dataset
 from yolov3.datasets.problems import (
     CLASS,
+    DUPLICATE,
     NO_LABEL,
     REPEATED_ID,
     REPEATED_IMAGE,
@@ -41,25 +42,13 @@ WRITERS = {"coco": write_coco, "yolo": write_yolo, "voc": write_voc}
 BOM = "\ufeff"
 
 
-def snapshot(root: Path) -> dict[str, tuple[str, bytes | str]]:
-    """Every entry under ``root``: a link and its target, a file and its bytes, or a folder."""
-    found: dict[str, tuple[str, bytes | str]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                found[str(path.relative_to(root))] = ("link", os.readlink(path))
-            elif path.is_file():
-                found[str(path.relative_to(root))] = ("file", path.read_bytes())
-            else:
-                found[str(path.relative_to(root))] = ("folder", "")
-    return found
-
-
 def by_name(data: Path | str, split: str) -> dict[str, tuple]:
+    """Each image's boxes (to a thousandth of a pixel: YOLO txt's fractions have six decimals)
+    and classes."""
     ds = open_dataset(data, split)
     assert not ds.problems, ds.problems.messages
-    return {ds.files[i].name: (ds.annotations(i).boxes.tolist(), ds.annotations(i).labels.tolist())
+    return {ds.files[i].name: (ds.annotations(i).boxes.round(3).tolist(),
+                               ds.annotations(i).labels.tolist())
             for i in range(len(ds))}
 
 
@@ -118,11 +107,10 @@ def test_converting_beside_the_source_leaves_it_alone(tmp_path: Path, src: str) 
     before = snapshot(tmp_path / "src")
     want = by_name(data, "val")
     for _ in range(2):  # again over the first output, links replaced rather than followed
-        convert(data, "yolo", tmp_path / "src" / "converted", symlink=True)
-    after = snapshot(tmp_path / "src")
-    assert {k: v for k, v in after.items() if not k.startswith("converted")} == before
+        convert(data, "yolo", tmp_path / "converted", symlink=True)
+    assert snapshot(tmp_path / "src") == before
     assert by_name(data, "val") == want
-    assert by_name(tmp_path / "src" / "converted", "val") == want
+    assert by_name(tmp_path / "converted", "val") == want
 
 
 def test_an_output_link_to_a_source_file_is_replaced_not_written_through(tmp_path: Path) -> None:
@@ -379,3 +367,44 @@ def test_a_cfg_and_a_training_config_with_a_byte_order_mark_read_as_meant(tmp_pa
     config = tmp_path / "run.yaml"
     config.write_text("optimizer:\n  lr: 0.002\n", encoding="utf-8-sig")
     assert load_config(config).optimizer.lr == 0.002
+
+
+# 5. VOC annotations in sub-folders are read, paired with their images by file name.
+
+def nest_voc(root: Path) -> Path:
+    """write_voc's set with its annotations in sub-folders (none left at the top) and one image
+    in a sub-folder too."""
+    ann = root / "Annotations"
+    for name, folder in (("1.xml", "a"), ("2.xml", "a"), ("3.xml", "b/c"), ("4.xml", "b")):
+        (ann / folder).mkdir(parents=True, exist_ok=True)
+        (ann / name).rename(ann / folder / name)
+    (root / "JPEGImages" / "a").mkdir()
+    (root / "JPEGImages" / "2.JPG").rename(root / "JPEGImages" / "a" / "2.JPG")
+    return ann
+
+
+def test_voc_annotations_in_sub_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    want = by_name(write_voc(tmp_path / "flat"), "all")
+    root = write_voc(tmp_path / "voc")
+    nest_voc(root)
+    assert by_name(root, "all") == want  # every image, none dropped
+    assert len(by_name(root, "train")) + len(by_name(root, "val")) == len(IMAGES)
+    assert main(["data", "check", str(root)]) == 0
+    assert "no problems found" in capsys.readouterr().out
+
+
+def test_voc_annotations_of_one_name_in_two_sub_folders(tmp_path: Path) -> None:
+    root = write_voc(tmp_path / "voc")
+    ann = nest_voc(root)
+    xml = (ann / "a" / "1.xml").read_text()
+    first = xml[xml.index("<object>"):xml.index("</object>") + 9]
+    (ann / "a" / "1.xml").write_text(xml.replace("</annotation>", first + "</annotation>"))
+    shutil.copy(ann / "a" / "1.xml", ann / "b" / "1.xml")
+    ds = open_dataset(root, "all")
+    assert ds.problems.messages == [f"{ann / 'b' / '1.xml'}: has the file name of "
+                                    f"{ann / 'a' / '1.xml'}, and VOC pairs annotations with "
+                                    "images by file name: rename one; this one is left out"]
+    assert len(ds) == len(IMAGES)
+    report = check_dataset(root, workers=1, progress=False)
+    assert report.problems == 2
+    assert report.messages(DUPLICATE)[0].startswith(f"{ann / 'a' / '1.xml'}: boxes 1 and 3")

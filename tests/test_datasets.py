@@ -19,6 +19,7 @@ from data_factory import (
     write_voc,
     write_yolo,
 )
+from yolov3.cli.main import main
 from yolov3.datasets.base import evenly_spaced
 from yolov3.datasets.coco import CocoDataset
 from yolov3.datasets.open import dataset_splits, detect_format, open_dataset
@@ -290,3 +291,25 @@ def test_evenly_spaced_picks_include_both_ends_and_never_repeat() -> None:
     assert evenly_spaced(3, 10).tolist() == [0, 1, 2]  # all of a smaller set
     assert evenly_spaced(1000, 999).tolist() == sorted(set(evenly_spaced(1000, 999).tolist()))
     assert evenly_spaced(0, 4).tolist() == []
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc", "darknet"])
+def test_images_folder_is_refused_for_a_dataset_that_lists_its_own(tmp_path: Path, fmt: str,
+                                                                   capsys) -> None:
+    """``--images DIR`` is the image folder of a COCO JSON; a YOLO, VOC or darknet dataset
+    names its own images, so the option was ignored in silence (``val --images 5``)."""
+    data = {"yolo": write_yolo, "voc": write_voc}.get(fmt, write_yolo)(tmp_path / "set")
+    if fmt == "darknet":
+        (tmp_path / "set" / "obj.names").write_text("\n".join(NAMES) + "\n")
+        (tmp_path / "set" / "val.txt").write_text("images/val/1.png\n")
+        data = tmp_path / "set" / "obj.data"
+        data.write_text("classes = 3\nvalid = val.txt\nnames = obj.names\n")
+    with pytest.raises(DataError, match=f"--images {tmp_path}: is the image folder of a COCO "
+                       f"annotation JSON; {data} is a {fmt} dataset"):
+        open_dataset(data, "val", images=tmp_path)
+    for command in (["val", "--data", str(data)], ["anchors", "--data", str(data)],
+                    ["data", "check", str(data)],
+                    ["data", "convert", str(data), "--to", "coco", "--out", str(tmp_path / "o")]):
+        assert main([*command, "--images", "5"]) == 1, command
+        assert "--images 5: is the image folder of a COCO annotation JSON" in \
+            capsys.readouterr().err

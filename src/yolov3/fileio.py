@@ -287,6 +287,51 @@ def _alive(lock_file: Path) -> bool:
     return True
 
 
+def _limit(path: str | Path, name: str, default: int) -> int:
+    """The file system's ``pathconf`` limit ``name`` where ``path`` (or its nearest existing
+    folder) lies; ``default`` where unknown."""
+    folder = os.path.abspath(os.fspath(path))
+    while True:
+        try:
+            return os.pathconf(folder, name)
+        except (OSError, ValueError, AttributeError):
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return default
+            folder = parent
+
+
+def name_too_long(path: str | Path) -> str:
+    """Why the file system refuses ``path`` with ENAMETOOLONG, in one line: the first name in
+    it longer than the file system allows (NAME_MAX, 255 bytes on most), or the whole path
+    longer than PATH_MAX."""
+    text = os.fsencode(path)
+    parts = text.split(os.fsencode(os.sep))
+    name_max = _limit(path, "PC_NAME_MAX", 255)
+    for k, part in enumerate(parts):
+        if len(part) > name_max:
+            head = os.fsdecode(os.fsencode(os.sep).join(parts[: k + 1]))
+            inside = f" (in {os.fsdecode(text)})" if k < len(parts) - 1 else ""
+            return (f"{head}: the name is {len(part)} bytes long{inside}, and the file system "
+                    f"allows at most {name_max} (ENAMETOOLONG): choose a shorter name")
+    path_max = _limit(path, "PC_PATH_MAX", 4096)
+    return (f"{os.fsdecode(text)}: the path is {len(text)} bytes long, and the file system "
+            f"allows at most {path_max} (ENAMETOOLONG): choose a shorter path")
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file system error: the path and what went wrong (for a name too long
+    for the file system, :func:`name_too_long`). The command line prints it for an OSError
+    that no command turned into a :class:`YoloError`."""
+    if exc.errno == errno.ENAMETOOLONG and exc.filename is not None:
+        return name_too_long(exc.filename)
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{exc.filename}{target}: {reason}"
+
+
 def writable_dir(path: str | Path) -> Path:
     """``path`` as a folder this process can write files in, created when missing; a
     :class:`YoloError` naming it when it cannot be created or written (checked before a long
@@ -297,6 +342,8 @@ def writable_dir(path: str | Path) -> Path:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise YoloError(name_too_long(path)) from None
         reason = "it is a file" if path.is_file() else exc.strerror or str(exc)
         raise YoloError(f"{path}: cannot write output files there ({reason}); choose another "
                         "output folder or make it writable") from None

@@ -47,8 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--restarts", type=int, default=10,
                    help="k-means runs, the best kept (default: %(default)s)")
     p.add_argument("--size", type=int, default=600,
-                   help="picture height in pixels; its width is twice that (default: "
-                   "%(default)s)")
+                   help="picture height in pixels, 200 to 4096; its width is twice that "
+                   "(default: %(default)s)")
     p.add_argument("--out", default="runs/anchors", metavar="DIR",
                    help="output folder (default: %(default)s)")
     p.set_defaults(run=run)
@@ -56,9 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from yolov3.explain.anchors import draw_anchors  # matplotlib: loaded only when drawing
-    from yolov3.explain.figure import save_png
+    from yolov3.explain.figure import check_picture_size, save_png
 
     check_img_size(args.img_size)
+    check_picture_size(args.size)
     cfg = args.cfg or ("yolov3-tiny" if args.n == 6 else "yolov3")
     sections = load_cfg(cfg)
     reference = np.asarray(cfg_anchors(sections))

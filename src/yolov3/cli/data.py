@@ -17,7 +17,8 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     """``--images`` and ``--strict``, for every command that reads a dataset."""
     parser.add_argument("--images", default=None, metavar="DIR",
                         help="image folder of a COCO JSON (default: images/ beside it, else "
-                        "its own folder)")
+                        "its own folder); an error for the other formats, which name their "
+                        "own images")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad label (default: skip the image, count it "
                         "and report at the end)")
@@ -27,8 +28,10 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         help="convert a dataset between COCO JSON, YOLO txt and Pascal VOC",
-        description="Write every split of SRC in another format, images copied (or linked). "
-        "Boxes and class names come through exactly. " + FORMS.replace("--data", "SRC"),
+        description="Write every split of SRC in another format, images copied (or linked), "
+        "into an empty or new --out (or over an earlier conversion of SRC), and read it back "
+        "to check that every image and box came through. Boxes and class names come through "
+        "exactly (YOLO txt: to six decimals of the image side). " + FORMS.replace("--data", "SRC"),
     )
     p.add_argument("src", metavar="SRC", help="the dataset (any form --data takes)")
     p.add_argument("--to", required=True, choices=FORMATS, help="the format to write")
@@ -36,11 +39,16 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
     add_dataset_options(p)
     p.add_argument("--symlink", action="store_true",
                    help="link the images instead of copying them")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier conversion of another dataset in --out (only the "
+                   "files it wrote are deleted; an earlier conversion of SRC is replaced "
+                   "without it, and a folder holding anything else is never written to)")
     p.set_defaults(run=run_convert)
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    splits = convert(args.src, args.to, args.out, args.images, args.strict, args.symlink)
+    splits = convert(args.src, args.to, args.out, args.images, args.strict, args.symlink,
+                     args.overwrite)
     for split, ds in splits.items():
         left_out = ds.problems.kinds.count(UNREADABLE)  # found while converting
         print(f"{split}: {len(ds) - left_out} images"
@@ -70,7 +78,7 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
                    help="check this split only (default: every split the dataset defines)")
     p.add_argument("--images", default=None, metavar="DIR",
                    help="image folder of a COCO JSON (default: images/ beside it, else its own "
-                   "folder)")
+                   "folder); an error for the other formats, which name their own images")
     p.add_argument("--fix-report", default=None, metavar="FILE",
                    help="also write every finding (not only the first examples) as JSON")
     p.add_argument("--workers", type=int, default=None,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from yolov3 import __version__
 from yolov3.cli import anchors, data, detect, explain, export, train, val
 from yolov3.errors import YoloError
+from yolov3.fileio import os_error_message
 from yolov3.inputs.loader import worker_error
 
 COMMANDS = [detect, val, train, data, export, anchors, explain]
@@ -41,6 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # An error raised in a data-loader worker comes back with the worker's traceback in
         # its message: print the worker's own message.
         print(f"yolov3 {args.command}: error: {worker_error(exc) or exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file system refusal no command explained (a name too long)
+        if args.debug:
+            raise
+        print(f"yolov3 {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"yolov3 {args.command}: interrupted", file=sys.stderr)

@@ -41,14 +41,18 @@ class SourcePaths:
     ``files`` are its description, annotation, label, list and names files and its images
     (also those looked for and missing, such as the label file of an image without objects,
     and the images skipped); ``folders`` are the folders it lists (images found by walking
-    them, VOC's annotations), in which a new file would change the dataset."""
+    them, VOC's annotations), in which a new file would change the dataset; ``roots`` the
+    dataset's own folders (that of its description, the root its paths are relative to), in
+    which no conversion's output belongs."""
 
     files: set[Path] = field(default_factory=set)
     folders: set[Path] = field(default_factory=set)
+    roots: set[Path] = field(default_factory=set)
 
     def update(self, other: SourcePaths) -> None:
         self.files |= other.files
         self.folders |= other.folders
+        self.roots |= other.roots
 
 
 class DetectionDataset(Dataset):
@@ -120,12 +124,14 @@ class DetectionDataset(Dataset):
 
     def source_paths(self) -> SourcePaths:
         """Every file and folder the dataset is read from: ``source`` (the description or
-        annotation file), the images, and :attr:`sources` (the formats add the files and
-        folders their readers looked at)."""
+        annotation file, or the root folder) and its folder, the images, and :attr:`sources`
+        (the formats add the files and folders their readers looked at)."""
         files = {*self.files, *self.sources.files}
+        roots = {*self.sources.roots, self.source}
         if not self.source.is_dir():
             files.add(self.source)
-        return SourcePaths(files, set(self.sources.folders))
+            roots = {*self.sources.roots, self.source.parent}
+        return SourcePaths(files, set(self.sources.folders), roots)
 
     def category_to_label(self) -> dict[int, int]:
         """The dataset's category id -> contiguous class index."""

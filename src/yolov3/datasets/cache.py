@@ -59,7 +59,7 @@ PRUNE_DAYS = 60
 _MISSING = -1
 _warned: set[str] = set()  # cache folders whose write failure is in the log already
 _SOURCES = ("base.py", "boxes.py", "cache.py", "coco.py", "problems.py", "voc.py",
-            "yolo_txt.py", "../images.py")
+            "yolo_txt.py", "../images.py", "../classes.py")
 
 
 def cache_folder() -> Path | None:
@@ -468,21 +468,27 @@ def listed_images(folder: Path) -> tuple[list[Path], bool]:
     return images, False
 
 
-def listed_stems(folder: Path, suffix: str) -> list[str]:
-    """``sorted(p.stem for p in folder.glob("*" + suffix))``, from the cache while ``folder``
-    (whose entries alone decide it) is unchanged."""
-    cache = CacheFile("stems", f"{os.path.abspath(folder)}\0{suffix}")
+def listed_files(folder: Path, suffix: str) -> list[str]:
+    """The files under ``folder`` (recursively; links to folders are not followed) whose names
+    end in ``suffix``, as paths relative to it with ``/`` and without the suffix, sorted
+    (``a/x`` for ``folder/a/x.xml``); from the cache while no folder under ``folder`` changed
+    (its entries alone decide it)."""
+    cache = CacheFile("files", f"{os.path.abspath(folder)}\0{suffix}")
     old = cache.load()
-    keys = folder_keys([os.fspath(folder)])
-    if old is not None:
+    walked = _walked_folders(folder)
+    keys = None if walked is None else folder_keys(walked)
+    if old is not None and keys is not None:
         try:
-            if unchanged(old["keys"], keys, cache.loaded_stamp).all():
-                return get_strings(old, "stems")
+            if get_strings(old, "walked") == walked and unchanged(
+                    old["keys"], keys, cache.loaded_stamp).all():
+                return get_strings(old, "files")
         except (KeyError, ValueError) as exc:
             log.debug("ignoring the listing cache %s (%s)", cache.path, exc)
-    stems = sorted(p.stem for p in folder.glob(f"*{suffix}"))
-    if keys[0, 0] != _MISSING:
+    found = sorted(p.relative_to(folder).as_posix()[: -len(suffix)]
+                   for p in folder.rglob(f"*{suffix}") if p.is_file())
+    if keys is not None:
         arrays: dict[str, np.ndarray] = {"keys": keys}
-        put_strings(arrays, "stems", stems)
-        cache.save(arrays, len(stems))
-    return stems
+        put_strings(arrays, "walked", walked)
+        put_strings(arrays, "files", found)
+        cache.save(arrays, len(found))
+    return found

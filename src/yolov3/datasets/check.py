@@ -10,8 +10,8 @@ decoding every image, or looking at the files on disk, shows:
   as darknet and OpenCV read it: it is reported with the share of its pixels past the cut
   (grey), and training and detection use it;
 - images without labels: a YOLO image without a ``.txt`` (an empty file marks an image without
-  objects), a VOC image without an ``.xml`` of its name, an image in a COCO images folder that
-  the JSON does not list;
+  objects), a VOC image without an ``.xml`` of its name (in the annotations folder or one of
+  its sub-folders), an image in a COCO images folder that the JSON does not list;
 - labels without images: a YOLO ``.txt`` in a ``labels/`` folder with no image of its name in
   the matching ``images/`` folder (labels kept beside their images are not searched);
 - duplicate boxes: two boxes of the same class in one image with IoU above
@@ -60,7 +60,7 @@ from tqdm import tqdm
 from yolov3.datasets.base import DetectionDataset
 from yolov3.datasets.boxes import MAX_LABELS
 from yolov3.datasets.coco import read_coco_json
-from yolov3.datasets.open import dataset_splits, open_dataset
+from yolov3.datasets.open import check_images_option, dataset_splits, open_dataset
 from yolov3.datasets.problems import (
     BOX,
     CLASS,
@@ -76,7 +76,7 @@ from yolov3.datasets.problems import (
     UNREADABLE,
     ZERO_AREA,
 )
-from yolov3.datasets.voc import find_voc_folders
+from yolov3.datasets.voc import VocDataset, annotation_files, find_voc_folders
 from yolov3.datasets.yolo_txt import label_path
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write
@@ -282,11 +282,8 @@ def _where(dataset: DetectionDataset, i: int) -> str:
     file = dataset.files[i]
     if dataset.format == "yolo":
         return str(label_path(file))
-    if dataset.format == "voc":
-        folders = find_voc_folders(dataset.source)
-        xml = folders[0] / f"{file.stem}.xml" if folders else None
-        if xml is not None and xml.is_file():
-            return str(xml)
+    if isinstance(dataset, VocDataset):
+        return dataset.xml_files[i]
     return f"{dataset.source}: image id {int(dataset.image_ids[i])} ({file})"
 
 
@@ -340,8 +337,9 @@ def _label_coverage(dataset: DetectionDataset) -> tuple[dict[Path, str], set[Pat
     if folders is None:
         return {}, set()
     annotations, images = folders
-    on_disk = {p: f"no {annotations / p.stem}.xml" for p in list_images(images)}
-    stems = {p.stem for p in annotations.glob("*.xml")}
+    on_disk = {p: f"no {annotations / p.stem}.xml (in it or a sub-folder)"
+               for p in list_images(images)}
+    stems = annotation_files(annotations)[0]
     return on_disk, {p for p in on_disk if p.stem in stems} | set(dataset.files)
 
 
@@ -369,6 +367,7 @@ def check_dataset(
     ``images`` is the image folder of a COCO JSON; ``workers`` threads decode images (default:
     the CPU count, at most 8)."""
     workers = workers or min(8, os.cpu_count() or 1)
+    check_images_option(data, images)
     report = CheckReport(str(data))
     on_disk: dict[Path, str] = {}
     labelled: set[Path] = set()

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from yolov3.classes import check_names
 from yolov3.datasets import cache as cache_module
 from yolov3.datasets.base import DetectionDataset, valid_size
 from yolov3.datasets.boxes import (
@@ -95,32 +96,70 @@ def _categories(path: Path, data: dict[str, Any]) -> tuple[list[int], list[str]]
     if not cats:
         raise DataError(f"{path}: the 'categories' list is empty")
     for c in cats:
-        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or "name" not in c:
-            raise DataError(f"{path}: category {c!r} needs an integer 'id' and a 'name'")
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int)
+                and not isinstance(c["id"], bool) and isinstance(c.get("name"), str)):
+            raise DataError(f"{path}: category {c!r:.80} needs an integer 'id' and a 'name' "
+                            "that is text")
     cats = sorted(cats, key=lambda c: c["id"])
     ids = [c["id"] for c in cats]
     if len(set(ids)) != len(ids):
         raise DataError(f"{path}: category ids are not unique")
-    return ids, [str(c["name"]) for c in cats]
+    return ids, check_names([c["name"] for c in cats], f"{path}: categories")
 
 
 #: What :func:`annotation_fields` raises for a malformed annotation.
 MALFORMED_ANNOTATION = (AttributeError, KeyError, TypeError, ValueError)
 
 
+def json_number(value: Any, what: str) -> int | float:
+    """``value`` when it is a JSON number (not a boolean); a TypeError saying what ``what`` (a
+    field) is otherwise. A number written as text (``"236.98"``) is refused like any other
+    non-number: one rule for every numeric field, which the reader, the metric's ground truth
+    and ``yolov3 data check`` all apply."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        text = ", a number written as text (COCO's numbers are unquoted)" if isinstance(
+            value, str) else ", not a number"
+        raise TypeError(f"{what} is {value!r:.40}{text}")
+    return value
+
+
 def annotation_fields(a: Any) -> tuple[Any, Any, list[float], bool]:
     """The ``image_id``, ``category_id``, ``bbox`` (x, y, w, h) and crowd flag of annotation
-    ``a``; one of :data:`MALFORMED_ANNOTATION` when it is not an object with a (hashable)
-    image_id and category_id and a 4-number bbox. The reader skips and reports such an
-    annotation, and the metric's ground truth leaves it out."""
+    ``a``; one of :data:`MALFORMED_ANNOTATION` when it is not an object with a numeric
+    image_id and category_id and a bbox of 4 numbers, or when its optional ``id``, ``area``
+    or ``iscrowd`` (a number or a boolean) are something else (see :func:`json_number`). The
+    reader skips and reports such an annotation, and the metric's ground truth leaves it
+    out."""
     if not isinstance(a, dict):
         raise TypeError(f"not an object but {type(a).__name__}")
-    image_id, category_id = a["image_id"], a["category_id"]
-    hash(image_id), hash(category_id)  # ids look things up: a list or an object cannot be one
-    bbox = [float(v) for v in a["bbox"]]
-    if len(bbox) != 4:
-        raise ValueError(f"bbox has {len(bbox)} numbers, not 4")
-    return image_id, category_id, bbox, bool(a.get("iscrowd", 0))
+    image_id = json_number(a["image_id"], "'image_id'")
+    category_id = json_number(a["category_id"], "'category_id'")
+    bbox = a["bbox"]
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise ValueError(f"'bbox' is {bbox!r:.60}, not a list of 4 numbers")
+    for value in bbox:
+        json_number(value, "'bbox' holds a value that")
+    for key in ("id", "area"):
+        if key in a:
+            json_number(a[key], repr(key))
+    crowd = a.get("iscrowd", 0)
+    if not isinstance(crowd, bool):
+        json_number(crowd, "'iscrowd'")
+    return image_id, category_id, [float(v) for v in bbox], bool(crowd)
+
+
+def image_index(value: Any, index: dict[Any, int]) -> int:
+    """The place of the image that an annotation's ``image_id`` names, -1 when none: a number
+    written as text too, so that the image of an annotation refused for that is left out."""
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            return -1
+    try:
+        return index.get(value, -1)
+    except TypeError:  # not hashable: malformed
+        return -1
 
 
 def usable_id(value: Any) -> bool:
@@ -308,10 +347,17 @@ class CocoDataset(DetectionDataset):
         ids, files, sizes, file_names = [], [], [], []
         for k, im in enumerate(entries):
             try:
+                if not isinstance(im, dict):
+                    raise TypeError(f"not an object but {type(im).__name__}")
+                if json_number(im["id"], "'id'") != int(im["id"]):
+                    raise ValueError(f"'id' is {im['id']!r}, not a whole number")
                 ids.append(int(im["id"]))
-                file_names.append(str(im["file_name"]))
+                if not isinstance(im["file_name"], str):
+                    raise TypeError(f"'file_name' is {im['file_name']!r:.40}, not text")
+                file_names.append(im["file_name"])
                 files.append(images_dir / file_names[-1])
-                sizes.append((int(im["height"]), int(im["width"])))
+                sizes.append((int(json_number(im["height"], "'height'")),
+                              int(json_number(im["width"], "'width'"))))
                 if not valid_size(*sizes[-1]) or not -(2**63) <= ids[-1] < 2**63:
                     raise ValueError("the id or the size is out of range")
             except (KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -389,14 +435,15 @@ class CocoDataset(DetectionDataset):
             try:
                 ann_ids[j] = a.get("id", f"#{j}") if isinstance(a, dict) else f"#{j}"
                 # the image first: a malformed annotation of a known image skips that image
-                img[j] = index.get(a["image_id"], -1)
+                img[j] = image_index(a["image_id"], index)
                 _, category_id, xywh[j], crowd[j] = annotation_fields(a)
                 label[j] = label_of.get(category_id, -1)
             except MALFORMED_ANNOTATION as exc:
                 malformed[j] = True
                 problems.add(f"{path}: annotation #{j} (id {ann_ids[j]}): malformed "
-                             f"({type(exc).__name__}: {exc}); needs image_id, category_id and a "
-                             "4-number bbox")
+                             f"({type(exc).__name__}: {exc}); needs a numeric image_id and "
+                             "category_id and a bbox of 4 numbers (and numbers for id, iscrowd "
+                             "and area, when given)")
         boxes = xywh.copy()
         boxes[:, 2:] += boxes[:, :2]
         size = sizes[np.maximum(img, 0)]
@@ -431,15 +478,16 @@ class CocoDataset(DetectionDataset):
         valid = []  # those the reader did not skip as malformed (it reported them)
         for k, a in enumerate(data["annotations"]):
             try:
-                image_id, _, bbox, _ = annotation_fields(a)
+                image_id, _, bbox, crowd = annotation_fields(a)
             except MALFORMED_ANNOTATION:
                 continue
             if image_id in kept:
-                valid.append((k, a, bbox[2] * bbox[3]))
-        ids = [a.get("id") for _, a, _ in valid]
+                valid.append((k, a, bbox, crowd))
+        ids = [a.get("id") for _, a, _, _ in valid]
         renumber = not all(usable_id(i) for i in ids) or len(set(ids)) != len(ids)
-        anns = [{**a, "id": k + 1 if renumber else a["id"], "area": a.get("area", area),
-                 "iscrowd": a.get("iscrowd", 0)} for k, a, area in valid]
+        anns = [{**a, "id": k + 1 if renumber else a["id"], "bbox": bbox,
+                 "area": a.get("area", bbox[2] * bbox[3]), "iscrowd": int(crowd)}
+                for k, a, bbox, crowd in valid]
         return {
             "images": [im for im in data["images"] if im["id"] in kept],
             "annotations": anns,

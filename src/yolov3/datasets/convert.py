@@ -1,4 +1,5 @@
-"""Conversion between COCO JSON, YOLO txt and Pascal VOC, exact for boxes and class names."""
+"""Conversion between COCO JSON, YOLO txt and Pascal VOC, exact for boxes (YOLO txt: to its six
+decimals) and class names, checked by reading the written dataset back."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from yolov3.datasets.base import Annotation, DetectionDataset, SourcePaths
 from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
+from yolov3.datasets.output_folder import MARKER, earlier_output, mark, remove_earlier
 from yolov3.datasets.problems import UNREADABLE
+from yolov3.datasets.yolo_txt import data_yaml, label_text
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write, expand_home, writable_dir
 
@@ -99,8 +101,7 @@ class Output:
 
 
 def _yaml_output(path: Path, spec: dict[str, Any]) -> Output:
-    return Output(path, content=lambda: yaml.safe_dump(spec, sort_keys=False,
-                                                       allow_unicode=True).encode(), atomic=True)
+    return Output(path, content=partial(data_yaml, spec), atomic=True)
 
 
 def _text(lines: list[str]) -> bytes:
@@ -131,11 +132,7 @@ def _coco_json(ds: DetectionDataset, anns: list[Annotation], names: list[str]) -
 
 
 def _yolo_label(ann: Annotation) -> bytes:
-    h, w = ann.size
-    xyxy = ann.boxes.astype(np.float64) / np.array([w, h, w, h])
-    cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-    return _text([" ".join([str(c), *(number(v) for v in row)])
-                  for c, row in zip(ann.labels.tolist(), cxcywh.tolist(), strict=True)])
+    return label_text(ann.labels, ann.boxes, ann.size).encode()
 
 
 def write_yolo(splits: Splits, out: Path) -> list[Output]:
@@ -241,8 +238,10 @@ class SourceGuard:
         given = expand_home(data)
         if given.is_dir():  # the files that say which dataset a folder is
             sources.files |= {given / name for name in DIR_YAMLS}
+            sources.roots.add(given)
         else:
             sources.files.add(given)
+            sources.roots.add(given.parent)
         self._resolved: dict[str, str] = {}  # a folder as written -> resolved (a cache)
         self.files: dict[str, Path] = {}  # resolved entry or file -> the source file
         holding: dict[str, Path] = {}  # each resolved folder that holds source files -> one
@@ -260,6 +259,7 @@ class SourceGuard:
         self.dir_ids = {key: file for folder, file in holding.items()
                         if (key := _identity(Path(folder))) is not None}
         self.folder_ids = {key: d for d in sources.folders if (key := _identity(d)) is not None}
+        self.root_ids = {key: d for d in sources.roots if (key := _identity(d)) is not None}
         self.above: dict[tuple[int, int], Path] = {}
         for real, example in [*holding.items(), *self.folders.items()]:
             for folder in [Path(real), *Path(real).parents]:
@@ -274,16 +274,19 @@ class SourceGuard:
             real = self._resolved[folder] = str(_real(Path(folder or os.curdir)))
         return os.path.join(real, name)
 
-    def _in_folder(self, path: Path) -> Path | None:
-        """The source folder that ``path`` (an existing folder) is or lies in, by identity."""
+    def _in_folder(self, path: Path, folders: dict[tuple[int, int], Path] | None = None
+                   ) -> Path | None:
+        """The source folder (of ``folders`` by identity, default those it lists) that ``path``
+        (an existing folder) is or lies in."""
+        folders = self.folder_ids if folders is None else folders
         for folder in [path, *_real(path).parents]:
-            if (key := _identity(folder)) in self.folder_ids:
-                return self.folder_ids[key]
+            if (key := _identity(folder)) in folders:
+                return folders[key]
         return None
 
     def check_out(self, out: Path) -> None:
-        """:class:`DataError` when the output folder holds a file of the source or overlaps
-        one of its folders (checked before anything is written)."""
+        """:class:`DataError` when the output folder holds a file of the source, overlaps one
+        of its folders or lies inside its root (checked before anything is written)."""
         top = str(_real(out))
         held = [file for real, file in self.files.items() if _inside(real, top)]
         key = _identity(out)
@@ -299,6 +302,10 @@ class SourceGuard:
         nearest = next(p for p in [out, *_real(out).parents] if p.is_dir() or p == p.parent)
         if (folder := self._in_folder(nearest)) is not None:  # out, or where it will be made
             self._folder_error(out, "lies inside", folder)
+        if (root := self._in_folder(nearest, self.root_ids)) is not None:
+            raise DataError(f"{out}: lies inside {root}, the folder of the dataset being "
+                            "converted; a conversion's output never joins its source: choose an "
+                            "output folder outside it")
 
     @staticmethod
     def _folder_error(out: Path, where: str, folder: Path) -> None:
@@ -360,6 +367,39 @@ def write_outputs(outputs: list[Output], symlink: bool) -> None:
             shutil.copy2(target, output.path)
 
 
+def _histogram(anns: Iterable[Annotation], classes: int) -> np.ndarray:
+    """Boxes per class of ``anns``."""
+    labels = [a.labels for a in anns]
+    return np.bincount(np.concatenate([np.zeros(0, np.int64), *labels]), minlength=classes)
+
+
+def _counts(images: int, boxes: np.ndarray, names: list[str]) -> str:
+    per_class = ", ".join(f"{n} {c}" for n, c in zip(names, boxes.tolist(), strict=True))
+    return f"{images} images and {int(boxes.sum())} boxes ({per_class})"
+
+
+def read_back(out: Path, planned: Splits) -> None:
+    """Read each split of the written dataset ``out`` back: a :class:`DataError` when it does
+    not hold the class names, the images and the boxes per class that were converted."""
+    for split, (ds, anns) in planned.items():
+        try:
+            got = open_dataset(out, split)
+            got_anns = [got.annotations(i) for i in range(len(got))]
+        except DataError as exc:
+            raise DataError(f"{out}: the converted dataset cannot be read back ({exc})") from None
+        found = [*got.problems.messages, *(m for _, m in got.problems.notes)]
+        why = f"; reading it back: {'; '.join(found[:3])}" if found else ""
+        if got.names != ds.names:
+            raise DataError(f"{out}: the class names of the {split} split read back as "
+                            f"{got.names} where {ds.names} were written{why}")
+        want, have = _histogram(anns, len(ds.names)), _histogram(got_anns, len(ds.names))
+        if len(got_anns) != len(anns) or (want != have).any():
+            raise DataError(f"{out}: the {split} split reads back as "
+                            f"{_counts(len(got_anns), have, ds.names)} where "
+                            f"{_counts(len(anns), want, ds.names)} were written{why}. The "
+                            "output is left as written; converting again replaces it")
+
+
 def convert(
     data: str | Path,
     to: str,
@@ -367,14 +407,20 @@ def convert(
     images: str | Path | None = None,
     strict: bool = False,
     symlink: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, DetectionDataset]:
     """Write every split of the dataset ``data`` (any ``--data`` form) to ``out`` in format
-    ``to`` (coco, yolo or voc), images copied (or linked). Returns the datasets read, whose
-    ``problems`` list what was skipped.
+    ``to`` (coco, yolo or voc), images copied (or linked), and read it back. Returns the
+    datasets read, whose ``problems`` list what was skipped.
 
     The source is never written over: a :class:`DataError` names the path, before anything is
     written, when ``out`` holds a file of the source (``out`` is the source's root, or a folder
-    above it) or overlaps a folder it lists, or when an output would replace a source file."""
+    above it), overlaps a folder it lists or lies inside the source's folder, or when an output
+    would replace a source file. ``out`` is new or empty, or the output of an earlier
+    conversion (see :mod:`yolov3.datasets.output_folder`), which is replaced: that of the same
+    source always, that of another with ``overwrite``. A :class:`DataError` too when the
+    written dataset does not read back with the images and boxes converted (:func:`read_back`).
+    """
     if to not in WRITERS:
         raise DataError(f"cannot convert to {to!r}: the formats are {', '.join(FORMATS)}")
     splits = {s: open_dataset(data, s, images, strict) for s in dataset_splits(data)}
@@ -386,8 +432,12 @@ def convert(
     out = writable_dir(out)
     planned = {s: (ds, readable_annotations(ds)) for s, ds in splits.items()}
     outputs = WRITERS[to](planned, out)
-    guard.check(outputs)
+    guard.check([*outputs, Output(out / MARKER)])
+    source = str(_real(expand_home(data)))
+    earlier = earlier_output(out, source, overwrite)
     try:
+        remove_earlier(out, earlier)
+        mark(out, source, to, [o.path for o in outputs])
         write_outputs(outputs, symlink)
     except OSError as exc:
         raise DataError(f"{out}: writing the converted dataset failed ({exc}); check the free "
@@ -396,4 +446,5 @@ def convert(
     if to == "yolo" and ignored:
         log.warning("%d crowd/difficult boxes written as ordinary boxes: YOLO txt cannot mark "
                     "them", ignored)
+    read_back(out, planned)
     return splits

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from yolov3.classes import read_names
+from yolov3.classes import check_names, read_names
 from yolov3.datasets.base import DetectionDataset, SourcePaths
 from yolov3.datasets.coco import CocoDataset, split_of_json
 from yolov3.datasets.problems import Problems
@@ -65,8 +65,10 @@ def open_dataset(
 ) -> DetectionDataset:
     """The ``split`` (``train``, ``val``, ...; ``all`` for a VOC folder) of the dataset ``data``
     describes, in any of the :data:`FORMS`. A COCO JSON is one set, whatever ``split``.
-    ``images`` is the image folder of a COCO JSON. Bad labels are skipped and listed in
+    ``images`` is the image folder of a COCO JSON (a :class:`DataError` for a dataset of
+    another format, which names its own images). Bad labels are skipped and listed in
     ``dataset.problems``; with ``strict`` the first is a :class:`DataError`."""
+    check_images_option(data, images)
     kind, path = detect_format(data)
     images = Path(images) if images is not None else None
     if kind == "coco":
@@ -76,6 +78,22 @@ def open_dataset(
     if kind == "darknet":
         return _open_darknet(path, split, strict)
     return _open_yaml(path, split, images, strict)
+
+
+def check_images_option(data: str | Path, images: str | Path | None) -> None:
+    """A :class:`DataError` when ``images`` (``--images``, the image folder of a COCO JSON)
+    is given for a dataset of another format (VOC, darknet, a YOLO or VOC YAML), which names
+    its own images: an option a dataset cannot honour is refused, not ignored."""
+    if images is None:
+        return
+    kind, path = detect_format(data)
+    if kind == "yaml":
+        kind = _read_yaml(path).get("format", "yolo")
+    if kind != "coco":
+        own = {"voc": "are in its JPEGImages/ or images/ folder",
+               "darknet": "its train and valid lists name"}.get(kind, "its splits name")
+        raise DataError(f"--images {images}: is the image folder of a COCO annotation JSON; "
+                        f"{path} is a {kind} dataset, whose images {own}: leave --images out")
 
 
 def dataset_splits(data: str | Path) -> list[str]:
@@ -143,7 +161,12 @@ def _yaml_names(path: Path, cfg: dict[str, Any]) -> list[str] | None:
         raise DataError(f"{path}: 'names' must be a non-empty list of class names")
     if names is not None and "nc" in cfg and cfg["nc"] != len(names):
         raise DataError(f"{path}: nc = {cfg['nc']} but 'names' has {len(names)} entries")
-    return None if names is None else [str(n) for n in names]
+    if names is None:
+        return None
+    for k, name in enumerate(names):
+        if isinstance(name, list | dict):
+            raise DataError(f"{path}: class {k} of 'names' is {name!r}, not a name")
+    return check_names(["" if n is None else str(n) for n in names], str(path))
 
 
 def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> DetectionDataset:
@@ -154,6 +177,7 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         dataset = VocDataset(root, str(cfg.get(split, split)), names, strict)
         dataset.split = split
         dataset.sources.files.add(path)
+        dataset.sources.roots.add(path.parent)
         return dataset
     if split not in splits:
         raise DataError(f"{path}: has no '{split}' split (it has: "
@@ -169,6 +193,7 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
             raise DataError(f"{path}: 'names' differ from the categories of {dataset.source}")
         dataset.split = split
         dataset.sources.files.add(path)
+        dataset.sources.roots |= {path.parent, root}
         return dataset
     if names is None:
         raise DataError(f"{path}: a yolo dataset YAML needs 'names' (the class names)")
@@ -177,6 +202,6 @@ def _open_yaml(path: Path, split: str, images: Path | None, strict: bool) -> Det
         raise DataError(f"{path}: '{split}' must be an image folder, a list file or an image, "
                         f"or a list of those; not {entry!r}")
     problems = Problems(strict)
-    sources = SourcePaths()
+    sources = SourcePaths(roots={root})
     images = collect_images(entry, root, problems, sources)
     return YoloDataset(images, names, path, split, problems, sources)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolov3.classes import read_names
+from yolov3.classes import name_fault, read_names
 from yolov3.datasets.base import DetectionDataset, image_ids, valid_size
 from yolov3.datasets.boxes import (
     OK,
@@ -24,8 +24,8 @@ from yolov3.datasets.cache import (
     CacheFile,
     Entries,
     file_keys,
+    listed_files,
     listed_images,
-    listed_stems,
     ranges,
     reuse_or_parse,
 )
@@ -54,9 +54,10 @@ class VocFile:
 
 
 def find_voc_folders(root: Path) -> tuple[Path, Path] | None:
-    """(annotations folder, images folder) when ``root`` is laid out as VOC, else None."""
+    """(annotations folder, images folder) when ``root`` is laid out as VOC (.xml files in
+    the annotations folder or its sub-folders), else None."""
     ann = next((root / f for f in ANNOTATION_FOLDERS
-                if (root / f).is_dir() and any((root / f).glob("*.xml"))), None)
+                if (root / f).is_dir() and any((root / f).rglob("*.xml"))), None)
     images = next((root / f for f in IMAGE_FOLDERS if (root / f).is_dir()), None)
     return (ann, images) if ann and images else None
 
@@ -85,14 +86,33 @@ def parse_voc_xml(path: Path) -> VocFile:
     names, boxes, difficult = [], [], []
     for k, obj in enumerate(root.iter("object"), 1):
         name, box = obj.findtext("name"), obj.find("bndbox")
-        if not name or box is None:
+        if name is None or box is None:
             raise DataError(f"{path}: object {k} has no <name> or no <bndbox>")
+        fault = name_fault(name.strip())
+        if fault is not None:
+            raise DataError(f"{path}: object {k}: its <name> {name!r}: {fault}")
         names.append(name.strip())
         boxes.append([_number(box, path, t) for t in ("xmin", "ymin", "xmax", "ymax")])
         difficult.append((obj.findtext("difficult") or "0").strip() == "1")
     xyxy = np.array(boxes, np.float64).reshape(-1, 4) - np.array([1.0, 1.0, 0.0, 0.0])
     filename = (root.findtext("filename") or "").strip()
     return VocFile(filename, (height, width), names, xyxy, np.array(difficult, bool))
+
+
+def annotation_files(ann_dir: Path) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The annotation files under ``ann_dir`` (in sub-folders too) by file name without
+    ``.xml`` (VOC pairs an annotation with its image by that name, as darknet's voc_label.py
+    does): each as its path relative to ``ann_dir`` without ``.xml``, sorted by name; and the
+    (file, first file) pairs of those whose name an earlier one (by path) has already."""
+    first: dict[str, str] = {}
+    repeated = []
+    for rel in listed_files(ann_dir, ".xml"):
+        stem = rel.rpartition("/")[2]
+        if stem in first:
+            repeated.append((rel, first[stem]))
+        else:
+            first[stem] = rel
+    return dict(sorted(first.items())), repeated
 
 
 def _xml_paths(ann_dir: Path, stems: list[str]) -> list[str]:
@@ -166,7 +186,9 @@ def _split_stems(root: Path, stems: list[str], split: str) -> list[str]:
 
 class VocDataset(DetectionDataset):
     """A Pascal VOC folder. Class names are ``names`` when given, else those of ``classes.txt``
-    in the root, else every object name in the annotation files, sorted. ``difficult`` boxes
+    in the root, else every object name in the annotation files, sorted. Annotation files may
+    lie in sub-folders of the annotations folder; each is paired with its image by file name
+    (see :func:`annotation_files`), and ``xml_files[i]`` is image i's. ``difficult`` boxes
     are kept with ``ignore`` set. Image ids are the file names when all are numbers, else their
     rank by name."""
 
@@ -181,13 +203,14 @@ class VocDataset(DetectionDataset):
                             f"{', '.join(IMAGE_FOLDERS)})")
         ann_dir, self.images_dir = folders
         problems = Problems(strict)
-        all_stems = listed_stems(ann_dir, ".xml")
+        xml_of, repeated = annotation_files(ann_dir)
+        all_stems = list(xml_of)
         if names is None and (root / CLASSES_FILE).is_file():
             names = read_names(root / CLASSES_FILE)
         id_of = dict(zip(all_stems, image_ids(all_stems).tolist(), strict=True))
         wanted = _split_stems(root, all_stems, split)
-        stems = list(dict.fromkeys(all_stems if names is None else wanted))
-        xmls = _xml_paths(ann_dir, stems)
+        stems = [s for s in dict.fromkeys(all_stems if names is None else wanted) if s in xml_of]
+        xmls = _xml_paths(ann_dir, [xml_of[s] for s in stems])
         cache = CacheFile("voc", f"{os.path.abspath(ann_dir)}\0{ann_dir}\0{split}\0"
                           f"{names is None}")
         parsed, self.labels_parsed, arrays = reuse_or_parse(
@@ -203,10 +226,15 @@ class VocDataset(DetectionDataset):
         label_of = {n: k for k, n in enumerate(names)}
         image_of = {p.stem: p for p in reversed(listed_images(self.images_dir)[0])}
         index = {stem: i for i, stem in enumerate(stems)}
-        wanted_xmls = _xml_paths(ann_dir, wanted)
+        wanted_xmls = _xml_paths(ann_dir, [xml_of.get(s, s) for s in wanted])
 
         # The stems that have a usable annotation and image; the others' problems, by place.
         found: list[tuple[int, str, str]] = []  # (place in wanted, message, kind)
+        place_of = {stem: place for place, stem in reversed(list(enumerate(wanted)))}
+        found += [(place_of[stem], f"{ann_dir / rel}.xml: has the file name of "
+                   f"{ann_dir / xml_of[stem]}.xml, and VOC pairs annotations with images by "
+                   "file name: rename one; this one is left out", MALFORMED)
+                  for rel, _ in repeated if (stem := rel.rpartition("/")[2]) in place_of]
         places, entries, files = [], [], []
         for place, (stem, xml) in enumerate(zip(wanted, wanted_xmls, strict=True)):
             i = index.get(stem)
@@ -274,6 +302,7 @@ class VocDataset(DetectionDataset):
             ignore=difficult[rows_kept], problems=problems, offsets=offsets,
         )
         self.from_cache = cache.loaded_stamp > 0 and self.labels_parsed == 0
+        self.xml_files = [wanted_xmls[places[g]] for g in np.flatnonzero(kept)]
         # the annotation files are those in ann_dir
         self.sources.files |= {root / CLASSES_FILE, *(root / "ImageSets" / "Main" / f"{s}.txt"
                                                       for s in ("train", "val", "test"))}

@@ -3,11 +3,14 @@ images listed by folders or list files (a dataset YAML, or darknet's ``.data``).
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from yolov3.datasets.base import DetectionDataset, SourcePaths, image_ids
 from yolov3.datasets.boxes import OK, OUTSIDE, box_faults
@@ -26,6 +29,36 @@ from yolov3.images import is_image_file
 
 # darknet's ``replace_image_to_label``: the labels tree mirrors the images tree.
 _IMAGE_FOLDERS = ("images", "JPEGImages")
+# The decimals of the fractions (and scores) a label file is written with.
+LABEL_DECIMALS = 6
+
+
+def label_text(labels: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int],
+               scores: np.ndarray | None = None) -> str:
+    """The YOLO txt label file of one image: a ``class xc yc w h`` line per box (``class xc yc
+    w h score`` with ``scores``), ``labels`` (n,) the class indices written as integers,
+    ``boxes`` (n, 4) x1, y1, x2, y2 pixels written as the centre and size in fractions of the
+    image's (height, width) ``image_hw``, each with :data:`LABEL_DECIMALS` decimals. The one
+    writer of label files (``yolov3 data convert``, ``yolov3 detect --save-txt``)."""
+    h, w = image_hw
+    xyxy = np.asarray(boxes, np.float64).reshape(-1, 4) / np.array([w, h, w, h])
+    columns = [np.asarray(labels, np.float64).reshape(-1, 1), (xyxy[:, :2] + xyxy[:, 2:]) / 2,
+               xyxy[:, 2:] - xyxy[:, :2]]
+    if scores is not None:
+        columns.append(np.asarray(scores, np.float64).reshape(-1, 1))
+    rows = np.concatenate(columns, axis=1)
+    text = io.StringIO()
+    np.savetxt(text, rows, fmt=["%d"] + [f"%.{LABEL_DECIMALS}f"] * (rows.shape[1] - 1))
+    return text.getvalue()
+
+
+def data_yaml(fields: dict[str, Any], header: str = "") -> bytes:
+    """A dataset YAML (see :mod:`yolov3.datasets.open`) of ``fields`` in their order, lists
+    such as ``names`` one item a line (a name is never folded over two), after the comment
+    lines ``header``. The one writer of data.yaml files (``yolov3 data convert``, ``yolov3
+    detect --save-txt``)."""
+    return (header + yaml.safe_dump(fields, sort_keys=False, allow_unicode=True,
+                                    default_flow_style=False)).encode()
 
 
 def _txt_name(name: str) -> str:

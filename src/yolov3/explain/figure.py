@@ -13,6 +13,7 @@ from PIL import Image
 
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write
+from yolov3.model.cfg import MAX_IMG_SIZE
 
 #: Pixels per inch of a panel of REFERENCE_PANEL pixels; text and lines (sized in points)
 #: scale with the panel through the resolution, within 0.6 and 1.5 times.
@@ -20,12 +21,28 @@ DPI = 100
 REFERENCE_PANEL = 600
 #: The smallest picture side that leaves room for titles and labels.
 MIN_SIZE = 200
+#: The largest panel side: that of the largest network input (a picture's memory, 4 bytes a
+#: pixel, grows with the square of its side).
+MAX_SIZE = MAX_IMG_SIZE
+
+
+def check_picture_size(size: int) -> int:
+    """``--size``, the side of a picture's panels, from :data:`MIN_SIZE` to :data:`MAX_SIZE`
+    pixels; else a :class:`YoloError` saying so (checked before the work that the picture
+    shows)."""
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise YoloError(f"--size {size}: too {'small' if size < MIN_SIZE else 'large'}; a "
+                        f"picture's side is {MIN_SIZE} to {MAX_SIZE} pixels (smaller leaves no "
+                        "room for its titles; larger takes memory with the square of the side)")
+    return size
 
 
 def new_figure(width: int, height: int, panel: int) -> Figure:
     """An empty figure that renders to exactly ``width`` x ``height`` pixels, with text sized
-    for panels of ``panel`` pixels and constrained layout (titles and labels kept inside)."""
-    if min(width, height, panel) < MIN_SIZE:
+    for panels of ``panel`` pixels (see :func:`check_picture_size`) and constrained layout
+    (titles and labels kept inside)."""
+    check_picture_size(panel)
+    if min(width, height) < MIN_SIZE:
         raise YoloError(f"a picture of {width}x{height} pixels is too small; "
                         f"use at least {MIN_SIZE} pixels a side")
     dpi = DPI * min(max(panel / REFERENCE_PANEL, 0.6), 1.5)

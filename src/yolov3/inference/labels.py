@@ -16,17 +16,12 @@ anything else are never touched."""
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-import yaml
-from torchvision.ops import box_convert
-
+from yolov3.datasets.yolo_txt import data_yaml, label_text
 from yolov3.errors import YoloError
 from yolov3.images import image_extensions
 from yolov3.inference.detector import Detections
@@ -35,22 +30,6 @@ from yolov3.inference.sources import ImageSource
 MARKER = ".yolov3-detect"
 _MARK_TEXT = ("images/ and labels/ in this folder were written by yolov3 detect --save-txt; the "
               "next run with --save-txt here replaces them\n")
-
-
-def label_text(dets: Detections, image_hw: tuple[int, int], with_scores: bool = False) -> str:
-    """The YOLO txt label file of an image's detections: one ``class xc yc w h`` line each
-    (``class xc yc w h score`` ``with_scores``), the box as fractions of the (height, width)
-    ``image_hw``, six decimals."""
-    h, w = image_hw
-    xywh = box_convert(dets.boxes.double(), "xyxy", "cxcywh")
-    xywh = xywh / torch.tensor([w, h, w, h], dtype=torch.float64)
-    columns = [dets.labels[:, None].double(), xywh]
-    if with_scores:
-        columns.append(dets.scores[:, None].double())
-    rows = torch.cat(columns, 1).numpy()
-    text = io.StringIO()
-    np.savetxt(text, rows, fmt=["%d"] + ["%.6f"] * (rows.shape[1] - 1))
-    return text.getvalue()
 
 
 def earlier_labels(out: Path) -> list[Path]:
@@ -83,8 +62,7 @@ class LabelFolder:
             header = ("# Written by yolov3 detect --save-txt: the images it ran on (images/) with "
                       "its detections as labels (labels/).\n")
             fields = {"format": "yolo", "train": "images", "val": "images", "names": list(names)}
-            described.write_text(header + yaml.safe_dump(
-                fields, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100))
+            described.write_bytes(data_yaml(fields, header))
 
     def add_image(self, source: ImageSource, stem: str, dets: Detections,
                   image_hw: tuple[int, int]) -> Path:
@@ -109,5 +87,7 @@ class LabelFolder:
 
     def _write(self, stem: str, dets: Detections, image_hw: tuple[int, int]) -> Path:
         path = self.labels / f"{stem}.txt"
-        path.write_text(label_text(dets, image_hw, self.with_scores))
+        scores = dets.scores.numpy() if self.with_scores else None
+        path.write_text(label_text(dets.labels.numpy(), dets.boxes.double().numpy(), image_hw,
+                                   scores))
         return path
