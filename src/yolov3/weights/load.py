@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from yolov3.errors import WeightsError
-from yolov3.model.cfg import BUILTIN_CFGS, Anchors, builtin_cfg_path, override_head
+from yolov3.model.cfg import (
+    BUILTIN_CFGS,
+    DEFAULT_MODEL,
+    Anchors,
+    builtin_cfg_path,
+    override_head,
+)
 from yolov3.model.layers import YOLOLayer
 from yolov3.model.network import YOLOv3, build_model
 from yolov3.weights.checkpoint import is_checkpoint, load_checkpoint, model_from_checkpoint
@@ -230,8 +236,6 @@ def first_difference(model: YOLOv3, other: YOLOv3) -> str | None:
     return None
 
 
-#: The network of a command given neither ``--model`` nor ``--weights``.
-DEFAULT_MODEL = "yolov3"
 #: The ``--weights`` value of an untrained network (the cfg's random initialisation).
 UNTRAINED = "none"
 
