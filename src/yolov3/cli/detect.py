@@ -30,11 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "detect",
         help="detect objects in images, folders, videos, streams and URLs",
         description="Detect objects. " + _SOURCES + " Writes an annotated copy of each image "
-        "and an annotated DIR/NAME.mp4 of each video (MPEG-4, mp4v; the frames processed, at "
-        "the source's frame rate divided by --vid-stride), DIR/detections.jsonl as the "
-        "detections are found (one JSON record a line; a video frame's also say its 0-based "
-        "'frame' and 'time_s') and DIR/detections.json at the end, also of a run stopped with "
-        "Ctrl-C.",
+        "and an annotated DIR/NAME.mp4 of each video (H.264, which browsers play, where OpenCV "
+        "or PyAV can write it (pip install av), else MPEG-4 Part 2, mp4v; the line of the video "
+        "says which; the frames processed, at the source's frame rate divided by --vid-stride), "
+        "DIR/detections.jsonl as the detections are found (one JSON record a line; a video "
+        "frame's also say its 0-based 'frame' and 'time_s') and DIR/detections.json at the end, "
+        "also of a run stopped with Ctrl-C.",
     )
     p.add_argument("paths", nargs="+", metavar="SOURCE",
                    help="image files, folders, glob patterns, video files, webcam indices, "

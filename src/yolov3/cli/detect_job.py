@@ -219,7 +219,7 @@ class DetectRun:
                         path.unlink(missing_ok=True)  # not a video
             if count:
                 bar.write(f"{source.name}: {count} frames, {detections} detections"
-                          + ("" if writer is None else f" -> {path}"))
+                          + ("" if writer is None else f" -> {path} ({writer.codec_name})"))
         if not count:
             self.fail(f"{source.name}: no frame could be read")
 
