@@ -39,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic", action="store_true",
                    help="ONNX: leave batch, height and width free")
     p.add_argument("--precision", default="fp32",
-                   choices=sorted({p for ps in EXPORT_PRECISIONS.values() for p in ps},
-                                  key=PRECISIONS.index),
+                   choices=sorted({name for names in EXPORT_PRECISIONS.values()
+                                   for name in names}, key=PRECISIONS.index),
                    help="number format of the network: fp32; fp16 (weights and input in "
                    "float16, for GPU runtimes); int8 (ONNX: the graph quantised by ONNX "
                    "Runtime, QDQ, calibrated on --calib); bf16 (TorchScript: weights and input "
