@@ -135,7 +135,7 @@ def test_bad_weights(command, weights, expected, files, tmp_path, capsys) -> Non
     ("detect", ["--workers", -1], "argument --workers: must be at least 0, got -1"),
     ("val", ["--batch-size", -2], "argument --batch-size: must be at least 1, got -2"),
     ("val", ["--workers", -1], "argument --workers: must be at least 0, got -1"),
-    ("export", ["--batch", 0], "argument --batch: must be at least 1, got 0"),
+    ("export", ["--batch-size", 0], "argument --batch-size: must be at least 1, got 0"),
 ])
 def test_counts_below_their_minimum(command, option, expected, files, tmp_path,
                                     capsys) -> None:

@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from yolov3.cli.common import loader_workers
+from yolov3.cli.runtime import loader_workers
 from yolov3.evaluation.report import BackgroundFigures
 
 FORKS = sys.platform.startswith("linux")

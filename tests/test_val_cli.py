@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from data_factory import write_photo_dataset, write_yolo
+from conftest import MICRO3_CFG
+from data_factory import NAMES, write_photo_dataset, write_yolo
 from yolov3.cli.main import main
 from yolov3.evaluation import STAT_NAMES
 
@@ -62,3 +67,27 @@ def test_val_errors_name_the_file(tiny_weights: Path, tmp_path: Path,
     assert f"{bad}: not a COCO annotation file" in capsys.readouterr().err
     assert main(["val", "--data", str(bad), "--img-size", "100"]) == 1
     assert "not a multiple of 32" in capsys.readouterr().err
+
+
+# The first line of the table of COCO numbers (AP), as val prints it ("AP  AP  @[IoU=...") and
+# as faster-coco-eval logs it ("Average Precision  (AP) @[ IoU=...").
+AP_LINE = re.compile(r"AP\)? +@\[ ?IoU=0\.50:0\.95 \| area=   all \| maxDets=100 ?\]")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_val_prints_the_coco_table_once(debug: bool, tmp_path: Path) -> None:
+    # A process of its own, as a user runs it: pytest's log capture would hide the logs.
+    (tmp_path / "micro.cfg").write_text(MICRO3_CFG)
+    (tmp_path / "names.txt").write_text("\n".join(NAMES) + "\n")
+    data = write_yolo(tmp_path / "yolo")
+    argv = ["--debug"] * debug + [
+        "val", "--data", str(data), "--model", str(tmp_path / "micro.cfg"), "--weights",
+        "none", "--names", str(tmp_path / "names.txt"), "--img-size", "64", "--workers", "0",
+        "--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-m", "yolov3", *argv], capture_output=True,
+                          text=True, env=os.environ, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len(AP_LINE.findall(done.stdout)) == 1  # val's table
+    # faster-coco-eval's own summary (its logger's INFO messages) only with --debug.
+    assert len(AP_LINE.findall(done.stderr)) == debug
+    assert ("faster_coco_eval" in done.stderr) == debug

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, box_convert
 
+from yolov3.choices import EXPORT_PRECISIONS
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write
 from yolov3.inference.fast import fold_batch_norm
@@ -39,11 +40,6 @@ from yolov3.model.cfg import STRIDE, as_hw
 from yolov3.model.network import Decoded, YOLOv3
 
 Format = Literal["onnx", "torchscript"]
-FORMATS: tuple[str, ...] = ("onnx", "torchscript")
-# The number formats each format is exported in (see the module docstring).
-EXPORT_PRECISIONS: dict[str, tuple[str, ...]] = {
-    "onnx": ("fp32", "fp16", "int8"), "torchscript": ("fp32", "fp16", "bf16"),
-}
 OPSET = 17
 MAX_DETECTIONS_PER_CLASS = 300
 # The thresholds an NMS graph is exported (and calibrated) with; its inputs at run time.

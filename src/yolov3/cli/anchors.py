@@ -5,20 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from yolov3.anchors import (
-    RECALL_IOU,
-    anchor_quality,
-    anchors_cfg_line,
-    fit_anchors,
-    write_anchor_cfg,
-)
-from yolov3.cli.common import check_img_size
+from yolov3.choices import DATASET_FORMS
+from yolov3.cli.common import check_img_size, img_size
 from yolov3.cli.data import add_dataset_options
-from yolov3.datasets.open import FORMS, open_dataset
-from yolov3.fileio import writable_dir
-from yolov3.model.cfg import cfg_anchors, load_cfg
+from yolov3.cli.parser import add_old_spelling
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,17 +22,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "anchors; writes DIR/anchors.png (2*SIZE x SIZE pixels) and DIR/<cfg>-anchors.cfg, "
         "the cfg with the fitted anchors and the dataset's classes.",
     )
-    p.add_argument("--data", required=True, metavar="DATASET", help=FORMS.replace("%", "%%"))
+    p.add_argument("--data", required=True, metavar="DATASET",
+                   help=DATASET_FORMS.replace("%", "%%"))
     add_dataset_options(p)
     p.add_argument("--split", default="train",
                    help="split whose boxes are clustered ('all' for a VOC folder) "
                    "(default: %(default)s)")
     p.add_argument("--n", type=int, default=9, help="number of anchors (default: %(default)s)")
-    p.add_argument("--img-size", type=int, default=416,
-                   help="network input size the shapes are measured in (default: %(default)s)")
-    p.add_argument("--cfg", default=None, metavar="NAME|CFG",
-                   help="cfg to compare with and to write with the new anchors (default: "
-                   "yolov3-tiny for --n 6, else yolov3)")
+    p.add_argument("--img-size", type=img_size, default=416, metavar="SIZE",
+                   help="network input size the shapes are measured in, one side (a square "
+                   "input) (default: %(default)s)")
+    p.add_argument("--model", dest="cfg", default=None, metavar="NAME|CFG",
+                   help="architecture (a built-in name or a darknet .cfg file) to compare with "
+                   "and to write with the new anchors (default: yolov3-tiny for --n 6, else "
+                   "yolov3)")
+    add_old_spelling(p, "--cfg", "--model", dest="cfg")
     p.add_argument("--seed", type=int, default=0, help="k-means seed (default: %(default)s)")
     p.add_argument("--restarts", type=int, default=10,
                    help="k-means runs, the best kept (default: %(default)s)")
@@ -55,10 +49,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from yolov3.explain.anchors import draw_anchors  # matplotlib: loaded only when drawing
-    from yolov3.explain.figure import check_picture_size, save_png
+    import numpy as np
 
-    check_img_size(args.img_size)
+    from yolov3.anchors import (
+        RECALL_IOU,
+        anchor_quality,
+        anchors_cfg_line,
+        fit_anchors,
+        write_anchor_cfg,
+    )
+    from yolov3.datasets.open import open_dataset
+    from yolov3.explain.anchors import draw_anchors
+    from yolov3.explain.figure import check_picture_size, save_png
+    from yolov3.fileio import writable_dir
+    from yolov3.model.cfg import cfg_anchors, load_cfg
+
+    check_img_size(args.img_size, square="yolov3 anchors measures the box shapes in a square "
+                   "input")
     check_picture_size(args.size)
     cfg = args.cfg or ("yolov3-tiny" if args.n == 6 else "yolov3")
     sections = load_cfg(cfg)

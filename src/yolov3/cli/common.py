@@ -1,27 +1,17 @@
-"""Options shared by several commands, and how they become a model."""
+"""Options shared by several commands, and the argparse types that check their values.
+
+A light module (no torch): the parsers and ``--help`` are built from it; what the options
+become when a command runs (a device, a model, its input size) is :mod:`yolov3.cli.runtime`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 
-import torch
-
-from yolov3.classes import default_names
-from yolov3.devices import describe_device, parse_device
+from yolov3.choices import DEFAULT_CALIB_IMAGES, PRECISIONS
 from yolov3.errors import YoloError
-from yolov3.inference.precision import PRECISIONS
-from yolov3.inference.quantize import DEFAULT_CALIB_IMAGES, CalibrationImages, calibration_images
-from yolov3.model import BUILTIN_CFGS, YOLOv3
-from yolov3.model.cfg import MAX_IMG_SIZE, STRIDE
-from yolov3.weights.checkpoint import is_checkpoint
-from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
+from yolov3.model.cfg import BUILTIN_CFGS, DEFAULT_MODEL, MAX_IMG_SIZE, STRIDE
 from yolov3.weights.official import PRETRAINED
-
-log = logging.getLogger("yolov3")
 
 #: The network input of darknet weights when --img-size is not given.
 DEFAULT_IMG_SIZE = 416
@@ -72,7 +62,8 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: 
 def add_img_size_arg(parser: argparse.ArgumentParser, meaning: str,
                      default: int | None = None) -> None:
     """--img-size SIZE|WxH, by default (``default`` None) the input the weights were trained
-    for (:func:`input_size`); a command without weights gives its ``default`` side."""
+    for (:func:`~yolov3.cli.runtime.input_size`); a command without weights gives its
+    ``default`` side."""
     said = (f"{default}" if default is not None else "a checkpoint's own, the input its "
             f"training evaluated at; {DEFAULT_IMG_SIZE} for darknet weights")
     parser.add_argument("--img-size", type=img_size, default=default, metavar="SIZE|WxH",
@@ -89,17 +80,6 @@ def add_calibration_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-images", type=at_least(1), default=DEFAULT_CALIB_IMAGES,
                         metavar="N", help="how many of them, evenly spaced over the set "
                         "(default: %(default)s)")
-
-
-def calibration_from_args(args: argparse.Namespace) -> CalibrationImages | None:
-    """The calibration images of --calib and --calib-images (None without --calib). --calib
-    is an error without --precision int8, where it would be ignored."""
-    if args.calib is None:
-        return None
-    if args.precision != "int8":
-        raise YoloError(f"--calib calibrates int8 inference; add --precision int8 or leave "
-                        f"--calib out (--precision is {args.precision})")
-    return calibration_images(args.calib, args.calib_images)
 
 
 def fraction(meaning: str) -> Callable[[str], float]:
@@ -143,12 +123,19 @@ def img_size(text: str) -> int | tuple[int, int]:
     return sides[0] if len(sides) == 1 else (sides[1], sides[0])
 
 
-def check_img_size(size: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+def check_img_size(size: int | tuple[int, int] | None,
+                   square: str | None = None) -> int | tuple[int, int] | None:
     """``--img-size`` as the network takes it: each side a multiple of its total stride from
     the stride to :data:`~yolov3.model.cfg.MAX_IMG_SIZE`; else a :class:`YoloError` saying
-    so. None (not given: the weights' own, :func:`input_size`) passes."""
+    so. None (not given: the weights' own, :func:`~yolov3.cli.runtime.input_size`) passes.
+    ``square``, for a command that takes one side only, says why in the error that a width x
+    height gets."""
     if size is None:
         return None
+    if not isinstance(size, int) and square:
+        height, width = size
+        raise YoloError(f"--img-size {width}x{height}: {square}; give one side, e.g. "
+                        f"--img-size {max(size)}")
     if not isinstance(size, int):
         for side in size:
             check_img_size(side)
@@ -165,51 +152,3 @@ def check_img_size(size: int | tuple[int, int] | None) -> int | tuple[int, int] 
                         "the models are trained at 320 to 608); use a multiple of 32 from 32 to "
                         f"{MAX_IMG_SIZE}")
     return size
-
-
-def input_size(args: argparse.Namespace, model: YOLOv3) -> int | tuple[int, int]:
-    """The network input of --img-size; without it, that of a checkpoint --weights (its cfg's
-    ``[net]`` width x height, where training writes its evaluation input: ``data.img_size`` at
-    ``data.aspect``), else :data:`DEFAULT_IMG_SIZE`, the size of darknet's published COCO
-    numbers (its cfgs say 608 for yolov3 and yolov3-spp)."""
-    if args.img_size is not None:
-        return args.img_size
-    weights = args.weights
-    if weights is None or not Path(weights).is_file() or not is_checkpoint(weights):
-        return DEFAULT_IMG_SIZE
-    height, width = model.info.height, model.info.width
-    return height if height == width else (height, width)
-
-
-def device_from_args(args: argparse.Namespace) -> torch.device:
-    """The device --device names, said in the log with its hardware's name."""
-    device = parse_device(args.device)
-    log.info("device: %s", describe_device(device))
-    return device
-
-
-def loader_workers(requested: int | None, device: torch.device) -> int:
-    """``--workers`` when given; by default 2 processes decoding and letterboxing ahead of the
-    network, but none on a CPU device of at most 2 cores, where the network's threads already
-    take both cores: there decoding in this process measured fastest (``yolov3 val``,
-    yolov3-tiny in bf16 on a 2-core Zen 4: 40.5 images/s without workers, 35.7 with 2)."""
-    if requested is not None:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 0 if device.type == "cpu" and (cores or 1) <= 2 else 2
-
-
-def model_from_args(args: argparse.Namespace) -> tuple[YOLOv3, list[str]]:
-    """The model that --model and --weights name (:func:`~yolov3.weights.load.load_model`), and
-    its class names (from a checkpoint, else --names FILE when the command has it, else COCO's
-    for 80 classes)."""
-    model, names = load_model(args.model, args.weights)
-    if names is None or getattr(args, "names", None):
-        names = default_names(model.num_classes, getattr(args, "names", None))
-    return model, names
-
-
-def model_label(args: argparse.Namespace) -> str:
-    """A short name for the model of --model / --weights, for titles and file names."""
-    source = args.model or (None if is_untrained(args.weights) else args.weights)
-    return Path(source).stem if source else DEFAULT_MODEL

@@ -6,11 +6,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from yolov3.datasets.check import check_dataset
-from yolov3.datasets.convert import FORMATS, convert
-from yolov3.datasets.open import FORMS
-from yolov3.datasets.problems import UNREADABLE
-from yolov3.fileio import writable_dir
+from yolov3.choices import DATASET_FORMATS, DATASET_FORMS
+from yolov3.cli.common import at_least
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +28,11 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
         description="Write every split of SRC in another format, images copied (or linked), "
         "into an empty or new --out (or over an earlier conversion of SRC), and read it back "
         "to check that every image and box came through. Boxes and class names come through "
-        "exactly (YOLO txt: to six decimals of the image side). " + FORMS.replace("--data", "SRC"),
+        "exactly (YOLO txt: to six decimals of the image side). "
+        + DATASET_FORMS.replace("--data", "SRC"),
     )
     p.add_argument("src", metavar="SRC", help="the dataset (any form --data takes)")
-    p.add_argument("--to", required=True, choices=FORMATS, help="the format to write")
+    p.add_argument("--to", required=True, choices=DATASET_FORMATS, help="the format to write")
     p.add_argument("--out", required=True, metavar="DIR", help="the output folder")
     add_dataset_options(p)
     p.add_argument("--symlink", action="store_true",
@@ -47,6 +45,9 @@ def add_convert_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from yolov3.datasets.convert import convert
+    from yolov3.datasets.problems import UNREADABLE
+
     splits = convert(args.src, args.to, args.out, args.images, args.strict, args.symlink,
                      args.overwrite)
     for split, ds in splits.items():
@@ -71,7 +72,7 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
         "area, duplicate boxes (same class, IoU > 0.95), EXIF-rotated images whose labels fit "
         "one orientation only, images whose size differs from their annotation, and the boxes "
         "per class. Exit status 0 when clean, 1 "
-        "when problems were found. " + FORMS.replace("--data", "DATASET"),
+        "when problems were found. " + DATASET_FORMS.replace("--data", "DATASET"),
     )
     p.add_argument("dataset", metavar="DATASET", help="the dataset (any form --data takes)")
     p.add_argument("--split", default=None,
@@ -81,12 +82,16 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
                    "folder); an error for the other formats, which name their own images")
     p.add_argument("--fix-report", default=None, metavar="FILE",
                    help="also write every finding (not only the first examples) as JSON")
-    p.add_argument("--workers", type=int, default=None,
-                   help="threads that decode images (default: the CPU count, at most 8)")
+    p.add_argument("--workers", type=at_least(0), default=None,
+                   help="threads that decode images, 0 for one image at a time "
+                   "(default: the CPU count, at most 8)")
     p.set_defaults(run=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from yolov3.datasets.check import check_dataset
+    from yolov3.fileio import writable_dir
+
     if args.fix_report:
         writable_dir(Path(args.fix_report).parent)
     report = check_dataset(args.dataset, args.split, args.images, args.workers)

@@ -6,34 +6,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torchvision.ops import box_convert
-
+from yolov3.choices import DATASET_FORMS
 from yolov3.classes import default_names
-from yolov3.cli.common import (
-    DEFAULT_IMG_SIZE,
-    add_img_size_arg,
-    add_model_args,
-    check_img_size,
-    device_from_args,
-    input_size,
-    model_from_args,
-    model_label,
-)
+from yolov3.cli.common import DEFAULT_IMG_SIZE, add_img_size_arg, add_model_args, check_img_size
 from yolov3.cli.data import add_dataset_options
-from yolov3.datasets.base import DetectionDataset
-from yolov3.datasets.open import FORMS, open_dataset
-from yolov3.datasets.problems import Problems
-from yolov3.datasets.sample import Sample
-from yolov3.datasets.yolo_txt import parse_label_file
 from yolov3.errors import DataError
-from yolov3.images import load_image
-from yolov3.model.cfg import BUILTIN_CFGS, as_hw
-from yolov3.model.network import YOLOv3, build_model
-from yolov3.model.summary import format_layer_table, layer_table
-from yolov3.weights.load import DEFAULT_MODEL, is_untrained
+from yolov3.model.cfg import BUILTIN_CFGS, DEFAULT_MODEL, as_hw
+
+if TYPE_CHECKING:
+    from yolov3.datasets.base import DetectionDataset
+    from yolov3.datasets.sample import Sample
+    from yolov3.model.network import YOLOv3
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,7 +61,8 @@ def _add_assign(what: argparse._SubParsersAction) -> None:
     _add_common(p, 600)
     boxes = p.add_mutually_exclusive_group(required=True)
     boxes.add_argument("--data", metavar="DATASET",
-                       help="dataset holding IMAGE and its boxes. " + FORMS.replace("%", "%%"))
+                       help="dataset holding IMAGE and its boxes. "
+                       + DATASET_FORMS.replace("%", "%%"))
     boxes.add_argument("--boxes", metavar="FILE",
                        help="IMAGE's boxes as a YOLO label file: 'class xc yc w h' per line, "
                        "fractions of the image")
@@ -123,7 +109,10 @@ def _add_layers(what: argparse._SubParsersAction) -> None:
 
 def _model(args: argparse.Namespace) -> tuple[YOLOv3, list[str], int | tuple[int, int]]:
     """The model of --model / --weights ('none': random initialisation) on --device, its
-    class names and its input (--img-size, else a checkpoint's own: :func:`input_size`)."""
+    class names and its input (--img-size, else a checkpoint's own:
+    :func:`~yolov3.cli.runtime.input_size`)."""
+    from yolov3.cli.runtime import device_from_args, input_size, model_from_args
+
     check_img_size(args.img_size)
     model, names = model_from_args(args)
     return model.to(device_from_args(args)), names, input_size(args, model)
@@ -148,6 +137,15 @@ def _find_sample(dataset: DetectionDataset, image: str) -> Sample:
 
 def _sample_from_label_file(image: str, boxes: str, num_classes: int) -> Sample:
     """IMAGE with the boxes of a YOLO label file."""
+    import numpy as np
+    import torch
+    from torchvision.ops import box_convert
+
+    from yolov3.datasets.problems import Problems
+    from yolov3.datasets.sample import Sample
+    from yolov3.datasets.yolo_txt import parse_label_file
+    from yolov3.images import load_image
+
     if not Path(boxes).is_file():
         raise DataError(f"{boxes}: no such label file")
     pixels = load_image(image)
@@ -159,8 +157,11 @@ def _sample_from_label_file(image: str, boxes: str, num_classes: int) -> Sample:
 
 
 def run_assign(args: argparse.Namespace) -> int:
-    from yolov3.explain.assign import draw_assignment, explain_assignment  # matplotlib
+    from yolov3.cli.runtime import model_label
+    from yolov3.datasets.open import open_dataset
+    from yolov3.explain.assign import draw_assignment, explain_assignment
     from yolov3.explain.figure import save_png
+    from yolov3.weights.load import is_untrained
 
     model, names, size = _model(args)
     if args.data:
@@ -191,8 +192,9 @@ def run_assign(args: argparse.Namespace) -> int:
 
 
 def run_channels(args: argparse.Namespace) -> int:
-    from yolov3.explain.channels import draw_channels, explain_channels  # matplotlib
+    from yolov3.explain.channels import draw_channels, explain_channels
     from yolov3.explain.figure import save_png
+    from yolov3.images import load_image
 
     model, names, size = _model(args)
     view = explain_channels(model, load_image(args.image), size, args.layer)
@@ -210,6 +212,11 @@ def run_channels(args: argparse.Namespace) -> int:
 
 
 def run_layers(args: argparse.Namespace) -> int:
+    import torch
+
+    from yolov3.model.network import build_model
+    from yolov3.model.summary import format_layer_table, layer_table
+
     height, width = as_hw(check_img_size(args.img_size))
     with torch.device("meta"):  # shapes and parameter counts only: no memory, no weights
         model = build_model(args.model)

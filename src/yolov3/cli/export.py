@@ -5,21 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from yolov3.choices import EXPORT_FORMATS, EXPORT_PRECISIONS, PRECISIONS
 from yolov3.cli.common import (
     add_calibration_args,
     add_img_size_arg,
     add_model_args,
     at_least,
-    calibration_from_args,
     check_img_size,
-    device_from_args,
-    input_size,
-    model_from_args,
-    model_label,
 )
+from yolov3.cli.parser import add_old_spelling
 from yolov3.errors import YoloError
-from yolov3.export import FORMATS, export_onnx, export_torchscript
-from yolov3.fileio import writable_dir
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
 
@@ -33,20 +28,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "of cx, cy, w, h (input pixels), objectness and class probabilities.",
     )
     add_model_args(p)
-    p.add_argument("--format", choices=FORMATS, default="onnx",
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
                    help="onnx (ONNX Runtime, TensorRT, OpenVINO...) or torchscript "
                    "(torch.jit.load) (default: %(default)s)")
     add_img_size_arg(p, "input size, a multiple of 32")
-    p.add_argument("--batch", type=at_least(1), default=1, help="batch size (default: %(default)s)")
+    p.add_argument("--batch-size", dest="batch", type=at_least(1), default=1,
+                   help="images per forward pass, the input's batch dimension "
+                   "(default: %(default)s)")
+    add_old_spelling(p, "--batch", "--batch-size", dest="batch", type=at_least(1))
     p.add_argument("--dynamic", action="store_true",
                    help="ONNX: leave batch, height and width free")
-    p.add_argument("--half", action="store_true",
-                   help="float16 weights and input (for GPU runtimes; decoding stays float32)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
-                   help="number format of the network: fp32; int8 (ONNX: the graph quantised "
-                   "by ONNX Runtime, QDQ, calibrated on --calib); bf16 (TorchScript: weights "
-                   "and input images in bfloat16; ONNX Runtime has no bfloat16 convolution on "
-                   "the CPU). Decoding and NMS stay float32 (default: %(default)s)")
+    p.add_argument("--precision", default="fp32",
+                   choices=sorted({name for names in EXPORT_PRECISIONS.values()
+                                   for name in names}, key=PRECISIONS.index),
+                   help="number format of the network: fp32; fp16 (weights and input in "
+                   "float16, for GPU runtimes); int8 (ONNX: the graph quantised by ONNX "
+                   "Runtime, QDQ, calibrated on --calib); bf16 (TorchScript: weights and input "
+                   "images in bfloat16; ONNX Runtime has no bfloat16 convolution on the CPU). "
+                   "Decoding and NMS stay float32 (default: %(default)s)")
+    add_old_spelling(p, "--half", "--precision fp16", dest="half", nargs=0, const=True,
+                     default=False)
     add_calibration_args(p)
     p.add_argument("--include-nms", action="store_true",
                    help="ONNX: add thresholds and per-class NMS to the graph; it outputs "
@@ -58,6 +59,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.cli.runtime import (
+        calibration_from_args,
+        device_from_args,
+        input_size,
+        model_from_args,
+        model_label,
+    )
+    from yolov3.export import export_onnx, export_torchscript
+    from yolov3.fileio import writable_dir
+
     check_img_size(args.img_size)
     if args.format == "torchscript" and (args.dynamic or args.include_nms):
         raise YoloError("--dynamic and --include-nms are ONNX options; drop them or use "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from yolov3.cli.common import check_img_size, img_size
 from yolov3.configs import packaged_presets
 from yolov3.errors import YoloError
 
@@ -22,7 +23,6 @@ SHORTHANDS = {
     "model": "model.cfg",
     "weights": "model.weights",
     "anchors": "model.anchors",
-    "img_size": "data.img_size",
     "batch_size": "optimizer.batch",
     "subdivisions": "optimizer.subdivisions",
     "epochs": "schedule.epochs",
@@ -56,7 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--anchors", metavar="auto|W,H,...",
                    help="'auto' fits anchors to the training boxes by k-means (written into the "
                    "run's model.cfg); or a list w,h, w,h, ... (model.anchors)")
-    p.add_argument("--img-size", type=int, help="evaluation input size (data.img_size)")
+    p.add_argument("--img-size", type=img_size, metavar="SIZE|WxH",
+                   help="evaluation input size: one side (data.img_size), or width x height, "
+                   "e.g. 384x256, the longer side and width / height (data.img_size and "
+                   "data.aspect: training draws its sizes at that aspect too)")
     p.add_argument("--batch-size", type=int,
                    help="images per optimiser step, darknet's batch (optimizer.batch)")
     p.add_argument("--subdivisions", type=int,
@@ -112,7 +115,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     A text option is quoted, so that it stays the text given (the override's value is read as
     YAML, which would make ``--data 2024-05-01`` a date and ``--data on`` a boolean); only
     ``--weights none`` means null."""
-    out = []
+    out = img_size_overrides(args.img_size)
     for option, key in SHORTHANDS.items():
         value = getattr(args, option)
         if value is None:
@@ -126,6 +129,20 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
             text = str(value)
         out.append(f"{key}={text}")
     return out + list(args.set)
+
+
+def img_size_overrides(size: int | tuple[int, int] | None) -> list[str]:
+    """--img-size as config overrides: a side is ``data.img_size`` (checked with the config);
+    a (height, width) is its longer side and ``data.aspect`` = width / height, which make that
+    input exactly (see :func:`~yolov3.inputs.loader.input_shape`); its sides are checked here
+    (:func:`~yolov3.cli.common.check_img_size`), as the aspect would round away a side that
+    is not a multiple of 32."""
+    if size is None:
+        return []
+    if isinstance(size, int):
+        return [f"data.img_size={size}"]
+    height, width = check_img_size(size)
+    return [f"data.img_size={max(size)}", f"data.aspect={width / height!r}"]
 
 
 def run(args: argparse.Namespace) -> int:

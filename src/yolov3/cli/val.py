@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from yolov3.cli.common import (
-    add_detection_args,
-    add_model_args,
-    at_least,
-    calibration_from_args,
-    check_img_size,
-    device_from_args,
-    fraction,
-    input_size,
-    loader_workers,
-    model_from_args,
-)
+from yolov3.choices import DATASET_FORMS
+from yolov3.cli.common import add_detection_args, add_model_args, at_least, check_img_size, fraction
 from yolov3.cli.data import add_dataset_options
-from yolov3.datasets.open import FORMS, open_dataset
 from yolov3.errors import YoloError
-from yolov3.evaluation import evaluate
-from yolov3.evaluation.report import REPORT_FILES, format_best_f1
-from yolov3.fileio import writable_dir
-from yolov3.model.cfg import as_hw
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(precision, recall and F1 against the score threshold) and DIR/confusion_matrix.png "
         "and .json.",
     )
-    p.add_argument("--data", required=True, metavar="DATASET", help=FORMS.replace("%", "%%"))
+    p.add_argument("--data", required=True, metavar="DATASET",
+                   help=DATASET_FORMS.replace("%", "%%"))
     add_dataset_options(p)
     p.add_argument("--split", default="val",
                    help="split to evaluate: train, val, ... ('all' for a VOC folder; a COCO "
@@ -67,6 +53,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.cli.runtime import (
+        calibration_from_args,
+        device_from_args,
+        input_size,
+        loader_workers,
+        model_from_args,
+    )
+    from yolov3.datasets.open import open_dataset
+    from yolov3.evaluation import evaluate
+    from yolov3.evaluation.report import REPORT_FILES, format_best_f1
+    from yolov3.fileio import writable_dir
+    from yolov3.model.cfg import as_hw
+
     check_img_size(args.img_size)
     dataset = open_dataset(args.data, args.split, args.images, args.strict)
     if len(dataset) == 0:

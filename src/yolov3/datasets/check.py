@@ -364,9 +364,9 @@ def check_dataset(
     progress: bool = True,
 ) -> CheckReport:
     """Check every split of the dataset ``data`` (any ``--data`` form), or only ``split``;
-    ``images`` is the image folder of a COCO JSON; ``workers`` threads decode images (default:
-    the CPU count, at most 8)."""
-    workers = workers or min(8, os.cpu_count() or 1)
+    ``images`` is the image folder of a COCO JSON; ``workers`` threads decode images, 0 one
+    image at a time (default: the CPU count, at most 8)."""
+    workers = min(8, os.cpu_count() or 1) if workers is None else workers
     check_images_option(data, images)
     report = CheckReport(str(data))
     on_disk: dict[Path, str] = {}

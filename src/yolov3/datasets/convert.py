@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from yolov3.choices import DATASET_FORMATS
 from yolov3.datasets.base import Annotation, DetectionDataset, SourcePaths
 from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
 from yolov3.datasets.output_folder import MARKER, earlier_output, mark, remove_earlier
@@ -26,7 +27,6 @@ from yolov3.fileio import atomic_write, expand_home, writable_dir
 
 log = logging.getLogger("yolov3")
 
-FORMATS = ("coco", "yolo", "voc")
 
 
 def coco_dict(dataset: DetectionDataset, annotations: Iterable[Annotation] | None = None,
@@ -422,7 +422,7 @@ def convert(
     written dataset does not read back with the images and boxes converted (:func:`read_back`).
     """
     if to not in WRITERS:
-        raise DataError(f"cannot convert to {to!r}: the formats are {', '.join(FORMATS)}")
+        raise DataError(f"cannot convert to {to!r}: the formats are {', '.join(DATASET_FORMATS)}")
     splits = {s: open_dataset(data, s, images, strict) for s in dataset_splits(data)}
     names = {tuple(ds.names) for ds in splits.values()}
     if len(names) > 1:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from yolov3.choices import DATASET_FORMS
 from yolov3.classes import check_names, read_names
 from yolov3.datasets.base import DetectionDataset, SourcePaths
 from yolov3.datasets.coco import CocoDataset, split_of_json
@@ -28,13 +29,6 @@ from yolov3.datasets.yolo_txt import YoloDataset, collect_images, read_darknet_d
 from yolov3.errors import DataError
 from yolov3.fileio import expand_home
 
-FORMS = (
-    "--data takes one of: a dataset YAML (.yaml/.yml with format, path, train, val, names); "
-    "a COCO annotation JSON (.json; images from --images DIR, else an images/ folder beside "
-    "it, else its own folder); a Pascal VOC root folder (Annotations/ or annots/ with .xml "
-    "files, and JPEGImages/ or images/); a darknet .data file (classes, train, valid, names); "
-    "or a folder holding data.yaml"
-)
 _YAML_KEYS = {"format", "path", "names", "nc", "download"}
 DIR_YAMLS = ("data.yaml", "dataset.yaml")
 
@@ -43,17 +37,17 @@ def detect_format(data: str | Path) -> tuple[str, Path]:
     """(``yaml`` | ``coco`` | ``voc`` | ``darknet``, the file or folder to read)."""
     path = expand_home(data)
     if not path.exists():
-        raise DataError(f"{path}: no such file or folder. {FORMS}")
+        raise DataError(f"{path}: no such file or folder. {DATASET_FORMS}")
     if path.is_dir():
         found = [("voc", path)] if find_voc_folders(path) else []
         found += [("yaml", path / y) for y in DIR_YAMLS if (path / y).is_file()]
         if len(found) == 1:
             return found[0]
         what = "is ambiguous (it holds " + " and ".join(str(p) for _, p in found) + ")"
-        raise DataError(f"{path}: {what if found else 'is not a dataset folder'}. {FORMS}")
+        raise DataError(f"{path}: {what if found else 'is not a dataset folder'}. {DATASET_FORMS}")
     kind = {".yaml": "yaml", ".yml": "yaml", ".json": "coco", ".data": "darknet"}
     if path.suffix.lower() not in kind:
-        raise DataError(f"{path}: unknown dataset description. {FORMS}")
+        raise DataError(f"{path}: unknown dataset description. {DATASET_FORMS}")
     return kind[path.suffix.lower()], path
 
 
@@ -64,10 +58,10 @@ def open_dataset(
     strict: bool = False,
 ) -> DetectionDataset:
     """The ``split`` (``train``, ``val``, ...; ``all`` for a VOC folder) of the dataset ``data``
-    describes, in any of the :data:`FORMS`. A COCO JSON is one set, whatever ``split``.
-    ``images`` is the image folder of a COCO JSON (a :class:`DataError` for a dataset of
-    another format, which names its own images). Bad labels are skipped and listed in
-    ``dataset.problems``; with ``strict`` the first is a :class:`DataError`."""
+    describes, in any of the :data:`~yolov3.choices.DATASET_FORMS`. A COCO JSON is one set,
+    whatever ``split``. ``images`` is the image folder of a COCO JSON (a :class:`DataError`
+    for a dataset of another format, which names its own images). Bad labels are skipped and
+    listed in ``dataset.problems``; with ``strict`` the first is a :class:`DataError`."""
     check_images_option(data, images)
     kind, path = detect_format(data)
     images = Path(images) if images is not None else None

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import torch
 
+from yolov3.choices import BACKENDS
 from yolov3.errors import YoloError
 from yolov3.inference.detector import Detector
 from yolov3.inference.fast import FastModel, fast_if_exact
 from yolov3.inference.precision import resolve_precision
 from yolov3.inference.quantize import CalibrationImages
 from yolov3.model.network import YOLOv3
-
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 
 
 def make_detector(

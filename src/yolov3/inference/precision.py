@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from yolov3.choices import PRECISIONS
 from yolov3.errors import YoloError
 
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
 }

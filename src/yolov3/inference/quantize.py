@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yolov3.choices import DEFAULT_CALIB_IMAGES
 from yolov3.datasets.base import evenly_spaced
 from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
 from yolov3.datasets.voc import find_voc_folders
@@ -54,7 +55,6 @@ from yolov3.images import ImageFiles, letterbox, list_images
 
 log = logging.getLogger("yolov3")
 
-DEFAULT_CALIB_IMAGES = 64
 # The operators quantised where they lie before a convolution (see quantized_nodes).
 QUANTIZED_OPS: tuple[str, ...] = ("Conv", "LeakyRelu", "Add", "Concat", "Resize")
 # The convolutions nearest the input that stay float (see the module docstring).

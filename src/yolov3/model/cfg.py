@@ -18,6 +18,8 @@ from yolov3.errors import ConfigError
 
 #: Architectures that ship with the package, built without any file argument.
 BUILTIN_CFGS = ("yolov3", "yolov3-spp", "yolov3-tiny")
+#: The network of a command given neither ``--model`` nor ``--weights``.
+DEFAULT_MODEL = "yolov3"
 
 #: The networks' total stride, the largest of their YOLO layers: every input side (training,
 #: detection, export) must be a multiple of it.

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 
 from yolov3.errors import WeightsError
-from yolov3.model.cfg import BUILTIN_CFGS, Anchors, builtin_cfg_path, override_head
+from yolov3.model.cfg import (
+    BUILTIN_CFGS,
+    DEFAULT_MODEL,
+    Anchors,
+    builtin_cfg_path,
+    override_head,
+)
 from yolov3.model.layers import YOLOLayer
 from yolov3.model.network import YOLOv3, build_model
 from yolov3.weights.checkpoint import is_checkpoint, load_checkpoint, model_from_checkpoint
@@ -122,9 +128,38 @@ def backbone_of(model: YOLOv3) -> str | None:
 
 
 @functools.cache
-def _backbone_floats(name: str) -> int:
-    cfg, layers = BACKBONES[name]
-    return count_floats(_first_layers(cfg, layers))
+def packaged_floats() -> dict[str, int]:
+    """How many floats (after the header) a darknet file of each packaged network holds: the
+    built-in cfgs (yolov3, yolov3-spp, yolov3-tiny, 80 classes) and the official backbones,
+    their first layers (darknet53.conv.74, yolov3-tiny.conv.15). Counted on shapes only."""
+    counts = {}
+    for cfg in BUILTIN_CFGS:
+        with torch.device("meta"):
+            counts[cfg] = count_floats(build_model(cfg))
+    for name, (cfg, layers) in BACKBONES.items():
+        counts[name] = count_floats(_first_layers(cfg, layers))
+    return counts
+
+
+def packaged_network(floats: int) -> str | None:
+    """The packaged network (:func:`packaged_floats`) whose darknet file holds exactly
+    ``floats`` floats, if one does."""
+    return next((name for name, n in packaged_floats().items() if n == floats), None)
+
+
+def _cfg_of_darknet_file(path: Path) -> str:
+    """The built-in cfg of a darknet weights file given without a cfg: the packaged network
+    whose float count it has (a backbone: the cfg it is the first layers of), said on one line;
+    :data:`DEFAULT_MODEL` for a file that fits none (loading it then says how it does not)."""
+    floats = count_file_floats(path)
+    name = packaged_network(floats)
+    if name is None:
+        return DEFAULT_MODEL
+    cfg, layers = BACKBONES.get(name, (name, None))
+    which = name if layers is None else f"{name}, the first {layers} layers of {cfg}"
+    log.info("%s holds the %s floats of %s: using --model %s", path.name, f"{floats:,}", which,
+             cfg)
+    return cfg
 
 
 def load_pretrained(model: YOLOv3, weights: str | Path) -> str:
@@ -158,7 +193,7 @@ def load_pretrained(model: YOLOv3, weights: str | Path) -> str:
         if floats == count_floats(model):
             load_darknet_weights(model, path)
             return f"loaded all of {path.name}"
-        claimed = next((b for b in BACKBONES if _backbone_floats(b) == floats), None)
+        claimed = next((b for b in BACKBONES if packaged_floats()[b] == floats), None)
         if claimed is not None:  # a backbone: it must be this model's first layers
             difference = _backbone_difference(model, claimed)
             if difference is not None:
@@ -230,8 +265,6 @@ def first_difference(model: YOLOv3, other: YOLOv3) -> str | None:
     return None
 
 
-#: The network of a command given neither ``--model`` nor ``--weights``.
-DEFAULT_MODEL = "yolov3"
 #: The ``--weights`` value of an untrained network (the cfg's random initialisation).
 UNTRAINED = "none"
 
@@ -269,7 +302,9 @@ def load_model(
     - A yolov3 checkpoint brings its network (cfg, anchors) and class names: ``cfg`` may be
       left None; when given it must have the checkpoint's architecture (its class count
       aside), else :class:`WeightsError`.
-    - A darknet file must cover the whole network of ``cfg`` (default ``yolov3``).
+    - A darknet file must cover the whole network of ``cfg``; without ``cfg``, the packaged
+      network whose float count it has (:func:`packaged_network`; a backbone is the first
+      layers of one, and cannot detect), else ``yolov3``.
     """
     if weights is None:
         weights = cfg or DEFAULT_MODEL
@@ -295,7 +330,7 @@ def load_model(
                     "own network"
                 )
         return model, list(payload["names"])
-    cfg = cfg or DEFAULT_MODEL
+    cfg = cfg or _cfg_of_darknet_file(path)
     model = build_model(cfg)
     report = load_darknet_weights(model, path)
     if not report.complete:

