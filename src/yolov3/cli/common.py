@@ -109,6 +109,18 @@ def at_least(minimum: int) -> Callable[[str], int]:
     return integer
 
 
+#: ``--workers`` value that lets the command count its cores.
+AUTO_WORKERS = "auto"
+
+
+def workers(text: str) -> int | str:
+    """An argparse ``type``: ``--workers``, ``auto`` (the command's own rule for this
+    machine's cores) or a number of processes (threads for ``data check``) >= 0."""
+    if text == AUTO_WORKERS:
+        return text
+    return at_least(0)(text)
+
+
 def img_size(text: str) -> int | tuple[int, int]:
     """``--img-size``: ``S`` (a square input, an int) or ``WxH`` (width x height, as darknet's
     cfg gives them), returned as (height, width); checked by :func:`check_img_size`."""

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from yolov3.choices import DATASET_FORMATS, DATASET_FORMS
-from yolov3.cli.common import at_least
+from yolov3.cli.common import AUTO_WORKERS, workers
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +82,9 @@ def add_check_parser(sub: argparse._SubParsersAction) -> None:
                    "folder); an error for the other formats, which name their own images")
     p.add_argument("--fix-report", default=None, metavar="FILE",
                    help="also write every finding (not only the first examples) as JSON")
-    p.add_argument("--workers", type=at_least(0), default=None,
+    p.add_argument("--workers", type=workers, default=AUTO_WORKERS, metavar="auto|N",
                    help="threads that decode images, 0 for one image at a time "
-                   "(default: the CPU count, at most 8)")
+                   "(default: auto, the CPU count, at most 8)")
     p.set_defaults(run=run_check)
 
 
@@ -94,7 +94,8 @@ def run_check(args: argparse.Namespace) -> int:
 
     if args.fix_report:
         writable_dir(Path(args.fix_report).parent)
-    report = check_dataset(args.dataset, args.split, args.images, args.workers)
+    report = check_dataset(args.dataset, args.split, args.images,
+                           None if args.workers == AUTO_WORKERS else args.workers)
     print(report.text())
     if args.fix_report:
         report.write(args.fix_report)

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from yolov3.choices import BACKENDS
-from yolov3.cli.common import add_detection_args, add_model_args, at_least, check_img_size
+from yolov3.cli.common import (
+    add_detection_args,
+    add_model_args,
+    at_least,
+    check_img_size,
+    workers,
+)
 from yolov3.errors import DataError, YoloError
 
 _SOURCES = (
@@ -56,9 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")
     p.add_argument("--batch-size", type=at_least(1), default=1,
                    help="images or video frames per forward pass (default: %(default)s)")
-    p.add_argument("--workers", type=at_least(0), default=0,
+    p.add_argument("--workers", type=workers, default=0, metavar="auto|N",
                    help="processes that decode and letterbox images ahead of the model; "
-                   "video frames are read in this process (default: %(default)s)")
+                   "video frames are read in this process; auto: 2, or 0 on a CPU of at most "
+                   "2 cores (default: %(default)s)")
     p.add_argument("--threads", type=at_least(1), default=None,
                    help="CPU threads of the engine, torch or onnxruntime (default: PyTorch's, "
                    "which follows OMP_NUM_THREADS, else one per core)")
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_from_args,
         device_from_args,
         input_size,
+        loader_workers,
         model_from_args,
     )
     from yolov3.fileio import writable_dir
@@ -147,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
         job.fail(message)
     try:
         if sources.images:
-            job.images(sources.images, image_stems, args.batch_size, args.workers)
+            job.images(sources.images, image_stems, args.batch_size,
+                       loader_workers(args.workers, device))
         for source, stem in zip(sources.videos, video_stems, strict=True):
             job.video(source, stem, args.vid_stride, args.batch_size)
         written = results.finish()

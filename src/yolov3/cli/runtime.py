@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from yolov3.classes import default_names
-from yolov3.cli.common import DEFAULT_IMG_SIZE
+from yolov3.cli.common import AUTO_WORKERS, DEFAULT_IMG_SIZE
 from yolov3.devices import describe_device, parse_device
 from yolov3.errors import YoloError
 from yolov3.inference.quantize import CalibrationImages, calibration_images
@@ -56,13 +56,13 @@ def device_from_args(args: argparse.Namespace) -> torch.device:
     return device
 
 
-def loader_workers(requested: int | None, device: torch.device) -> int:
+def loader_workers(requested: int | str, device: torch.device) -> int:
     """``--workers`` when given; by default 2 processes decoding and letterboxing ahead of the
     network, but none on a CPU device of at most 2 cores, where the network's threads already
     take both cores: there decoding in this process measured fastest (``yolov3 val``,
     yolov3-tiny in bf16 on a 2-core Zen 4: 40.5 images/s without workers, 35.7 with 2)."""
-    if requested is not None:
-        return requested
+    if requested != AUTO_WORKERS:
+        return int(requested)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return 0 if device.type == "cpu" and (cores or 1) <= 2 else 2
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from yolov3.cli.common import check_img_size, img_size
+from yolov3.cli.common import check_img_size, img_size, workers
 from yolov3.configs import packaged_presets
 from yolov3.errors import YoloError
 
@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "dataset, within schedule.min_iter..max_iter (schedule.epochs)")
     p.add_argument("--max-iter", type=int,
                    help="iterations to train, or with --epochs the most (schedule.max_iter)")
-    p.add_argument("--workers", type=_workers, metavar="auto|N",
+    p.add_argument("--workers", type=workers, metavar="auto|N",
                    help="data-loader processes; auto: one per core, but one (train.workers)")
     p.add_argument("--device", help="auto (the GPU when there is one), cpu, cuda or cuda:N "
                    "(train.device)")
@@ -94,19 +94,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue the run in DIR from its last.pt (its config, changed by "
                    "--config FILE and the options given here)")
     p.set_defaults(run=run)
-
-
-def _workers(text: str) -> int | str:
-    """``--workers``: ``auto`` or a count >= 0."""
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or a number, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def overrides_from_args(args: argparse.Namespace) -> list[str]:

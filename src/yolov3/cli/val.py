@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from yolov3.choices import DATASET_FORMS
-from yolov3.cli.common import add_detection_args, add_model_args, at_least, check_img_size, fraction
+from yolov3.cli.common import (
+    AUTO_WORKERS,
+    add_detection_args,
+    add_model_args,
+    at_least,
+    check_img_size,
+    fraction,
+    workers,
+)
 from yolov3.cli.data import add_dataset_options
 from yolov3.errors import YoloError
 
@@ -43,10 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "[0, 1] (default: %(default)s)")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="images per forward pass "
                    "(default: %(default)s)")
-    p.add_argument("--workers", type=at_least(0), default=None,
+    p.add_argument("--workers", type=workers, default=AUTO_WORKERS, metavar="auto|N",
                    help="processes that decode and letterbox images ahead of the network "
-                   "(default: 2, or 0 on a CPU of at most 2 cores, where the network's threads "
-                   "take both)")
+                   "(default: auto, 2, or 0 on a CPU of at most 2 cores, where the network's "
+                   "threads take both)")
     p.add_argument("--out", default="runs/val", metavar="DIR",
                    help="output folder (default: %(default)s)")
     p.set_defaults(run=run)
