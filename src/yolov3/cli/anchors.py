@@ -14,7 +14,7 @@ from yolov3.anchors import (
     fit_anchors,
     write_anchor_cfg,
 )
-from yolov3.cli.common import check_img_size
+from yolov3.checks import check_img_size
 from yolov3.cli.data import add_dataset_options
 from yolov3.datasets.open import FORMS, open_dataset
 from yolov3.fileio import writable_dir

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import torch
 
+from yolov3.checks import at_least_problem, fraction_problem
 from yolov3.classes import default_names
 from yolov3.devices import parse_device
 from yolov3.errors import YoloError
+from yolov3.inference.options import CONF_MEANING, IOU_MEANING, DetectOptions
 from yolov3.inference.precision import PRECISIONS
 from yolov3.inference.quantize import DEFAULT_CALIB_IMAGES, CalibrationImages, calibration_images
 from yolov3.model import BUILTIN_CFGS, YOLOv3
-from yolov3.model.cfg import MAX_IMG_SIZE, STRIDE
+from yolov3.model.cfg import MAX_IMG_SIZE
 from yolov3.weights.checkpoint import is_checkpoint
 from yolov3.weights.load import DEFAULT_MODEL, is_untrained, load_model
 from yolov3.weights.official import PRETRAINED
@@ -42,19 +44,20 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: str) -> None:
-    """--img-size, --conf, --iou: darknet's detection protocol, as detect and val run it; and
-    --precision, the number format the network runs in (default ``precision``).
+def add_detection_args(parser: argparse.ArgumentParser, defaults: DetectOptions,
+                       precision: str) -> None:
+    """--img-size, --conf, --iou: darknet's detection protocol, as detect and val run it, by
+    default as in ``defaults``; and --precision, the number format the network runs in (default
+    ``precision``), and --calib. :func:`detect_options` makes them a :class:`DetectOptions`.
 
     --conf and --iou are checked as they are parsed (a value outside [0, 1] is argparse's usage
-    error); --img-size by :func:`check_img_size` when the command runs."""
+    error) by the rule :class:`DetectOptions` applies; --img-size by
+    :func:`~yolov3.checks.check_img_size` when the command runs."""
     add_img_size_arg(parser, f"network input size, a multiple of 32 from 32 to {MAX_IMG_SIZE}")
-    parser.add_argument("--conf", type=fraction("a score threshold: objectness x class "
-                                                "probability"), default=conf,
+    parser.add_argument("--conf", type=fraction(CONF_MEANING), default=defaults.conf,
                         help="score threshold in [0, 1], objectness x class probability "
                         "(default: %(default)s)")
-    parser.add_argument("--iou", type=fraction("the overlap above which the per-class NMS "
-                                               "drops the weaker box"), default=0.45,
+    parser.add_argument("--iou", type=fraction(IOU_MEANING), default=defaults.iou,
                         help="IoU threshold of the per-class NMS, in [0, 1] "
                         "(default: %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default=precision,
@@ -63,6 +66,16 @@ def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: 
                         "AVX512_BF16/AMX or on a GPU, else fp32; never int8) "
                         "(default: %(default)s)")
     add_calibration_args(parser)
+
+
+def detect_options(args: argparse.Namespace, model: YOLOv3, **settings: object) -> DetectOptions:
+    """The :class:`DetectOptions` of :func:`add_detection_args`' options: --img-size (by
+    default the weights' own input, :func:`input_size`), --conf, --iou, --precision and
+    --calib; ``settings`` give the fields a command has options of its own for (detect's
+    --max-det, --single-label, --backend)."""
+    return DetectOptions(img_size=input_size(args, model), conf=args.conf, iou=args.iou,
+                         precision=args.precision, calib=calibration_from_args(args),
+                         **settings)
 
 
 def add_img_size_arg(parser: argparse.ArgumentParser, meaning: str,
@@ -100,15 +113,16 @@ def calibration_from_args(args: argparse.Namespace) -> CalibrationImages | None:
 
 def fraction(meaning: str) -> Callable[[str], float]:
     """An argparse ``type``: a number from 0 to 1 (a score or an IoU), ``meaning`` saying what
-    it is in the error message. NaN and infinities are refused: a comparison with NaN is always
-    false, which would keep every box or none without a word."""
+    it is in the error message; the rule is :func:`~yolov3.checks.fraction_problem`'s, the one
+    :class:`DetectOptions` applies."""
     def number(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-        if not 0.0 <= value <= 1.0:  # also False for NaN
-            raise argparse.ArgumentTypeError(f"must be in [0, 1] ({meaning}), got {text}")
+        problem = fraction_problem(value, meaning)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     return number
@@ -118,8 +132,9 @@ def at_least(minimum: int) -> Callable[[str], int]:
     """An argparse ``type``: a whole number no smaller than ``minimum``."""
     def integer(text: str) -> int:
         value = int(text)  # argparse turns a ValueError into "invalid integer value"
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        problem = at_least_problem(value, minimum)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     return integer
@@ -127,7 +142,8 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
 def img_size(text: str) -> int | tuple[int, int]:
     """``--img-size``: ``S`` (a square input, an int) or ``WxH`` (width x height, as darknet's
-    cfg gives them), returned as (height, width); checked by :func:`check_img_size`."""
+    cfg gives them), returned as (height, width); checked by
+    :func:`~yolov3.checks.check_img_size`."""
     parts = text.lower().split("x")
     try:
         sides = [int(p) for p in parts]
@@ -137,30 +153,6 @@ def img_size(text: str) -> int | tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected a size (416) or width x height (384x256), "
                                          f"got {text!r}")
     return sides[0] if len(sides) == 1 else (sides[1], sides[0])
-
-
-def check_img_size(size: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
-    """``--img-size`` as the network takes it: each side a multiple of its total stride from
-    the stride to :data:`~yolov3.model.cfg.MAX_IMG_SIZE`; else a :class:`YoloError` saying
-    so. None (not given: the weights' own, :func:`input_size`) passes."""
-    if size is None:
-        return None
-    if not isinstance(size, int):
-        for side in size:
-            check_img_size(side)
-        return size
-    if size <= 0 or size % STRIDE:
-        raise YoloError(f"--img-size {size} is not a multiple of {STRIDE} greater than 0 (the "
-                        f"network's total stride is {STRIDE}): use {STRIDE}, {2 * STRIDE}, ... "
-                        f"up to {MAX_IMG_SIZE}")
-    if size > MAX_IMG_SIZE:
-        gigabytes = 32 * size * size * 4 / 1e9  # the first layer's 32 float32 channels
-        raise YoloError(f"--img-size {size} is above the largest accepted, {MAX_IMG_SIZE}: the "
-                        "network's memory grows with the square of the input side (at "
-                        f"{size}x{size} the first layer's output alone is {gigabytes:,.0f} GB; "
-                        "the models are trained at 320 to 608); use a multiple of 32 from 32 to "
-                        f"{MAX_IMG_SIZE}")
-    return size
 
 
 def input_size(args: argparse.Namespace, model: YOLOv3) -> int | tuple[int, int]:

@@ -16,23 +16,23 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from yolov3.backends import make_detector
+from yolov3.checks import check_img_size
 from yolov3.cli.common import (
     add_detection_args,
     add_model_args,
     at_least,
-    calibration_from_args,
-    check_img_size,
+    detect_options,
     device_from_args,
-    input_size,
     model_from_args,
 )
 from yolov3.errors import DataError, YoloError
-from yolov3.fileio import atomic_write, writable_dir
-from yolov3.inference.backends import BACKENDS, make_detector
+from yolov3.fileio import atomic_write, refuse_overwriting_inputs, writable_dir
 from yolov3.inference.batching import LetterboxedBatch, letterboxed_batches
 from yolov3.inference.detector import Detections, Detector
 from yolov3.inference.draw import draw_detections
 from yolov3.inference.labels import LabelFolder, earlier_labels
+from yolov3.inference.options import BACKENDS, DetectOptions
 from yolov3.inference.select import class_ids, keep_classes
 from yolov3.inference.sources import (
     ImageSource,
@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="image files, folders, glob patterns, video files, webcam indices, "
                    "stream and image URLs (see above)")
     add_model_args(p)
-    add_detection_args(p, conf=0.25, precision="auto")
+    add_detection_args(p, DetectOptions(), precision="auto")
     p.add_argument("--single-label", action="store_true",
                    help="keep only the best class of each box (default: every class above "
                    "--conf, as darknet does)")
@@ -82,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", default=None, metavar="NAME|ID,...",
                    help="keep only these classes: names or 0-based indices of the model's "
                    "classes, separated by commas (person,car or 0,2) (default: all)")
-    p.add_argument("--max-det", type=at_least(1), default=300,
+    p.add_argument("--max-det", type=at_least(1), default=DetectOptions().max_det,
                    help="at most this many detections an image or frame, the best "
                    "(default: %(default)s)")
     p.add_argument("--batch-size", type=at_least(1), default=1,
@@ -93,7 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=at_least(1), default=None,
                    help="CPU threads of the engine, torch or onnxruntime (default: PyTorch's, "
                    "which follows OMP_NUM_THREADS, else one per core)")
-    p.add_argument("--backend", choices=BACKENDS, default="torch",
+    p.add_argument("--backend", choices=BACKENDS, default=DetectOptions().backend,
                    help="engine: torch (batch norm folded into the convolutions) or "
                    "onnxruntime (CPU; the model is exported to ONNX first) (default: %(default)s)")
     p.add_argument("--vid-stride", type=at_least(1), default=1, metavar="N",
@@ -129,9 +129,12 @@ def _seconds(text: str) -> float:
     return value
 
 
-def check_outputs(sources: Sources, out: Path, save_txt: bool) -> None:
-    """A :class:`YoloError` when writing to ``out`` would overwrite an input image: one in
-    ``out`` itself (its annotated copy), or with ``save_txt`` in ``out/images`` (replaced)."""
+def check_outputs(sources: Sources, out: Path, save_txt: bool, nosave: bool) -> None:
+    """A :class:`YoloError` when writing to ``out`` would overwrite an input image or video: an
+    image in ``out`` itself (its annotated copy), with ``save_txt`` one in ``out/images``
+    (replaced), and, unless ``nosave``, any source that an annotated picture or video would be
+    written over (the same file through a link too, as
+    :func:`~yolov3.fileio.refuse_overwriting_inputs` finds it)."""
     out = out.resolve()
     for source in sources.images:
         if source.path is None:
@@ -143,6 +146,14 @@ def check_outputs(sources: Sources, out: Path, save_txt: bool) -> None:
         if save_txt and folder == out / "images":
             raise YoloError(f"--out {out} holds the input image {source.path} in images/, "
                             "which --save-txt replaces; choose another --out")
+    if nosave:
+        return
+    image_stems, video_stems = sources.stems()
+    for image, stem in zip(sources.images, image_stems, strict=True):
+        refuse_overwriting_inputs([out / _picture_name(image, stem)], {"SOURCE": image.path})
+    for video, stem in zip(sources.videos, video_stems, strict=True):
+        if isinstance(video.target, str):  # a file, or a URL (never an existing path)
+            refuse_overwriting_inputs([out / f"{stem}.mp4"], {"SOURCE": video.target})
 
 
 def _picture_name(source: ImageSource, stem: str) -> str:
@@ -334,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # ONNX Runtime's sessions take the same count
     sources = gather_sources(args.paths, Path(args.out), args.timeout)
-    check_outputs(sources, Path(args.out), args.save_txt)
+    check_outputs(sources, Path(args.out), args.save_txt, args.nosave)
     if args.save_txt:
         earlier_labels(Path(args.out))  # before the model loads: an --out of someone else's
     if not sources.images and not sources.videos:
@@ -346,10 +357,10 @@ def run(args: argparse.Namespace) -> int:
     device = device_from_args(args)
     model, names = model_from_args(args)
     keep = None if args.classes is None else class_ids(args.classes, names)
-    detector = make_detector(model, args.backend, input_size(args, model), args.conf, args.iou,
-                             multi_label=not args.single_label, device=device,
-                             precision=args.precision, calib=calibration_from_args(args))
-    detector.max_det = args.max_det if keep is None else sys.maxsize  # capped after the filter
+    options = detect_options(args, model, multi_label=not args.single_label,
+                             max_det=args.max_det if keep is None else sys.maxsize,  # capped
+                             backend=args.backend)                    # after the class filter
+    detector = make_detector(model, options, device)
     out = writable_dir(args.out)
     results = DetectionFiles(out)
     with results.writing():

@@ -11,12 +11,12 @@ import numpy as np
 import torch
 from torchvision.ops import box_convert
 
+from yolov3.checks import check_img_size
 from yolov3.classes import default_names
 from yolov3.cli.common import (
     DEFAULT_IMG_SIZE,
     add_img_size_arg,
     add_model_args,
-    check_img_size,
     device_from_args,
     input_size,
     model_from_args,
