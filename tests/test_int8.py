@@ -159,7 +159,7 @@ def test_export_precision_errors_say_what_to_use(tiny_weights, calib_folder, tmp
         ("--format", "torchscript", "--precision", "int8", "--calib", str(calib_folder)):
             "export --format onnx",
         ("--half", "--precision", "int8", "--calib", str(calib_folder)):
-            "cannot be combined with int8",
+            "--half is the fp16 precision; it cannot be combined with --precision int8",
         ("--calib", str(calib_folder)): "--calib calibrates int8 inference",
     }
     for extra, message in cases.items():

@@ -326,6 +326,7 @@ def refuse_overwriting_inputs(outputs: Iterable[str | Path],
             except OSError:  # one of them does not exist (or cannot be read): nothing to lose
                 continue
             if same:
-                how = "" if output.absolute() == source.absolute() else " (the same file)"
+                spelt = os.path.abspath(output) == os.path.abspath(source)
+                how = "" if spelt else " (the same file)"
                 raise YoloError(f"{output} is the input {option} {given}{how}: writing it would "
                                 "replace that input; choose another --out")

@@ -187,8 +187,11 @@ def rgb_pixels(image: np.ndarray | Image.Image, what: str = "image") -> np.ndarr
     if not (shape[0] and shape[1]):
         raise DataError(f"{what}: an empty image ({shape[1]}x{shape[0]} pixels)")
     _check_values(image, what)
-    pixels = eight_bits(image[..., :3] if channels >= 3 else image.reshape(shape[:2]),
-                        sixteen_bit=image.dtype == np.uint16)
+    if channels >= 3:
+        colour = image if channels == 3 else image[..., :3]
+    else:
+        colour = image if image.ndim == 2 else image[..., 0]
+    pixels = eight_bits(colour, sixteen_bit=image.dtype == np.uint16)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[..., None], 3, axis=2)
     return np.ascontiguousarray(pixels)

@@ -357,9 +357,10 @@ def run(args: argparse.Namespace) -> int:
     device = device_from_args(args)
     model, names = model_from_args(args)
     keep = None if args.classes is None else class_ids(args.classes, names)
-    options = detect_options(args, model, multi_label=not args.single_label,
-                             max_det=args.max_det if keep is None else sys.maxsize,  # capped
-                             backend=args.backend)                    # after the class filter
+    # with --classes every detection reaches the class filter, which keeps the best --max-det
+    max_det = args.max_det if keep is None else sys.maxsize
+    options = detect_options(args, model, multi_label=not args.single_label, max_det=max_det,
+                             backend=args.backend)
     detector = make_detector(model, options, device)
     out = writable_dir(args.out)
     results = DetectionFiles(out)
