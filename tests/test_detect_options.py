@@ -70,7 +70,7 @@ def test_calibration_images_only_with_int8() -> None:
 def test_accepted_values_are_kept_in_one_form() -> None:
     options = DetectOptions(img_size=[320, 416], conf=0, iou=1, max_det=np.int64(5))
     assert options.img_size == (320, 416) and options.conf == 0.0 and options.iou == 1.0
-    assert type(options.conf) is float and options.max_det == 5
+    assert type(options.conf) is float and type(options.max_det) is int and options.max_det == 5
     assert DetectOptions(img_size=np.int64(416)).img_size == 416
     with pytest.raises(AttributeError):  # frozen: a detector's settings do not change under it
         options.conf = 0.5  # type: ignore[misc]

@@ -36,8 +36,9 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, monkeypatch) -> None:
         with pytest.raises(YoloError) as refused:
             refuse_overwriting_inputs([tmp_path / "other.onnx", out],
                                       {"--model": None, "--weights": "w/best.pt"})
-        assert str(refused.value) == (f"{Path(out)} is the input --weights w/best.pt{how}: writing it "
-                                      "would replace that input; choose another --out")
+        assert str(refused.value) == (f"{Path(out)} is the input --weights w/best.pt{how}: "
+                                      "writing it would replace that input; choose another "
+                                      "--out")
 
 
 def test_outputs_that_are_no_input_pass(tmp_path) -> None:

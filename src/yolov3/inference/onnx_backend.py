@@ -72,7 +72,9 @@ class OnnxDetector(Detector):
 
     A graph exported without NMS feeds the same postprocessing as the PyTorch model; one
     exported ``include_nms`` runs darknet's protocol in the graph (every class above the
-    threshold, as ``multi_label``) and is only regrouped per image here.
+    threshold, as ``multi_label``; ``options.conf`` and ``options.iou`` are its inputs) and is
+    only regrouped per image here. ``options.img_size`` None is the graph's own input size (a
+    graph exported ``dynamic`` has none: give it). ``num_threads`` is ONNX Runtime's.
     """
 
     def __init__(

@@ -67,14 +67,14 @@ class DetectOptions:
         problem = at_least_problem(self.max_det, 1)
         if problem:
             raise YoloError(f"max_det {problem}")
+        object.__setattr__(self, "max_det", int(self.max_det))
         for name, known in (("precision", PRECISIONS), ("backend", BACKENDS)):
             if getattr(self, name) not in known:
                 raise YoloError(f"unknown {name} {getattr(self, name)!r} (known: "
                                 f"{', '.join(known)})")
         if self.calib is not None and self.precision != "int8":
             raise YoloError(f"calibration images are for int8 inference, not {self.precision}: "
-                            "add --precision int8 (precision='int8') or leave out --calib "
-                            "(calib)")
+                            "set precision='int8' or leave calib out")
         if self.precision == "int8" and self.calib is None:
             raise YoloError("int8 is calibrated on images like those the model will see (a "
                             "few dozen): give them with --calib DATASET|FOLDER (a dataset as "
