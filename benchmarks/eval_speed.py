@@ -29,7 +29,7 @@ from yolov3.datasets import open_dataset
 from yolov3.errors import DataError
 from yolov3.evaluation import evaluate
 from yolov3.images import letterbox
-from yolov3.inference import postprocess
+from yolov3.inference import DetectOptions, postprocess
 
 KANGAROO = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "kangaroo"
 
@@ -57,9 +57,10 @@ def main() -> None:
     print(f"{dataset}; {args.model} at {args.img_size}, batch {args.batch_size}, "
           f"{args.workers} workers, {device}, {torch.get_num_threads()} threads")
 
-    evaluate(model, dataset, args.img_size, batch_size=args.batch_size, device=device,
+    options = DetectOptions.for_evaluation(img_size=args.img_size)
+    evaluate(model, dataset, options, device, batch_size=args.batch_size,
              workers=args.workers, model_names=names, progress=False)  # warm-up
-    result = evaluate(model, dataset, args.img_size, batch_size=args.batch_size, device=device,
+    result = evaluate(model, dataset, options, device, batch_size=args.batch_size,
                       workers=args.workers, model_names=names, progress=False)
     t = result["timing"]
     total = t["inference_s"] + t["cocoeval_s"]

@@ -52,7 +52,7 @@ import yolov3
 from yolov3.cli.main import main as yolov3_main
 from yolov3.export import export_onnx
 from yolov3.images import letterbox, load_image
-from yolov3.inference import Detections, Detector
+from yolov3.inference import Detections, DetectOptions, Detector
 from yolov3.inference.fast import FastModel, fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector
 from yolov3.inference.precision import native_bf16, native_int8
@@ -114,27 +114,28 @@ def engines(
         net.setInput(x.numpy())
         return net.forward(outputs)
 
-    onnx_path = export_onnx(model, tmp / f"{name}-{size}-{batch}.onnx", size, batch)
+    options = DetectOptions(img_size=size)
+    onnx_path = export_onnx(model, tmp / f"{name}-{size}-{batch}.onnx", options, batch)
     calib = calibration_images(COCO128 / "images" if COCO128.is_dir() else
                                [load_image(PHOTOS / f"{n}.png") for n in PHOTO_NAMES], 32)
     detectors = {
-        "plain": Detector(model, size),
-        "fast-eager": Detector(FastModel(model, "eager"), size),
-        "fast-trace": Detector(FastModel(model, "trace"), size),
-        "onnxruntime": OnnxDetector(onnx_path, size, num_threads=threads),
+        "plain": Detector(model, options),
+        "fast-eager": Detector(FastModel(model, "eager"), options),
+        "fast-trace": Detector(FastModel(model, "trace"), options),
+        "onnxruntime": OnnxDetector(onnx_path, options, num_threads=threads),
     }
     if BF16:
-        detectors["bf16-trace"] = Detector(FastModel(model, "trace", precision="bf16"), size)
+        detectors["bf16-trace"] = Detector(FastModel(model, "trace", precision="bf16"), options)
     if INT8:
-        int8_path = export_onnx(model, tmp / f"{name}-{size}-{batch}-int8.onnx", size, batch,
-                                precision="int8", calib=calib)
-        detectors["int8-ort"] = OnnxDetector(int8_path, size, num_threads=threads)
+        int8_path = export_onnx(model, tmp / f"{name}-{size}-{batch}-int8.onnx",
+                                options.replace(precision="int8", calib=calib), batch)
+        detectors["int8-ort"] = OnnxDetector(int8_path, options, num_threads=threads)
     if compile_:
         import torch._inductor.config
 
         torch._inductor.config.freezing = True
         detectors["torch-compile"] = Detector(torch.compile(Decoded(fold_batch_norm(model))),
-                                              size)
+                                              options)
     return {"opencv": opencv} | {k: d.detect_batch for k, d in detectors.items()}
 
 

@@ -46,6 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import yolov3
 from yolov3.export import export_onnx
+from yolov3.inference import DetectOptions
 from yolov3.model.cfg import builtin_cfg_path
 from yolov3.model.layers import ConvBlock
 
@@ -220,7 +221,7 @@ def main() -> int:
 
             return run
 
-        onnx_path = export_onnx(model, tmp / "yolov3.onnx", size, 1)
+        onnx_path = export_onnx(model, tmp / "yolov3.onnx", DetectOptions(img_size=size))
         sess = session(str(onnx_path), args.threads)
         input_name = sess.get_inputs()[0].name
         best = fastest_ms({"winograd": opencv(True), "direct": opencv(False),

@@ -26,6 +26,7 @@ from yolov3.datasets.convert import convert
 from yolov3.datasets.open import open_dataset
 from yolov3.evaluation import STAT_NAMES, coco_metrics, evaluate
 from yolov3.evaluation.coco_eval import ground_truth
+from yolov3.inference import DetectOptions
 
 COCO128 = SHARED / "datasets" / "coco128-train"
 IMAGES = 48  # of the 128: 406 boxes of 56 classes; inference at 320: under 10 s
@@ -49,7 +50,8 @@ def run(tiny_weights, tmp_path_factory) -> dict:
     dataset = open_dataset(root / "data.yaml", "val")
     assert len(dataset) == IMAGES
     model = from_darknet("yolov3-tiny", tiny_weights)
-    result = evaluate(model, dataset, img_size=SIZE, progress=False, out_dir=root / "out")
+    result = evaluate(model, dataset, DetectOptions.for_evaluation(img_size=SIZE), progress=False,
+                      out_dir=root / "out")
     predictions = json.loads((root / "out" / "predictions.json").read_text())
 
     # The distributor's COCO JSON, cut to the same images: COCO's category ids 1..90, its

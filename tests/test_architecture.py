@@ -137,3 +137,14 @@ def test_the_model_knows_nothing_of_training_data_or_inference() -> None:
                       "yolov3.inference", "yolov3.weights", "yolov3.cli"):
             chains = [c for m in MODULES if m.startswith(other) and (c := reaches(name, m))]
             assert not chains, " -> ".join(chains[0])
+
+
+def test_inference_does_not_depend_on_export() -> None:
+    """Export builds on inference (the folded network, the number formats, int8), so
+    inference reaches no module of export, directly or through others; what needs both (the
+    ONNX Runtime engine of make_detector) lives above them, in yolov3.backends."""
+    exports = [m for m in MODULES if m == "yolov3.export" or m.startswith("yolov3.export.")]
+    for name in (m for m in GRAPH if m.startswith("yolov3.inference")):
+        chains = [c for m in exports if (c := reaches(name, m))]
+        assert not chains, " -> ".join(chains[0])
+    assert "yolov3.inference.fast" in GRAPH["yolov3.export"]  # the one way it runs

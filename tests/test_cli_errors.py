@@ -26,7 +26,7 @@ from yolov3.cli.main import main
 from yolov3.datasets.open import open_dataset
 from yolov3.evaluation import evaluate
 from yolov3.images import load_image
-from yolov3.inference import Detector
+from yolov3.inference import DetectOptions, Detector
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
 from yolov3.weights.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -183,7 +183,8 @@ def test_checkpoint_brings_its_own_network(command, files, tmp_path, capsys) -> 
     model = model_from_checkpoint(load_checkpoint(files["tiny.pt"]))
     if command == "detect":
         written = json.loads((tmp_path / "detections.json").read_text())
-        (expected,) = Detector(model, 64).detect([load_image(files["photo.png"])])
+        detector = Detector(model, DetectOptions(img_size=64))
+        (expected,) = detector.detect([load_image(files["photo.png"])])
         assert len(expected) > 0  # random weights: low scores, but some above 0.25
         assert [d["category_name"] for d in written] == [NAMES[k] for k in
                                                           expected.labels.tolist()]
@@ -193,7 +194,8 @@ def test_checkpoint_brings_its_own_network(command, files, tmp_path, capsys) -> 
     if command == "val":
         metrics = json.loads((tmp_path / "metrics.json").read_text())
         dataset = open_dataset(files["yolo"], "val")
-        expected = evaluate(model, dataset, img_size=64, model_names=NAMES, progress=False)
+        at_64 = DetectOptions.for_evaluation(img_size=64)
+        expected = evaluate(model, dataset, at_64, model_names=NAMES, progress=False)
         assert [c["name"] for c in metrics["per_class"]] == NAMES
         assert metrics["AP"] == pytest.approx(expected["AP"], abs=1e-9)
     if command == "export":  # the graph is yolov3-tiny's, with its three classes

@@ -57,7 +57,7 @@ def test_the_markdown_table() -> None:
 # --- unknown options ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(("argv", "usage", "hint"), [
-    (["train", "--epoch", "10"], "usage: yolov3 train ", "--epoch: did you mean --epochs?"),
+    (["train", "--epohcs", "10"], "usage: yolov3 train ", "--epohcs: did you mean --epochs?"),
     (["detect", "x.jpg", "--conff", "0.3"], "usage: yolov3 detect ",
      "--conff: did you mean --conf"),
     (["val", "--data", "d", "--imgsz", "320"], "usage: yolov3 val ",

@@ -27,6 +27,7 @@ from yolov3.evaluation import STAT_NAMES, coco_metrics, evaluate
 from yolov3.evaluation.class_map import class_mapping
 from yolov3.evaluation.report import format_table, plot_pr_curve
 from yolov3.images import letterbox, load_image
+from yolov3.inference import DetectOptions
 
 
 def perfect(gt: dict) -> list[dict]:
@@ -186,9 +187,10 @@ def test_unreadable_image_is_skipped_and_reported(tiny, tmp_path: Path) -> None:
     path = write_coco(tmp_path)
     (tmp_path / "images" / "2.JPG").write_bytes(b"not a picture")
     ds = open_dataset(path)
-    result = evaluate(tiny, ds, progress=False, img_size=128, model_names=["cat"] * 80)
+    at_128 = DetectOptions.for_evaluation(img_size=128)
+    result = evaluate(tiny, ds, at_128, progress=False, model_names=["cat"] * 80)
     assert result["images"] == 3
     assert len(ds.problems) == 1 and "2.JPG: not a readable image" in ds.problems.messages[0]
     with pytest.raises(DataError, match=r"2\.JPG: not a readable image"):
-        evaluate(tiny, open_dataset(path, strict=True), progress=False, img_size=128,
+        evaluate(tiny, open_dataset(path, strict=True), at_128, progress=False,
                  model_names=["cat"] * 80)

@@ -14,10 +14,12 @@ from yolov3.cli.main import main
 from yolov3.errors import YoloError
 from yolov3.export import DetectionGraph, export_onnx, export_torchscript
 from yolov3.images import letterbox
-from yolov3.inference import Detector
+from yolov3.inference import DetectOptions, Detector
 from yolov3.inference.fast import fold_batch_norm
 from yolov3.inference.onnx_backend import OnnxDetector, OnnxRuntimeModel
 from yolov3.model import Decoded
+
+AT_320 = DetectOptions(img_size=320)
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,10 @@ def exports(tiny, tmp_path_factory) -> dict[str, Path]:
     """The graphs the tests share: exporting yolov3-tiny takes a second or two each."""
     folder = tmp_path_factory.mktemp("exports")
     return {
-        "static": export_onnx(tiny, folder / "static.onnx", 320, batch=3),
-        "dynamic": export_onnx(tiny, folder / "dynamic.onnx", 320, dynamic=True),
-        "nms": export_onnx(tiny, folder / "nms.onnx", 320, include_nms=True, dynamic=True),
+        "static": export_onnx(tiny, folder / "static.onnx", AT_320, batch=3),
+        "dynamic": export_onnx(tiny, folder / "dynamic.onnx", AT_320, dynamic=True),
+        "nms": export_onnx(tiny, folder / "nms.onnx", AT_320, include_nms=True,
+                           dynamic=True),
     }
 
 
@@ -66,18 +69,19 @@ def test_dynamic_graph_takes_other_batches_and_sizes(tiny, exports, shape) -> No
 
 
 def test_onnxruntime_detector_gives_the_pytorch_detections(tiny, images, exports) -> None:
-    expected = Detector(tiny, 320).detect(images)
+    expected = Detector(tiny, AT_320).detect(images)
     assert 41 in expected[0].labels.tolist()  # the cup, so the comparison is not vacuous
-    assert_same_detections(OnnxDetector(exports["dynamic"], 320).detect(images), expected)
-    expected = Detector(tiny, 320, multi_label=False).detect(images)
-    found = OnnxDetector(exports["dynamic"], 320, multi_label=False).detect(images)
+    assert_same_detections(OnnxDetector(exports["dynamic"], AT_320).detect(images), expected)
+    single = AT_320.replace(multi_label=False)
+    expected = Detector(tiny, single).detect(images)
+    found = OnnxDetector(exports["dynamic"], single).detect(images)
     assert_same_detections(found, expected)
 
 
 def test_nms_in_the_graph_gives_the_pytorch_detections(tiny, images, batch, exports) -> None:
     for conf in (0.25, 0.05):  # few detections, and many with suppressed overlaps
-        expected = Detector(tiny, 320, conf_thresh=conf).detect(images)
-        found = OnnxDetector(exports["nms"], 320, conf_thresh=conf).detect(images)
+        expected = Detector(tiny, AT_320.replace(conf=conf)).detect(images)
+        found = OnnxDetector(exports["nms"], AT_320.replace(conf=conf)).detect(images)
         assert_same_detections(found, expected)
     assert sum(len(d) for d in found) > 10
     # The PyTorch side of the custom op gives the ONNX op's rows, in the same order.
@@ -91,11 +95,12 @@ def test_nms_in_the_graph_gives_the_pytorch_detections(tiny, images, batch, expo
 
 def test_nms_graph_refuses_single_label(exports) -> None:
     with pytest.raises(YoloError, match="single-label"):
-        OnnxDetector(exports["nms"], 320, multi_label=False)
+        OnnxDetector(exports["nms"], AT_320.replace(multi_label=False))
 
 
 def test_half_graph_takes_float16(tiny, batch, tmp_path) -> None:
-    model = OnnxRuntimeModel(export_onnx(tiny, tmp_path / "half.onnx", 320, batch=3, half=True))
+    half = AT_320.replace(precision="fp16")
+    model = OnnxRuntimeModel(export_onnx(tiny, tmp_path / "half.onnx", half, batch=3))
     assert model.session.get_inputs()[0].type == "tensor(float16)"
     got, expected = model(batch), plain(tiny, batch)
     assert got.dtype == torch.float32
@@ -112,15 +117,18 @@ def test_half_graph_takes_float16(tiny, batch, tmp_path) -> None:
 
 
 def test_torchscript_equals_pytorch(tiny, batch, tmp_path) -> None:
-    path = export_torchscript(tiny, tmp_path / "tiny.torchscript", 320, batch=3)
+    path = export_torchscript(tiny, tmp_path / "tiny.torchscript", AT_320, batch=3)
     with pytest.warns(FutureWarning):  # torch.jit.load's deprecation notice
         loaded = torch.jit.load(path)
     torch.testing.assert_close(loaded(batch), plain(tiny, batch), rtol=1e-4, atol=1e-4)
 
 
 def test_size_must_be_a_multiple_of_32(tiny, tmp_path) -> None:
-    with pytest.raises(YoloError, match="multiples of 32"):
-        export_onnx(tiny, tmp_path / "x.onnx", 300)
+    with pytest.raises(YoloError, match="img_size 300 is not a multiple of 32"):
+        export_onnx(tiny, tmp_path / "x.onnx", DetectOptions(img_size=300))
+    with pytest.raises(YoloError, match=r"export_onnx takes its detection settings as one "
+                       r"DetectOptions, such as DetectOptions\(img_size=416, conf=0.25\); got 320"):
+        export_onnx(tiny, tmp_path / "x.onnx", 320)  # the size where it was passed before
     assert not (tmp_path / "x.onnx").exists()
 
 

@@ -7,9 +7,9 @@ import torch
 
 import yolov3
 from conftest import randomize_bn
+from yolov3.backends import make_detector
 from yolov3.images import letterbox, load_image
-from yolov3.inference import Detector
-from yolov3.inference.backends import make_detector
+from yolov3.inference import DetectOptions, Detector
 from yolov3.inference.fast import FastModel, fast_if_exact, fold_batch_norm, is_exact
 from yolov3.model import Decoded
 from yolov3.model.layers import ConvBlock
@@ -58,9 +58,10 @@ def test_fast_model_equals_plain(tiny, photo_batch, mode: str) -> None:
 
 def test_fast_detector_gives_the_plain_detections(tiny, photos) -> None:
     images = [load_image(photos[n]) for n in ("coffee", "motorcycle_left", "astronaut")]
-    expected = Detector(tiny, 320).detect(images)
-    found = make_detector(tiny, "torch", 320).detect(images)
-    assert isinstance(make_detector(tiny, "torch", 320).model, FastModel)
+    options = DetectOptions(img_size=320)
+    expected = Detector(tiny, options).detect(images)
+    found = make_detector(tiny, options).detect(images)
+    assert isinstance(make_detector(tiny, options).model, FastModel)
     assert [d.labels.tolist() for d in found] == [d.labels.tolist() for d in expected]
     assert 41 in found[0].labels.tolist()  # the cup
     for a, b in zip(found, expected, strict=True):

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from yolov3.backends import make_detector
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
 from yolov3.images import letterbox, load_image
-from yolov3.inference.backends import make_detector
+from yolov3.inference import DetectOptions
 from yolov3.inference.fast import FastModel
 from yolov3.inference.precision import native_bf16, native_int8, resolve_precision
 
@@ -62,7 +63,7 @@ def test_bf16_copy_runs_in_bf16_and_keeps_the_scores(tiny, photos) -> None:
 
 def test_onnxruntime_refuses_another_precision(tiny) -> None:
     with pytest.raises(YoloError, match="runs in fp32"):
-        make_detector(tiny, "onnxruntime", precision="bf16")
+        make_detector(tiny, DetectOptions(backend="onnxruntime", precision="bf16"))
 
 
 @pytest.mark.skipif(not COCO128.is_dir(), reason="shared/datasets/coco128-train is not here")
@@ -70,8 +71,9 @@ def test_bf16_keeps_the_coco_ap50_of_fp32(tiny) -> None:
     """The issue's accuracy bar: on 128 real COCO photos with the official yolov3-tiny at 416,
     bf16's AP50 within 0.005 of fp32's (whose AP50 here is about 0.42, see the set's README)."""
     data = open_dataset(COCO128 / "data.yaml", "train")
-    fp32 = evaluate(tiny, data, 416, precision="fp32", progress=False)
-    bf16 = evaluate(tiny, data, 416, precision="bf16", progress=False)
+    fp32 = evaluate(tiny, data, DetectOptions.for_evaluation(img_size=416), progress=False)
+    bf16 = evaluate(tiny, data, DetectOptions.for_evaluation(img_size=416, precision="bf16"),
+                    progress=False)
     assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
     assert 0.35 < fp32["AP50"] < 0.5
     assert abs(bf16["AP50"] - fp32["AP50"]) <= 0.005

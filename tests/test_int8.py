@@ -12,13 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
+from yolov3.backends import make_detector
 from yolov3.cli.main import main
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import DataError, YoloError
 from yolov3.evaluation import evaluate
 from yolov3.export import export_onnx, export_torchscript
 from yolov3.images import letterbox
-from yolov3.inference.backends import make_detector
+from yolov3.inference import DetectOptions
 from yolov3.inference.onnx_backend import OnnxDetector
 from yolov3.inference.quantize import (
     FLOAT_FIRST_CONVS,
@@ -90,16 +91,17 @@ def test_bad_calibration_sources_are_clear_errors(tmp_path) -> None:
 
 def test_int8_needs_calibration_images_and_the_cpu(tiny, images) -> None:
     with pytest.raises(YoloError, match=r"--calib DATASET\|FOLDER"):
-        make_detector(tiny, precision="int8")
+        DetectOptions(precision="int8")
     calib = calibration_images(images)
     with pytest.raises(YoloError, match="runs on the CPU"):
-        make_detector(tiny, precision="int8", device="cuda", calib=calib)
+        make_detector(tiny, DetectOptions(precision="int8", calib=calib), device="cuda")
     with pytest.raises(YoloError, match="calibration images are for int8"):
-        make_detector(tiny, precision="fp32", calib=calib)
+        DetectOptions(precision="fp32", calib=calib)
 
 
 def test_the_network_is_int8_up_to_its_heads(tiny, calib_folder, tmp_path) -> None:
-    fp32 = onnx.load(export_onnx(tiny, tmp_path / "fp32.onnx", 320, dynamic=True))
+    fp32 = onnx.load(export_onnx(tiny, tmp_path / "fp32.onnx", DetectOptions(img_size=320),
+                                dynamic=True))
     convs = [n.name for n in fp32.graph.node if n.op_type == "Conv"]
     chosen = quantized_nodes(fp32)
     heads = {"/net/layers.15/conv/Conv", "/net/layers.22/conv/Conv"}  # before the [yolo] layers
@@ -107,8 +109,8 @@ def test_the_network_is_int8_up_to_its_heads(tiny, calib_folder, tmp_path) -> No
     assert all(n.startswith("/net/layers.") for n in chosen)  # no decoding node
     assert {n.split("/")[-1].rstrip("_0123456789") for n in chosen} == {
         "Conv", "LeakyRelu", "Concat", "Resize"}
-    int8 = onnx.load(export_onnx(tiny, tmp_path / "int8.onnx", 320, dynamic=True,
-                                 precision="int8", calib=calibration_images(calib_folder, 4)))
+    int8 = onnx.load(export_onnx(tiny, tmp_path / "int8.onnx", DetectOptions(
+        img_size=320, precision="int8", calib=calibration_images(calib_folder, 4)), dynamic=True))
     stored = {t.name: t.data_type for t in int8.graph.initializer}
     dequantized = {n.output[0]: n.input[0] for n in int8.graph.node
                    if n.op_type == "DequantizeLinear"}
@@ -122,9 +124,10 @@ def test_int8_detections_are_fp32_detections_on_real_photos(tiny, images, calib_
     """Calibrated on twelve crops of the photos: the objects fp32 finds most confidently (a
     cup, a motorbike, a bottle...) are found in int8 with boxes a few pixels away (measured: at
     most 6.4 px, on boxes 75 to 650 px wide) and scores within 0.08 (measured 0.05)."""
-    fp32 = make_detector(tiny, img_size=416, conf_thresh=0.1).detect(images)
-    detector = make_detector(tiny, img_size=416, conf_thresh=0.1, precision="int8",
-                             calib=calibration_images(calib_folder))
+    options = DetectOptions(img_size=416, conf=0.1)
+    fp32 = make_detector(tiny, options).detect(images)
+    detector = make_detector(tiny, options.replace(precision="int8",
+                                                   calib=calibration_images(calib_folder)))
     assert detector.precision == "int8" and isinstance(detector, OnnxDetector)
     int8 = detector.detect(images)
     assert [int(d.labels[0]) for d in fp32] == [41, 3, 39]
@@ -140,8 +143,9 @@ def test_export_int8_with_nms_runs_in_onnx_runtime(tiny_weights, tiny, images, c
     assert "(int8," in capsys.readouterr().out
     graph = onnx.load(out)
     assert {"QuantizeLinear", "NonMaxSuppression"} <= {n.op_type for n in graph.graph.node}
-    found = OnnxDetector(out, 416, conf_thresh=0.1).detect(images)
-    same_objects(found, make_detector(tiny, img_size=416, conf_thresh=0.1).detect(images),
+    options = DetectOptions(img_size=416, conf=0.1)
+    found = OnnxDetector(out, options).detect(images)
+    same_objects(found, make_detector(tiny, options).detect(images),
                  box_px=8, score=0.08)
 
 
@@ -155,7 +159,7 @@ def test_export_precision_errors_say_what_to_use(tiny_weights, calib_folder, tmp
         ("--format", "torchscript", "--precision", "int8", "--calib", str(calib_folder)):
             "export --format onnx",
         ("--half", "--precision", "int8", "--calib", str(calib_folder)):
-            "cannot be combined with int8",
+            "--half is the fp16 precision; it cannot be combined with --precision int8",
         ("--calib", str(calib_folder)): "--calib calibrates int8 inference",
     }
     for extra, message in cases.items():
@@ -165,7 +169,8 @@ def test_export_precision_errors_say_what_to_use(tiny_weights, calib_folder, tmp
 
 
 def test_bf16_torchscript_takes_bfloat16_and_keeps_the_scores(tiny, images, tmp_path) -> None:
-    path = export_torchscript(tiny, tmp_path / "tiny.torchscript", 320, precision="bf16")
+    path = export_torchscript(tiny, tmp_path / "tiny.torchscript",
+                              DetectOptions(img_size=320, precision="bf16"))
     with pytest.warns(FutureWarning):  # torch.jit.load's deprecation notice
         loaded = torch.jit.load(path)
     x = letterbox(images[0], (320, 320))[0][None]
@@ -200,7 +205,8 @@ def test_int8_keeps_the_coco_ap50_of_fp32(tiny, tiny_weights, kangaroo_dir, tmp_
     int8 AP50 within 0.01 of fp32's (0.424). Calibrated on 32 kangaroo photos, a set disjoint
     from the evaluated one, through ``yolov3 val``. (Over seven calibration sets, 16 to 128
     images of coco128 or of the kangaroos, int8's AP50 was 0.4155 to 0.4285.)"""
-    fp32 = evaluate(tiny, open_dataset(COCO128 / "data.yaml", "train"), 416, progress=False)
+    fp32 = evaluate(tiny, open_dataset(COCO128 / "data.yaml", "train"),
+                    DetectOptions.for_evaluation(img_size=416), progress=False)
     out = tmp_path / "val"
     assert main(["val", "--data", str(COCO128 / "data.yaml"), "--split", "train", "--model",
                  "yolov3-tiny", "--weights", str(tiny_weights), "--precision", "int8",

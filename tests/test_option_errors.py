@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from conftest import MICRO3_CFG
 from data_factory import NAMES, write_yolo
-from yolov3.cli.common import check_img_size
+from yolov3.checks import check_img_size
 from yolov3.cli.main import build_parser, main
 from yolov3.datasets.open import open_dataset
 from yolov3.errors import DataError, YoloError

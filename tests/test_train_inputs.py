@@ -18,6 +18,7 @@ from yolov3.cli.train import overrides_from_args
 from yolov3.datasets.coco import CocoDataset
 from yolov3.errors import ConfigError
 from yolov3.evaluation import evaluate
+from yolov3.inference import DetectOptions
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
 from yolov3.train.config import load_config
@@ -91,8 +92,9 @@ def test_coco_annotation_without_image_id_is_left_out_of_the_ground_truth(tmp_pa
     assert truth["annotations"] == clean.ground_truth()["annotations"]
     torch.manual_seed(0)
     model = build_model(parse_cfg_text(MICRO3_CFG))
-    metrics = evaluate(model, dataset, img_size=64, model_names=NAMES, progress=False)
-    reference = evaluate(model, clean, img_size=64, model_names=NAMES, progress=False)
+    at_64 = DetectOptions.for_evaluation(img_size=64)
+    metrics = evaluate(model, dataset, at_64, model_names=NAMES, progress=False)
+    reference = evaluate(model, clean, at_64, model_names=NAMES, progress=False)
     assert metrics["images"] == reference["images"] == 4
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"):
         assert metrics[key] == reference[key], key

@@ -23,6 +23,7 @@ from data_factory import write_yolo
 from yolov3.cli.main import main
 from yolov3.datasets.open import open_dataset
 from yolov3.evaluation import evaluate
+from yolov3.inference import DetectOptions
 from yolov3.model.network import build_model
 from yolov3.weights.checkpoint import load_checkpoint, model_from_checkpoint
 from yolov3.weights.load import load_pretrained
@@ -53,7 +54,8 @@ def four_kangaroos(kangaroo_dir: Path, tmp_path: Path) -> Path:
 def reevaluate(checkpoint: Path, data: Path) -> dict:
     model = model_from_checkpoint(load_checkpoint(checkpoint))
     dataset = open_dataset(data, "val")
-    return evaluate(model, dataset, img_size=SIZE, model_names=dataset.names, progress=False)
+    return evaluate(model, dataset, DetectOptions.for_evaluation(img_size=SIZE),
+                    model_names=dataset.names, progress=False)
 
 
 @pytest.mark.slow  # about 30 s on 2 cores (make test runs slow tests too)
@@ -65,8 +67,8 @@ def test_yolov3_tiny_overfits_four_kangaroo_photos(four_kangaroos, tiny_weights,
     load_pretrained(start_model, tiny_weights)
     dataset = open_dataset(four_kangaroos, "val")
     assert dataset.names == ["kangaroo"] and len(dataset) == 4
-    start = evaluate(start_model, dataset, img_size=SIZE, model_names=["kangaroo"],
-                     progress=False)
+    start = evaluate(start_model, dataset, DetectOptions.for_evaluation(img_size=SIZE),
+                     model_names=["kangaroo"], progress=False)
     assert start["AP50"] < 0.6 and start["AP"] < 0.2
 
     out = tmp_path / "run"

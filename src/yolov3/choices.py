@@ -12,7 +12,7 @@ from __future__ import annotations
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
 #: How many images int8 is calibrated on by default (:mod:`yolov3.inference.quantize`).
 DEFAULT_CALIB_IMAGES = 64
-#: The engines a detector runs on (:mod:`yolov3.inference.backends`).
+#: The engines a detector runs on (:mod:`yolov3.backends`).
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 #: The files a model is exported as (:mod:`yolov3.export`).
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
@@ -30,3 +30,13 @@ DATASET_FORMS = (
     "files, and JPEGImages/ or images/); a darknet .data file (classes, train, valid, names); "
     "or a folder holding data.yaml"
 )
+
+#: ``yolov3 detect``'s score threshold (objectness x class probability) and darknet's COCO
+#: evaluation's, and the IoU of the per-class NMS of both (:class:`~yolov3.inference.options.
+#: DetectOptions`).
+DETECT_CONF = 0.25
+EVAL_CONF = 0.005
+NMS_IOU = 0.45
+#: What ``conf`` and ``iou`` are, in the messages that refuse them.
+CONF_MEANING = "a score threshold: objectness x class probability"
+IOU_MEANING = "the overlap above which the per-class NMS drops the weaker box"

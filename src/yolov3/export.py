@@ -9,12 +9,17 @@ threshold, per-class NMS, ONNX's ``NonMaxSuppression``) and outputs ``detections
 index, x1, y1, x2, y2 (input pixels), score, class, grouped by image and class, best first;
 the thresholds are the graph inputs ``score_threshold`` and ``iou_threshold`` (shape (1,)).
 
-``precision`` is the number format of the network's weights and activations: ``fp32``;
-``fp16`` (also ``half=True``; for GPU runtimes); ``int8`` for ONNX, the graph quantised by
+What is exported follows a :class:`~yolov3.inference.DetectOptions`: its ``img_size`` (None:
+the model's own) and ``precision``, the number format of the network's weights and
+activations: ``fp32``; ``fp16`` (for GPU runtimes); ``int8`` for ONNX, the graph quantised by
 ONNX Runtime (QDQ, calibrated on the images ``calib``: :mod:`yolov3.inference.quantize`); and
 ``bf16`` for TorchScript, which PyTorch runs natively on a CPU with AVX512_BF16 or AMX (ONNX
 Runtime has no bfloat16 convolution on the CPU, so there is no bf16 ONNX export). The decoding
-and the NMS stay float32 in every format.
+and the NMS stay float32 in every format. An NMS graph is traced (and int8 calibrated) with the
+options' ``conf`` and ``iou``, which stay its inputs.
+
+The dependencies run one way: this module builds on :mod:`yolov3.inference` (the folded
+network, the number formats, the quantisation), which knows nothing of it.
 """
 
 from __future__ import annotations
@@ -34,16 +39,17 @@ from yolov3.choices import EXPORT_PRECISIONS
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write
 from yolov3.inference.fast import fold_batch_norm
+from yolov3.inference.options import DetectOptions, check_options
 from yolov3.inference.precision import DTYPES
-from yolov3.inference.quantize import CalibrationImages, quantize_onnx
-from yolov3.model.cfg import STRIDE, as_hw
+from yolov3.inference.quantize import quantize_onnx
+from yolov3.model.cfg import as_hw
 from yolov3.model.network import Decoded, YOLOv3
 
 Format = Literal["onnx", "torchscript"]
 OPSET = 17
 MAX_DETECTIONS_PER_CLASS = 300
-# The thresholds an NMS graph is exported (and calibrated) with; its inputs at run time.
-DEFAULT_THRESHOLDS = {"score_threshold": 0.25, "iou_threshold": 0.45}
+# The inputs of an NMS graph after the images.
+THRESHOLD_INPUTS = ("score_threshold", "iou_threshold")
 
 
 class _NonMaxSuppression(torch.autograd.Function):
@@ -87,25 +93,15 @@ class DetectionGraph(nn.Module):
                           cls[:, None].float()], dim=1)
 
 
-def _input_hw(img_size: int | tuple[int, int]) -> tuple[int, int]:
-    h, w = as_hw(img_size)
-    if h % STRIDE or w % STRIDE:
-        raise YoloError(f"image size {h}x{w}: height and width must be multiples of {STRIDE}")
-    return h, w
-
-
-def _example(model: YOLOv3, img_size: int | tuple[int, int], batch: int,
+def _example(model: YOLOv3, input_hw: tuple[int, int], batch: int,
              dtype: torch.dtype) -> Tensor:
     device = next(model.parameters()).device
-    return torch.full((batch, 3, *_input_hw(img_size)), 0.5, dtype=dtype, device=device)
+    return torch.full((batch, 3, *input_hw), 0.5, dtype=dtype, device=device)
 
 
-def _precision(fmt: str, precision: str, half: bool) -> str:
-    """The number format to export in: ``precision``, or ``fp16`` with ``half``; one that
-    ``fmt`` has no export for is a :class:`YoloError` saying what to use instead."""
-    if half and precision not in ("fp32", "fp16"):
-        raise YoloError(f"half is the fp16 precision; it cannot be combined with {precision}")
-    precision = "fp16" if half else precision
+def _precision(fmt: str, precision: str) -> str:
+    """``precision``, the number format to export in; one that ``fmt`` has no export for is a
+    :class:`YoloError` saying what to use instead."""
     if precision not in EXPORT_PRECISIONS[fmt]:
         reason = {"bf16": "ONNX Runtime has no bfloat16 convolution on the CPU; "
                           "export a bf16 TorchScript module (--format torchscript)",
@@ -124,49 +120,51 @@ def _prepared(model: YOLOv3, dtype: torch.dtype) -> Decoded:
 def export_onnx(
     model: YOLOv3,
     path: str | Path,
-    img_size: int | tuple[int, int] = 416,
+    options: DetectOptions = DetectOptions(),  # noqa: B008 - frozen, so shared safely
     batch: int = 1,
     dynamic: bool = False,
-    half: bool = False,
     include_nms: bool = False,
     opset: int = OPSET,
-    precision: str = "fp32",
-    calib: CalibrationImages | None = None,
 ) -> Path:
-    """Write ``model`` (batch norm folded) as an ONNX graph for a (batch, 3, H, W) input.
+    """Write ``model`` (batch norm folded) as an ONNX graph for a (batch, 3, H, W) input, H x W
+    ``options.img_size`` (None: the model's own), in ``options.precision`` (see the module
+    docstring).
 
-    ``dynamic`` leaves batch, height and width free (any multiple of 32); ``half`` stores
-    weights and the input in float16 (for GPU runtimes); ``include_nms`` adds the detection
-    protocol (see the module docstring); ``precision`` ``int8`` quantises the network,
-    calibrated on ``calib`` letterboxed to ``img_size``. Uses ``torch.onnx``'s TorchScript-based
-    exporter, which needs no extra package and handles the custom NMS op.
+    ``dynamic`` leaves batch, height and width free (any multiple of 32); ``include_nms`` adds
+    the detection protocol (every class above the threshold: ``options.multi_label`` must be
+    True); ``int8`` quantises the network, calibrated on ``options.calib`` letterboxed to the
+    input size. Uses ``torch.onnx``'s TorchScript-based exporter, which needs no extra package
+    and handles the custom NMS op.
     """
-    precision = _precision("onnx", precision, half)
+    options = check_options(options, "export_onnx").sized_for(model)
+    precision = _precision("onnx", options.precision)
+    if include_nms and not options.multi_label:
+        raise YoloError("an NMS graph keeps every class above the threshold (multi_label); "
+                        "export it without NMS for single-label detection")
+    input_hw = as_hw(options.img_size)
+    thresholds = (options.conf, options.iou)
     if precision == "int8":
-        if calib is None:
-            raise YoloError("int8 is calibrated on images like those the model will see (a "
-                            "few dozen): give them with --calib DATASET|FOLDER (a dataset as "
-                            "--data takes it, or a folder of images)")
         with tempfile.TemporaryDirectory() as tmp:
-            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", img_size, batch, dynamic,
-                               include_nms=include_nms, opset=opset)
-            extra = {k: np.array([v], np.float32) for k, v in DEFAULT_THRESHOLDS.items()}
-            int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", calib, _input_hw(img_size),
+            fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", options.replace(
+                precision="fp32", calib=None), batch, dynamic, include_nms, opset)
+            extra = {k: np.array([v], np.float32) for k, v in zip(THRESHOLD_INPUTS, thresholds,
+                                                                  strict=True)}
+            int8 = quantize_onnx(fp32, Path(tmp) / "int8.onnx", options.calib, input_hw,
                                  extra if include_nms else None)
             with atomic_write(path) as f:
                 f.write(int8.read_bytes())
         return Path(path)
     dtype = DTYPES[precision]
     net = _prepared(model, dtype)
-    example: tuple[Tensor, ...] = (_example(model, img_size, batch, dtype),)
+    example: tuple[Tensor, ...] = (_example(model, input_hw, batch, dtype),)
     inputs, outputs = ["images"], ["output"]
     image_axes = {"images": {0: "batch", 2: "height", 3: "width"}} if dynamic else {}
     axes = image_axes | ({"output": {0: "batch", 1: "rows"}} if dynamic else {})
     if include_nms:
         net = DetectionGraph(net)
         device = example[0].device
-        example += tuple(torch.tensor([v], device=device) for v in DEFAULT_THRESHOLDS.values())
-        inputs += list(DEFAULT_THRESHOLDS)
+        example += tuple(torch.tensor([v], device=device) for v in thresholds)
+        inputs += list(THRESHOLD_INPUTS)
         outputs = ["detections"]
         axes = image_axes | {"detections": {0: "detections"}}
     buffer = io.BytesIO()
@@ -184,20 +182,20 @@ def export_onnx(
 def export_torchscript(
     model: YOLOv3,
     path: str | Path,
-    img_size: int | tuple[int, int] = 416,
+    options: DetectOptions = DetectOptions(),  # noqa: B008 - frozen, so shared safely
     batch: int = 1,
-    half: bool = False,
-    precision: str = "fp32",
 ) -> Path:
     """Write ``model`` (batch norm folded) as a traced TorchScript module for ``torch.jit.load``;
-    it takes (batch, 3, H, W) images and returns (B, N, 5+C) decoded rows (float32). The
-    weights and the input images are of ``precision``: ``fp32``, ``fp16`` (``half``) or
-    ``bf16``."""
-    dtype = DTYPES[_precision("torchscript", precision, half)]
+    it takes (batch, 3, H, W) images, H x W ``options.img_size`` (None: the model's own), and
+    returns (B, N, 5+C) decoded rows (float32). The weights and the input images are of
+    ``options.precision``: ``fp32``, ``fp16`` or ``bf16``."""
+    options = check_options(options, "export_torchscript").sized_for(model)
+    dtype = DTYPES[_precision("torchscript", options.precision)]
     net = _prepared(model, dtype)
+    example = _example(model, as_hw(options.img_size), batch, dtype)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(net, _example(model, img_size, batch, dtype), check_trace=False)
+        traced = torch.jit.trace(net, example, check_trace=False)
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
     with atomic_write(path) as f:

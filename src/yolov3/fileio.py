@@ -1,5 +1,6 @@
 """Paths as users write them, file writing that never leaves a half-written file behind (and
-says so when the disk is full), and folders that one live process at a time may write in."""
+says so when the disk is full), outputs that never replace inputs, and folders that one live
+process at a time may write in."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -348,3 +349,31 @@ def writable_dir(path: str | Path) -> Path:
         raise YoloError(f"{path}: cannot write output files there ({reason}); choose another "
                         "output folder or make it writable") from None
     return path
+
+
+def refuse_overwriting_inputs(outputs: Iterable[str | Path],
+                              inputs: Mapping[str, str | Path | None]) -> None:
+    """A :class:`YoloError` when a file a command is about to write is one of its inputs.
+
+    ``outputs`` are the files the command writes (a command that replaces a folder passes the
+    files in it); ``inputs`` the paths it reads, each by the option that names it
+    (``{"--weights": "best.pt", "--model": None}``; None and names that are not existing
+    paths, such as ``yolov3-tiny``, are skipped). An output is an input when both exist and
+    are the same file (:func:`os.path.samefile`: the same path however written, a symbolic
+    link to it, or a hard link). The message names the option and the path and says to choose
+    another --out. Call it before anything is written."""
+    for output in outputs:
+        output = expand_home(output)
+        for option, given in inputs.items():
+            if given is None:
+                continue
+            source = expand_home(given)
+            try:
+                same = os.path.samefile(output, source)
+            except OSError:  # one of them does not exist (or cannot be read): nothing to lose
+                continue
+            if same:
+                spelt = os.path.abspath(output) == os.path.abspath(source)
+                how = "" if spelt else " (the same file)"
+                raise YoloError(f"{output} is the input {option} {given}{how}: writing it would "
+                                "replace that input; choose another --out")

@@ -26,19 +26,29 @@ PIL_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, Val
               SyntaxError)
 
 
-def _eight_bit_grey(im: Image.Image) -> Image.Image:
-    """A 16-bit grey image (modes ``I;16*``, and ``I`` with values above 255) as 8 bits, its
-    top byte, as darknet's image loader keeps it; a float image (``F``) from [0, 1], or from
-    [0, 255] when its values go above 1. (Pillow's own conversion clips every value above 255
-    to white.)"""
-    values = np.asarray(im)
-    if im.mode == "F":
-        values = values * 255 if values.size and np.nanmax(values) <= 1 else values
-        return Image.fromarray(np.nan_to_num(values).clip(0, 255).astype(np.uint8))
+def eight_bits(values: np.ndarray, sixteen_bit: bool = False) -> np.ndarray:
+    """Pixel values of any number type as 8 bits (uint8), as darknet's image loader keeps
+    them: integers above 255 (all of them with ``sixteen_bit``, a 16-bit image) their top byte
+    of 16 bits; floats intensities in [0, 1], or on 0..255 when any value is above 1, rounded;
+    NaN as 0 and the rest clipped to 0..255."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype.kind == "f":
+        values = np.nan_to_num(values.astype(np.float64, copy=False))
+        if values.size and values.max() <= 1:
+            values = values * 255
+        return np.rint(values).clip(0, 255).astype(np.uint8)
     values = values.astype(np.int64).clip(0, 65535)
-    if im.mode != "I" or values.max(initial=0) > 255:  # mode I may hold 8-bit values
+    if sixteen_bit or values.max(initial=0) > 255:
         values >>= 8
-    return Image.fromarray(values.astype(np.uint8))
+    return values.astype(np.uint8)
+
+
+def _eight_bit_grey(im: Image.Image) -> Image.Image:
+    """A 16-bit grey image (modes ``I;16*``, and ``I`` with values above 255) or a float one
+    (``F``) as 8 bits, by :func:`eight_bits`. (Pillow's own conversion clips every value above
+    255 to white.)"""
+    return Image.fromarray(eight_bits(np.asarray(im), sixteen_bit=im.mode.startswith("I;16")))
 
 
 # The marker that ends a JPEG file. A file cut short (an interrupted copy or download) lacks it
@@ -135,6 +145,75 @@ def decode_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> 
 def load_image(source: str | Path | BinaryIO, exif_transpose: bool = True) -> np.ndarray:
     """An image file's pixels as an (H, W, 3) uint8 RGB array (see :func:`decode_image`)."""
     return decode_image(source, exif_transpose).pixels
+
+
+# Array shapes that are an image, by channel count: what a channel-last array holds.
+_CHANNELS = {1: "grey", 2: "grey and alpha", 3: "RGB", 4: "RGBA"}
+
+
+def rgb_pixels(image: np.ndarray | Image.Image, what: str = "image") -> np.ndarray:
+    """An image given in memory as the network reads images: (H, W, 3) uint8 RGB.
+
+    A PIL image is read as its file would be (:func:`decode_image`: EXIF orientation applied,
+    16-bit and float grey to 8 bits). An array may be (H, W) or (H, W, 1) grey, (H, W, 2) grey
+    and alpha, (H, W, 3) RGB or (H, W, 4) RGBA, channels last; grey is repeated into the three
+    channels and alpha dropped (the colours kept as they are, as ``Image.convert("RGB")``
+    does). Its values are read by :func:`eight_bits`, as an image file of that number type is:
+    uint8 as is; uint16 a 16-bit image, its top byte; other integers 0..255 as is, or 16-bit
+    values when any is above 255; floats intensities in [0, 1], or on 0..255 when any value is
+    above 1, rounded to 8 bits (the precision of the images the network was trained on).
+
+    Anything else is a :class:`DataError` naming ``what`` and saying what to give: an empty
+    image, another shape (channels first, a batch), bool, complex or object values, negative
+    values, integers above 65535, floats above 255, NaN or infinite values.
+    """
+    if isinstance(image, Image.Image):
+        try:
+            image = _as_rgb(image, exif_transpose=True)
+        except PIL_ERRORS as exc:
+            raise DataError(f"{what}: Pillow cannot convert this {image.mode} image to RGB "
+                            f"({exc})") from None
+    if not isinstance(image, np.ndarray):
+        raise DataError(f"{what}: expected a numpy array (H, W, 3) or a PIL image, got "
+                        f"{type(image).__name__}")
+    shape = image.shape
+    channels = shape[2] if image.ndim == 3 else 1
+    if image.ndim not in (2, 3) or channels not in _CHANNELS:
+        hint = (" (channels first? image.transpose(1, 2, 0) puts them last)"
+                if image.ndim == 3 and shape[0] in _CHANNELS else "")
+        raise DataError(f"{what}: an array of shape {shape} is not an image: expected (H, W) "
+                        f"grey or (H, W, C) with C 1, 2, 3 or 4 ({', '.join(_CHANNELS.values())})"
+                        + hint)
+    if not (shape[0] and shape[1]):
+        raise DataError(f"{what}: an empty image ({shape[1]}x{shape[0]} pixels)")
+    _check_values(image, what)
+    if channels >= 3:
+        colour = image if channels == 3 else image[..., :3]
+    else:
+        colour = image if image.ndim == 2 else image[..., 0]
+    pixels = eight_bits(colour, sixteen_bit=image.dtype == np.uint16)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=2)
+    return np.ascontiguousarray(pixels)
+
+
+def _check_values(image: np.ndarray, what: str) -> None:
+    """A :class:`DataError` for pixel values that :func:`rgb_pixels` cannot read as meant."""
+    kind = image.dtype.kind
+    if kind not in "uif":
+        raise DataError(f"{what}: {image.dtype} pixels are not an image's; give uint8 (0..255) "
+                        "or floats in [0, 1]")
+    if image.dtype == np.uint8:
+        return
+    if kind == "f" and not np.isfinite(image).all():
+        raise DataError(f"{what}: the image has NaN or infinite values")
+    low, high = image.min(), image.max()
+    limit = 255 if kind == "f" else 65535
+    if low < 0 or high > limit:
+        meant = ("floats are read as intensities in [0, 1], or on 0..255 when any is above 1"
+                 if kind == "f" else "integers are read as 0..255, or as 16-bit values")
+        raise DataError(f"{what}: {image.dtype} values from {low:g} to {high:g}: {meant}; "
+                        "give uint8 (0..255) or floats in [0, 1]")
 
 
 # EXIF orientations that turn the stored picture by 90 degrees (what ``exif_transpose`` undoes).

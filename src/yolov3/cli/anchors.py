@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from yolov3.checks import check_img_size
 from yolov3.choices import DATASET_FORMS
-from yolov3.cli.common import check_img_size, img_size
+from yolov3.cli.common import img_size
 from yolov3.cli.data import add_dataset_options
 from yolov3.cli.parser import add_old_spelling
 

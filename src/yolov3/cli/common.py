@@ -8,9 +8,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from yolov3.choices import DEFAULT_CALIB_IMAGES, PRECISIONS
-from yolov3.errors import YoloError
-from yolov3.model.cfg import BUILTIN_CFGS, DEFAULT_MODEL, MAX_IMG_SIZE, STRIDE
+from yolov3.checks import at_least_problem, fraction_problem
+from yolov3.choices import (
+    CONF_MEANING,
+    DEFAULT_CALIB_IMAGES,
+    IOU_MEANING,
+    NMS_IOU,
+    PRECISIONS,
+)
+from yolov3.model.cfg import BUILTIN_CFGS, DEFAULT_MODEL, MAX_IMG_SIZE
 from yolov3.weights.official import PRETRAINED
 
 #: The network input of darknet weights when --img-size is not given.
@@ -37,18 +43,19 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_detection_args(parser: argparse.ArgumentParser, conf: float, precision: str) -> None:
-    """--img-size, --conf, --iou: darknet's detection protocol, as detect and val run it; and
-    --precision, the number format the network runs in (default ``precision``).
+    """--img-size, --conf, --iou: darknet's detection protocol, as detect and val run it
+    (default score threshold ``conf``); and --precision, the number format the network runs in
+    (default ``precision``), and --calib. :func:`~yolov3.cli.runtime.detect_options` makes
+    them a :class:`~yolov3.inference.options.DetectOptions`.
 
     --conf and --iou are checked as they are parsed (a value outside [0, 1] is argparse's usage
-    error); --img-size by :func:`check_img_size` when the command runs."""
+    error) by the rule :class:`DetectOptions` applies; --img-size by
+    :func:`~yolov3.checks.check_img_size` when the command runs."""
     add_img_size_arg(parser, f"network input size, a multiple of 32 from 32 to {MAX_IMG_SIZE}")
-    parser.add_argument("--conf", type=fraction("a score threshold: objectness x class "
-                                                "probability"), default=conf,
+    parser.add_argument("--conf", type=fraction(CONF_MEANING), default=conf,
                         help="score threshold in [0, 1], objectness x class probability "
                         "(default: %(default)s)")
-    parser.add_argument("--iou", type=fraction("the overlap above which the per-class NMS "
-                                               "drops the weaker box"), default=0.45,
+    parser.add_argument("--iou", type=fraction(IOU_MEANING), default=NMS_IOU,
                         help="IoU threshold of the per-class NMS, in [0, 1] "
                         "(default: %(default)s)")
     parser.add_argument("--precision", choices=PRECISIONS, default=precision,
@@ -84,15 +91,16 @@ def add_calibration_args(parser: argparse.ArgumentParser) -> None:
 
 def fraction(meaning: str) -> Callable[[str], float]:
     """An argparse ``type``: a number from 0 to 1 (a score or an IoU), ``meaning`` saying what
-    it is in the error message. NaN and infinities are refused: a comparison with NaN is always
-    false, which would keep every box or none without a word."""
+    it is in the error message; the rule is :func:`~yolov3.checks.fraction_problem`'s, the one
+    :class:`DetectOptions` applies."""
     def number(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-        if not 0.0 <= value <= 1.0:  # also False for NaN
-            raise argparse.ArgumentTypeError(f"must be in [0, 1] ({meaning}), got {text}")
+        problem = fraction_problem(value, meaning)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     return number
@@ -102,8 +110,9 @@ def at_least(minimum: int) -> Callable[[str], int]:
     """An argparse ``type``: a whole number no smaller than ``minimum``."""
     def integer(text: str) -> int:
         value = int(text)  # argparse turns a ValueError into "invalid integer value"
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        problem = at_least_problem(value, minimum)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
     return integer
@@ -123,7 +132,8 @@ def workers(text: str) -> int | str:
 
 def img_size(text: str) -> int | tuple[int, int]:
     """``--img-size``: ``S`` (a square input, an int) or ``WxH`` (width x height, as darknet's
-    cfg gives them), returned as (height, width); checked by :func:`check_img_size`."""
+    cfg gives them), returned as (height, width); checked by
+    :func:`~yolov3.checks.check_img_size`."""
     parts = text.lower().split("x")
     try:
         sides = [int(p) for p in parts]
@@ -135,32 +145,3 @@ def img_size(text: str) -> int | tuple[int, int]:
     return sides[0] if len(sides) == 1 else (sides[1], sides[0])
 
 
-def check_img_size(size: int | tuple[int, int] | None,
-                   square: str | None = None) -> int | tuple[int, int] | None:
-    """``--img-size`` as the network takes it: each side a multiple of its total stride from
-    the stride to :data:`~yolov3.model.cfg.MAX_IMG_SIZE`; else a :class:`YoloError` saying
-    so. None (not given: the weights' own, :func:`~yolov3.cli.runtime.input_size`) passes.
-    ``square``, for a command that takes one side only, says why in the error that a width x
-    height gets."""
-    if size is None:
-        return None
-    if not isinstance(size, int) and square:
-        height, width = size
-        raise YoloError(f"--img-size {width}x{height}: {square}; give one side, e.g. "
-                        f"--img-size {max(size)}")
-    if not isinstance(size, int):
-        for side in size:
-            check_img_size(side)
-        return size
-    if size <= 0 or size % STRIDE:
-        raise YoloError(f"--img-size {size} is not a multiple of {STRIDE} greater than 0 (the "
-                        f"network's total stride is {STRIDE}): use {STRIDE}, {2 * STRIDE}, ... "
-                        f"up to {MAX_IMG_SIZE}")
-    if size > MAX_IMG_SIZE:
-        gigabytes = 32 * size * size * 4 / 1e9  # the first layer's 32 float32 channels
-        raise YoloError(f"--img-size {size} is above the largest accepted, {MAX_IMG_SIZE}: the "
-                        "network's memory grows with the square of the input side (at "
-                        f"{size}x{size} the first layer's output alone is {gigabytes:,.0f} GB; "
-                        "the models are trained at 320 to 608); use a multiple of 32 from 32 to "
-                        f"{MAX_IMG_SIZE}")
-    return size

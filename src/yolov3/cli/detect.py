@@ -7,12 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from yolov3.choices import BACKENDS
+from yolov3.checks import check_img_size
+from yolov3.choices import BACKENDS, DETECT_CONF
 from yolov3.cli.common import (
     add_detection_args,
     add_model_args,
     at_least,
-    check_img_size,
     workers,
 )
 from yolov3.errors import DataError, YoloError
@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="image files, folders, glob patterns, video files, webcam indices, "
                    "stream and image URLs (see above)")
     add_model_args(p)
-    add_detection_args(p, conf=0.25, precision="auto")
+    add_detection_args(p, DETECT_CONF, precision="auto")
     p.add_argument("--single-label", action="store_true",
                    help="keep only the best class of each box (default: every class above "
                    "--conf, as darknet does)")
@@ -108,16 +108,15 @@ def seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from yolov3.backends import make_detector
     from yolov3.cli.detect_job import DetectionFiles, DetectRun, check_outputs
     from yolov3.cli.runtime import (
-        calibration_from_args,
+        detect_options,
         device_from_args,
-        input_size,
         loader_workers,
         model_from_args,
     )
     from yolov3.fileio import writable_dir
-    from yolov3.inference.backends import make_detector
     from yolov3.inference.labels import LabelFolder, earlier_labels
     from yolov3.inference.select import class_ids
     from yolov3.inference.sources import gather_sources
@@ -129,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # ONNX Runtime's sessions take the same count
     sources = gather_sources(args.paths, Path(args.out), args.timeout)
-    check_outputs(sources, Path(args.out), args.save_txt)
+    check_outputs(sources, Path(args.out), args.save_txt, args.nosave)
     if args.save_txt:
         earlier_labels(Path(args.out))  # before the model loads: an --out of someone else's
     if not sources.images and not sources.videos:
@@ -141,10 +140,11 @@ def run(args: argparse.Namespace) -> int:
     device = device_from_args(args)
     model, names = model_from_args(args)
     keep = None if args.classes is None else class_ids(args.classes, names)
-    detector = make_detector(model, args.backend, input_size(args, model), args.conf, args.iou,
-                             multi_label=not args.single_label, device=device,
-                             precision=args.precision, calib=calibration_from_args(args))
-    detector.max_det = args.max_det if keep is None else sys.maxsize  # capped after the filter
+    # with --classes every detection reaches the class filter, which keeps the best --max-det
+    max_det = args.max_det if keep is None else sys.maxsize
+    options = detect_options(args, model, multi_label=not args.single_label, max_det=max_det,
+                             backend=args.backend)
+    detector = make_detector(model, options, device)
     out = writable_dir(args.out)
     results = DetectionFiles(out)
     with results.writing():

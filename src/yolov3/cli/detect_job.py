@@ -17,7 +17,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from yolov3.errors import DataError, YoloError
-from yolov3.fileio import atomic_write
+from yolov3.fileio import atomic_write, refuse_overwriting_inputs
 from yolov3.inference.batching import LetterboxedBatch, letterboxed_batches
 from yolov3.inference.detector import Detections, Detector
 from yolov3.inference.draw import draw_detections
@@ -27,9 +27,12 @@ from yolov3.inference.sources import ImageSource, ImageSources, Sources, VideoSo
 from yolov3.inference.video import AnnotatedVideo, VideoFrames, frame_batches
 
 
-def check_outputs(sources: Sources, out: Path, save_txt: bool) -> None:
-    """A :class:`YoloError` when writing to ``out`` would overwrite an input image: one in
-    ``out`` itself (its annotated copy), or with ``save_txt`` in ``out/images`` (replaced)."""
+def check_outputs(sources: Sources, out: Path, save_txt: bool, nosave: bool) -> None:
+    """A :class:`YoloError` when writing to ``out`` would overwrite an input image or video: an
+    image in ``out`` itself (its annotated copy), with ``save_txt`` one in ``out/images``
+    (replaced), and, unless ``nosave``, any source that an annotated picture or video would be
+    written over (the same file through a link too, as
+    :func:`~yolov3.fileio.refuse_overwriting_inputs` finds it)."""
     out = out.resolve()
     for source in sources.images:
         if source.path is None:
@@ -41,6 +44,14 @@ def check_outputs(sources: Sources, out: Path, save_txt: bool) -> None:
         if save_txt and folder == out / "images":
             raise YoloError(f"--out {out} holds the input image {source.path} in images/, "
                             "which --save-txt replaces; choose another --out")
+    if nosave:
+        return
+    image_stems, video_stems = sources.stems()
+    for image, stem in zip(sources.images, image_stems, strict=True):
+        refuse_overwriting_inputs([out / _picture_name(image, stem)], {"SOURCE": image.path})
+    for video, stem in zip(sources.videos, video_stems, strict=True):
+        if isinstance(video.target, str):  # a file, or a URL (never an existing path)
+            refuse_overwriting_inputs([out / f"{stem}.mp4"], {"SOURCE": video.target})
 
 
 def _picture_name(source: ImageSource, stem: str) -> str:

@@ -8,9 +8,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yolov3.checks import check_img_size
 from yolov3.choices import DATASET_FORMS
 from yolov3.classes import default_names
-from yolov3.cli.common import DEFAULT_IMG_SIZE, add_img_size_arg, add_model_args, check_img_size
+from yolov3.cli.common import DEFAULT_IMG_SIZE, add_img_size_arg, add_model_args
 from yolov3.cli.data import add_dataset_options
 from yolov3.errors import DataError
 from yolov3.model.cfg import BUILTIN_CFGS, DEFAULT_MODEL, as_hw

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from yolov3.checks import check_img_size
 from yolov3.choices import EXPORT_FORMATS, EXPORT_PRECISIONS, PRECISIONS
 from yolov3.cli.common import (
     add_calibration_args,
     add_img_size_arg,
     add_model_args,
     at_least,
-    check_img_size,
 )
 from yolov3.cli.parser import add_old_spelling
 from yolov3.errors import YoloError
@@ -67,27 +67,31 @@ def run(args: argparse.Namespace) -> int:
         model_label,
     )
     from yolov3.export import export_onnx, export_torchscript
-    from yolov3.fileio import writable_dir
+    from yolov3.fileio import refuse_overwriting_inputs, writable_dir
+    from yolov3.inference.options import DetectOptions
 
     check_img_size(args.img_size)
     if args.format == "torchscript" and (args.dynamic or args.include_nms):
         raise YoloError("--dynamic and --include-nms are ONNX options; drop them or use "
                         "--format onnx")
+    if args.half and args.precision != "fp32":
+        raise YoloError(f"--half is the fp16 precision; it cannot be combined with --precision "
+                        f"{args.precision}")
     calib = calibration_from_args(args)
+    out = Path(args.out or model_label(args) + SUFFIXES[args.format])
+    refuse_overwriting_inputs([out], {"--weights": args.weights, "--model": args.model})
     model, _ = model_from_args(args)
     model.to(device_from_args(args))
-    size = input_size(args, model)
-    out = Path(args.out or model_label(args) + SUFFIXES[args.format])
+    options = DetectOptions(img_size=input_size(args, model),
+                            precision="fp16" if args.half else args.precision, calib=calib)
     writable_dir(out.parent)
     try:
         if args.format == "onnx":
-            export_onnx(model, out, size, args.batch, args.dynamic, args.half,
-                        args.include_nms, precision=args.precision, calib=calib)
+            export_onnx(model, out, options, args.batch, args.dynamic, args.include_nms)
         else:
-            export_torchscript(model, out, size, args.batch, args.half, args.precision)
+            export_torchscript(model, out, options, args.batch)
     except OSError as exc:
         raise YoloError(f"{out}: cannot write the exported model ({exc.strerror})") from None
-    precision = "fp16" if args.half else args.precision
-    print(f"{args.format} model written to {out} ({precision}, "
+    print(f"{args.format} model written to {out} ({options.precision}, "
           f"{out.stat().st_size / 1e6:.1f} MB)")
     return 0

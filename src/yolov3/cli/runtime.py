@@ -15,6 +15,7 @@ from yolov3.classes import default_names
 from yolov3.cli.common import AUTO_WORKERS, DEFAULT_IMG_SIZE
 from yolov3.devices import describe_device, parse_device
 from yolov3.errors import YoloError
+from yolov3.inference.options import DetectOptions
 from yolov3.inference.quantize import CalibrationImages, calibration_images
 from yolov3.model.cfg import DEFAULT_MODEL
 from yolov3.model.network import YOLOv3
@@ -81,3 +82,13 @@ def model_label(args: argparse.Namespace) -> str:
     """A short name for the model of --model / --weights, for titles and file names."""
     source = args.model or (None if is_untrained(args.weights) else args.weights)
     return Path(source).stem if source else DEFAULT_MODEL
+
+
+def detect_options(args: argparse.Namespace, model: YOLOv3, **settings: object) -> DetectOptions:
+    """The :class:`DetectOptions` of :func:`add_detection_args`' options: --img-size (by
+    default the weights' own input, :func:`input_size`), --conf, --iou, --precision and
+    --calib; ``settings`` give the fields a command has options of its own for (detect's
+    --max-det, --single-label, --backend)."""
+    return DetectOptions(img_size=input_size(args, model), conf=args.conf, iou=args.iou,
+                         precision=args.precision, calib=calibration_from_args(args),
+                         **settings)

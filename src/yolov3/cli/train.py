@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from yolov3.cli.common import check_img_size, img_size, workers
+from yolov3.checks import check_img_size
+from yolov3.cli.common import img_size, workers
 from yolov3.configs import packaged_presets
 from yolov3.errors import YoloError
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from yolov3.choices import DATASET_FORMS
+from yolov3.checks import check_img_size
+from yolov3.choices import DATASET_FORMS, EVAL_CONF
 from yolov3.cli.common import (
     AUTO_WORKERS,
     add_detection_args,
     add_model_args,
     at_least,
-    check_img_size,
     fraction,
     workers,
 )
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the model's class names, one per line, when they are not the "
                    "dataset's (default: a checkpoint's own, else COCO's names for 80 classes); "
                    "classes are matched by name")
-    add_detection_args(p, conf=0.005, precision="fp32")
+    add_detection_args(p, EVAL_CONF, precision="fp32")
     p.add_argument("--cm-conf", type=fraction("the score above which a detection counts in "
                                               "the confusion matrix"),
                    default=0.25, metavar="SCORE", help="score threshold of the confusion "
@@ -62,16 +63,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from yolov3.cli.runtime import (
-        calibration_from_args,
+        detect_options,
         device_from_args,
-        input_size,
         loader_workers,
         model_from_args,
     )
     from yolov3.datasets.open import open_dataset
     from yolov3.evaluation import evaluate
     from yolov3.evaluation.report import REPORT_FILES, format_best_f1
-    from yolov3.fileio import writable_dir
+    from yolov3.fileio import refuse_overwriting_inputs, writable_dir
     from yolov3.model.cfg import as_hw
 
     check_img_size(args.img_size)
@@ -80,20 +80,22 @@ def run(args: argparse.Namespace) -> int:
         raise YoloError(f"{args.data}: the {args.split} split has no usable images\n"
                         + dataset.problems.summary())
     device = device_from_args(args)
+    refuse_overwriting_inputs([Path(args.out, name) for name in REPORT_FILES],
+                              {"--data": args.data, "--weights": args.weights,
+                               "--model": args.model, "--names": args.names})
     model, names = model_from_args(args)
     print(f"{dataset.format} dataset {dataset.source}, split {dataset.split}: {len(dataset)} "
           f"images, {dataset.num_boxes} boxes, {len(dataset.names)} classes")
-    size = input_size(args, model)
-    result = evaluate(model, dataset, size, args.conf, args.iou, args.batch_size,
-                      device, writable_dir(args.out), loader_workers(args.workers, device), names,
-                      precision=args.precision, confusion_conf=args.cm_conf,
-                      confusion_iou=args.cm_iou, calib=calibration_from_args(args))
+    options = detect_options(args, model)
+    result = evaluate(model, dataset, options, device=device, batch_size=args.batch_size,
+                      workers=loader_workers(args.workers, device), out_dir=writable_dir(args.out),
+                      model_names=names, confusion_conf=args.cm_conf, confusion_iou=args.cm_iou)
     print(format_best_f1(result["best_f1"]))
     print(f"written to {args.out}: {', '.join(REPORT_FILES)} (the confusion matrix at score > "
           f"{args.cm_conf:g}, IoU {args.cm_iou:g})")
     print(result["table"])
     timing = result["timing"]
-    height, width = as_hw(size)
+    height, width = as_hw(options.img_size)
     print(f"{result['images']} images, input {width}x{height}, at "
           f"{timing['images_per_second']:.1f} images/s in "
           f"{result['precision']}; "

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from yolov3.backends import make_detector
 from yolov3.classes import default_names
 from yolov3.datasets.base import DetectionDataset
 from yolov3.datasets.coco import CocoDataset
@@ -22,9 +23,8 @@ from yolov3.evaluation.curves import score_curves
 from yolov3.evaluation.metrics import CocoMetrics, coco_metrics
 from yolov3.evaluation.report import finish_report, format_table, metrics_dict, start_report
 from yolov3.inference import Detections
-from yolov3.inference.backends import make_detector
 from yolov3.inference.batching import letterboxed_batches
-from yolov3.inference.quantize import CalibrationImages
+from yolov3.inference.options import DetectOptions, check_options
 from yolov3.model.network import YOLOv3
 
 
@@ -57,23 +57,20 @@ def coco_results(image_id: int, dets: Detections, category: np.ndarray) -> list[
 def evaluate(
     model: YOLOv3,
     dataset: DetectionDataset,
-    img_size: int | tuple[int, int] = 416,
-    conf_thresh: float = 0.005,
-    iou_thresh: float = 0.45,
-    batch_size: int = 8,
+    options: DetectOptions = DetectOptions.for_evaluation(),  # noqa: B008 - frozen
     device: str | torch.device = "cpu",
-    out_dir: str | Path | None = None,
+    batch_size: int = 8,
     workers: int = 0,
+    out_dir: str | Path | None = None,
     model_names: list[str] | None = None,
     progress: bool = True,
-    precision: str = "fp32",
     confusion_conf: float = 0.25,
     confusion_iou: float = 0.45,
-    calib: CalibrationImages | None = None,
 ) -> dict[str, Any]:
-    """COCO AP of ``model`` on ``dataset`` with darknet's protocol (``multi_label``: one
-    detection per box and class whose objectness x class probability exceeds ``conf_thresh``;
-    per-class NMS at ``iou_thresh``).
+    """COCO AP of ``model`` on ``dataset`` with the detection ``options``: by default
+    darknet's protocol (:meth:`DetectOptions.for_evaluation`: one detection per box and class
+    whose objectness x class probability exceeds 0.005, per-class NMS at IoU 0.45, fp32, at
+    the model's own input size).
 
     Returns the metrics: ``AP``, ``AP50``, ``AP75``, ``APs``, ``APm``, ``APl``, ``AR1``,
     ``AR10``, ``AR100``, ``ARs``, ``ARm``, ``ARl``, ``per_class``, plus ``images`` and
@@ -84,14 +81,14 @@ def evaluate(
     ``confusion_conf`` and ``confusion_iou``). An unreadable image is added to
     ``dataset.problems`` (an error if the dataset is strict) and left out of the ground truth.
     ``model_names`` name the model's classes when they differ from the dataset's (default:
-    COCO's names for 80 classes). The network runs as ``detect`` runs it (the batch-norm-folded
-    fast copy) in ``precision`` (``result["precision"]`` says which; see
-    :func:`~yolov3.inference.backends.make_detector`; ``int8`` is calibrated on ``calib``). The
+    COCO's names for 80 classes). The network runs as ``detect`` runs it
+    (:func:`~yolov3.backends.make_detector`: the batch-norm-folded fast copy, on
+    ``options.backend``) in ``options.precision`` (``result["precision"]`` says which). The
     model's train/eval mode is restored afterwards.
     """
+    options = check_options(options, "evaluate")
     was_training = model.training
-    detector = make_detector(model, "torch", img_size, conf_thresh, iou_thresh,
-                             multi_label=True, device=device, precision=precision, calib=calib)
+    detector = make_detector(model, options, device)
     to_dataset = class_mapping(model_names or default_names(model.num_classes), dataset.names)
     category = np.append(np.asarray(dataset.category_ids, np.int64), -1)[to_dataset]
     batches = letterboxed_batches(dataset.pixels, detector.input_hw, batch_size, workers)

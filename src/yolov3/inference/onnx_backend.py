@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from yolov3.errors import YoloError
 from yolov3.images import Letterbox
 from yolov3.inference.detector import Detections, Detector
+from yolov3.inference.options import DetectOptions
 
 
 def _ort():
@@ -33,6 +34,7 @@ class OnnxRuntimeModel(nn.Module):
 
     def __init__(self, path: str | Path, num_threads: int | None = None) -> None:
         super().__init__()
+        self.path = path
         ort = _ort()
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
@@ -50,6 +52,15 @@ class OnnxRuntimeModel(nn.Module):
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.has_nms = self.session.get_outputs()[0].name == "detections"
 
+    def input_hw(self) -> tuple[int, int]:
+        """The graph's input (height, width); a :class:`YoloError` for a graph exported with
+        free height and width (``dynamic``), which says no size."""
+        height, width = self.session.get_inputs()[0].shape[2:]
+        if not (isinstance(height, int) and isinstance(width, int)):
+            raise YoloError(f"{self.path}: the graph takes any input size; give "
+                            "DetectOptions(img_size=...)")
+        return height, width
+
     def forward(self, images: Tensor, *extra: Tensor) -> Tensor:
         feed = {self.input_name: images.cpu().numpy().astype(self.input_dtype, copy=False)}
         feed |= {n: t.cpu().numpy() for n, t in zip(self.input_names[1:], extra, strict=True)}
@@ -61,35 +72,35 @@ class OnnxDetector(Detector):
 
     A graph exported without NMS feeds the same postprocessing as the PyTorch model; one
     exported ``include_nms`` runs darknet's protocol in the graph (every class above the
-    threshold, as ``multi_label``) and is only regrouped per image here.
+    threshold, as ``multi_label``; ``options.conf`` and ``options.iou`` are its inputs) and is
+    only regrouped per image here. ``options.img_size`` None is the graph's own input size (a
+    graph exported ``dynamic`` has none: give it). ``num_threads`` is ONNX Runtime's.
     """
 
     def __init__(
         self,
         path: str | Path,
-        img_size: int | tuple[int, int] = 416,
-        conf_thresh: float = 0.25,
-        iou_thresh: float = 0.45,
-        multi_label: bool = True,
+        options: DetectOptions = DetectOptions(),  # noqa: B008 - frozen, so shared safely
         num_threads: int | None = None,
-        max_det: int = 300,
     ) -> None:
         model = OnnxRuntimeModel(path, num_threads)
-        if model.has_nms and not multi_label:
+        if model.has_nms and not options.multi_label:
             raise YoloError(f"{path}: its NMS keeps every class above the threshold; "
                             "single-label detection needs a graph exported without NMS")
-        super().__init__(model, img_size, conf_thresh, iou_thresh, multi_label, max_det=max_det)
+        if options.img_size is None:
+            options = options.replace(img_size=model.input_hw())
+        super().__init__(model, options)
 
     @torch.inference_mode()
     def detect_batch(self, inputs: Tensor, letterboxes: Sequence[Letterbox]) -> list[Detections]:
         """Detections for a (B, 3, H, W) batch of letterboxed inputs, in image pixels."""
         if not self.model.has_nms:
             return super().detect_batch(inputs, letterboxes)
-        found = self.model(inputs, torch.tensor([self.conf_thresh]),
-                           torch.tensor([self.iou_thresh]))
+        found = self.model(inputs, torch.tensor([self.options.conf]),
+                           torch.tensor([self.options.iou]))
         found = found[torch.argsort(found[:, 5], descending=True, stable=True)]
         results = []
         for i, lb in enumerate(letterboxes):
-            d = found[found[:, 0] == i][: self.max_det]
+            d = found[found[:, 0] == i][: self.options.max_det]
             results.append(Detections(lb.to_image(d[:, 1:5]), d[:, 5], d[:, 6].long()))
         return results

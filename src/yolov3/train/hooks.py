@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from yolov3.errors import YoloError
 from yolov3.evaluation import evaluate
+from yolov3.inference.options import DetectOptions
 
 if TYPE_CHECKING:
     from yolov3.train.trainer import Trainer
@@ -201,9 +202,9 @@ class Evaluation(Hook):
             return
         if trainer.procs.is_main:
             try:
-                metrics = evaluate(trainer.detector, trainer.val_data,
-                                   img_size=trainer.config.data.input_hw, device=trainer.device,
-                                   batch_size=max(trainer.minibatch, 8),
+                options = DetectOptions.for_evaluation(img_size=trainer.config.data.input_hw)
+                metrics = evaluate(trainer.detector, trainer.val_data, options,
+                                   device=trainer.device, batch_size=max(trainer.minibatch, 8),
                                    model_names=trainer.names, progress=False)
             except Exception as exc:
                 trainer.model.train()

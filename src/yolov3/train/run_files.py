@@ -17,7 +17,7 @@ import yaml
 from yolov3.datasets.base import evenly_spaced
 from yolov3.errors import DataError
 from yolov3.fileio import atomic_write
-from yolov3.inference import Detector
+from yolov3.inference import DetectOptions, Detector
 from yolov3.inference.draw import draw_detections
 from yolov3.model.cfg import format_cfg
 from yolov3.train.hooks import Hook, Minibatch
@@ -90,7 +90,7 @@ class RunFiles(Hook):
     def _annotate_val_images(trainer: Trainer) -> None:
         folder = trainer.out / "val_images"
         folder.mkdir(exist_ok=True)
-        detector = Detector(trainer.detector, trainer.config.data.input_hw, conf_thresh=0.25,
+        detector = Detector(trainer.detector, DetectOptions(img_size=trainer.config.data.input_hw),
                             device=trainer.device)
         for i in evenly_spaced(len(trainer.val_data), VAL_PICTURES).tolist():
             try:
