@@ -22,6 +22,7 @@ from yolov3.inference.batching import LetterboxedBatch, letterboxed_batches
 from yolov3.inference.detector import Detections, Detector
 from yolov3.inference.draw import draw_detections
 from yolov3.inference.labels import LabelFolder
+from yolov3.inference.records import detection_records
 from yolov3.inference.select import keep_classes
 from yolov3.inference.sources import ImageSource, ImageSources, Sources, VideoSource
 from yolov3.inference.video import AnnotatedVideo, VideoFrames, frame_batches
@@ -190,7 +191,7 @@ class DetectRun:
         if self.labels is not None:
             with self.results.writing():
                 written.append(self.labels.add_image(source, stem, dets, image.shape[:2]))
-        records = _records(source.name, dets, self.names)
+        records = detection_records(source.name, dets, self.names)
         self.results.add(records)
         found = ", ".join(f"{r['category_name']} {r['score']:.2f}" for r in records)
         return (f"{source.name}: {found or 'nothing found'}"
@@ -217,7 +218,7 @@ class DetectRun:
                         if self.labels is not None:
                             with self.results.writing():
                                 self.labels.add_frame(stem, index, dets, frame.shape[:2])
-                        records = _records(source.name, dets, self.names, frame=index,
+                        records = detection_records(source.name, dets, self.names, frame=index,
                                            time_s=round(frames.seconds(index), 3))
                         self.results.add(records, frame=True)
                         detections += len(records)
@@ -233,19 +234,3 @@ class DetectRun:
                           + ("" if writer is None else f" -> {path} ({writer.codec_name})"))
         if not count:
             self.fail(f"{source.name}: no frame could be read")
-
-
-def _records(name: str, dets: Detections, names: list[str], **where: float) -> list[dict]:
-    """The records of an image's (a frame's) detections, as detections.json holds them:
-    COCO-style ``bbox`` (x, y, width, height in image pixels) with the file (and ``where`` in
-    it: a video's ``frame`` and ``time_s``), class and score."""
-    records = []
-    for box, score, label in zip(dets.boxes.tolist(), dets.scores.tolist(),
-                                 dets.labels.tolist(), strict=True):
-        x1, y1, x2, y2 = box
-        records.append({
-            "file_name": name, **where, "category_id": label, "category_name": names[label],
-            "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)],
-            "score": round(score, 5),
-        })
-    return records
