@@ -79,15 +79,18 @@ def test_val_is_the_evaluation_of_the_verb(model, tmp_path) -> None:
     assert 0 <= metrics["AP50"] <= 1 and "table" in metrics and metrics["images"] > 0
 
 
-def test_export_writes_beside_the_weights_never_over_them(tiny_weights, tmp_path) -> None:
+def test_export_writes_a_run_folder_never_over_the_weights(tiny_weights, tmp_path,
+                                                            monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
     weights = tmp_path / "tiny.weights"
     shutil.copy(tiny_weights, weights)
     model = YOLO(weights, device="cpu")
     with pytest.raises(YoloError, match="choose another --out"):
         model.export("onnx", out=weights)
     assert weights.read_bytes()[:20] == Path(tiny_weights).read_bytes()[:20]
-    path = model.export("onnx", img_size=128)
-    assert path == tmp_path / "tiny.onnx" and path.stat().st_size > 1e6
+    first, second = model.export("onnx", img_size=128), model.export("onnx", img_size=128)
+    assert (first, second) == (Path("runs/export/tiny.onnx"), Path("runs/export2/tiny.onnx"))
+    assert first.stat().st_size > 1e6 and second.stat().st_size > 1e6
 
 
 def test_train_runs_the_trainer(micro_cfg, tmp_path) -> None:

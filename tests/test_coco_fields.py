@@ -21,6 +21,7 @@ from yolov3.datasets.convert import convert
 from yolov3.datasets.problems import MALFORMED
 from yolov3.errors import DataError
 from yolov3.evaluation import evaluate
+from yolov3.inference import DetectOptions
 from yolov3.model import build_model
 from yolov3.model.cfg import parse_cfg_text
 
@@ -90,7 +91,8 @@ def test_string_boxes_evaluate_and_convert(tmp_path: Path,
     torch.manual_seed(0)
     model = build_model(parse_cfg_text(MICRO3_CFG))
     ds = CocoDataset(path)
-    metrics = evaluate(model, ds, img_size=64, model_names=NAMES, progress=False)
+    metrics = evaluate(model, ds, DetectOptions.for_evaluation(img_size=64), model_names=NAMES,
+                       progress=False)
     assert metrics["images"] == len(IMAGES) - 1
     assert main(["data", "check", str(path)]) == 1
     assert "2  malformed labels" in capsys.readouterr().out

@@ -174,18 +174,19 @@ class YOLO:
                img_size: int | tuple[int, int] | None = None, precision: str = "fp32",
                batch: int = 1) -> Path:
         """Write the model as ``format`` (``onnx`` or ``torchscript``), as ``yolov3 export``:
-        to ``out``, by default beside the weights it was loaded from (never over them), or
-        ``runs/export/NAME.onnx`` for an official model. Returns the file's path."""
+        to ``out`` (never over the weights it was loaded from), by default
+        ``runs/export/NAME.onnx`` in the first of ``runs/export``, ``runs/export2``, ...
+        without that file. Returns the file's path."""
+        from yolov3.choices import EXPORT_SUFFIXES
         from yolov3.export import export_onnx, export_torchscript
         from yolov3.fileio import refuse_overwriting_inputs
+        from yolov3.run_folders import next_free_file
 
-        suffix = {"onnx": ".onnx", "torchscript": ".torchscript"}.get(format)
-        if suffix is None:
-            raise YoloError(f"export format must be onnx or torchscript, got {format!r}")
-        source = Path(self.source)
-        default = (source.with_suffix(suffix) if source.is_file()
-                   else Path("runs/export") / (source.stem + suffix))
-        path = Path(out) if out is not None else default
+        if format not in EXPORT_SUFFIXES:
+            raise YoloError(f"export format must be one of {', '.join(EXPORT_SUFFIXES)}, got "
+                            f"{format!r}")
+        path = (Path(out) if out is not None else
+                next_free_file("runs/export", Path(self.source).stem + EXPORT_SUFFIXES[format]))
         refuse_overwriting_inputs([path], {"model": self.source, "cfg": self.cfg})
         writable_dir(path.parent)
         options = DetectOptions(img_size=img_size, precision=precision)

@@ -16,6 +16,8 @@ DEFAULT_CALIB_IMAGES = 64
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 #: The files a model is exported as (:mod:`yolov3.export`).
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+#: The file name suffix of each export format.
+EXPORT_SUFFIXES: dict[str, str] = {"onnx": ".onnx", "torchscript": ".torchscript"}
 #: The number formats each export format is written in (see :mod:`yolov3.export`).
 EXPORT_PRECISIONS: dict[str, tuple[str, ...]] = {
     "onnx": ("fp32", "fp16", "int8"), "torchscript": ("fp32", "fp16", "bf16"),

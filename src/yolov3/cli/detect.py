@@ -88,9 +88,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write no annotated pictures or videos (the records and labels still)")
     p.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS",
                    help="how long to wait for a URL's server (default: %(default)s)")
-    p.add_argument("--out", default="runs/detect", metavar="DIR",
+    p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder for the pictures, videos, labels and detections.json "
-                   "(default: %(default)s)")
+                   "(default: the first of runs/detect, runs/detect2, ... that holds no earlier "
+                   "run); a folder holding an earlier run's detections.json is refused unless "
+                   "--overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier run's detections.json(l) in --out")
     p.set_defaults(run=run)
 
 
@@ -105,7 +109,22 @@ def seconds(text: str) -> float:
     return value
 
 
+#: What a detect run writes into its folder besides pictures, videos and labels: a folder
+#: holding these holds an earlier run.
+DETECT_FILES = ("detections.json", "detections.jsonl")
+
+
 def run(args: argparse.Namespace) -> int:
+    from yolov3.run_folders import run_folder
+
+    with run_folder(args.out, "runs/detect", DETECT_FILES, ".detect.lock",
+                    overwrite=args.overwrite) as out:
+        args.out = str(out)
+        return detect(args)
+
+
+def detect(args: argparse.Namespace) -> int:
+    """``yolov3 detect`` into the folder ``args.out`` (claimed by :func:`run`)."""
     import torch
 
     from yolov3.backends import make_detector

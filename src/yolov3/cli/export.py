@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from yolov3.checks import check_img_size
-from yolov3.choices import EXPORT_FORMATS, EXPORT_PRECISIONS, PRECISIONS
+from yolov3.choices import EXPORT_FORMATS, EXPORT_PRECISIONS, EXPORT_SUFFIXES, PRECISIONS
 from yolov3.cli.common import (
     add_calibration_args,
     add_img_size_arg,
@@ -15,8 +15,6 @@ from yolov3.cli.common import (
 )
 from yolov3.cli.parser import add_old_spelling
 from yolov3.errors import YoloError
-
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "'detections' (K, 7): image, x1, y1, x2, y2, score, class, and takes the "
                    "inputs 'score_threshold' and 'iou_threshold'")
     p.add_argument("--out", default=None, metavar="FILE",
-                   help="output file (default: the model's name with .onnx or .torchscript)")
+                   help="output file (default: runs/export/NAME.onnx or .torchscript, NAME the "
+                   "model's, in the first of runs/export, runs/export2, ... without that file)")
     p.set_defaults(run=run)
 
 
@@ -69,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from yolov3.export import export_onnx, export_torchscript
     from yolov3.fileio import refuse_overwriting_inputs, writable_dir
     from yolov3.inference.options import DetectOptions
+    from yolov3.run_folders import next_free_file
 
     check_img_size(args.img_size)
     if args.format == "torchscript" and (args.dynamic or args.include_nms):
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise YoloError(f"--half is the fp16 precision; it cannot be combined with --precision "
                         f"{args.precision}")
     calib = calibration_from_args(args)
-    out = Path(args.out or model_label(args) + SUFFIXES[args.format])
+    out = (Path(args.out) if args.out else
+           next_free_file("runs/export", model_label(args) + EXPORT_SUFFIXES[args.format]))
     refuse_overwriting_inputs([out], {"--weights": args.weights, "--model": args.model})
     model, _ = model_from_args(args)
     model.to(device_from_args(args))

@@ -56,12 +56,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="processes that decode and letterbox images ahead of the network "
                    "(default: auto, 2, or 0 on a CPU of at most 2 cores, where the network's "
                    "threads take both)")
-    p.add_argument("--out", default="runs/val", metavar="DIR",
-                   help="output folder (default: %(default)s)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: the first of runs/val, runs/val2, ... that "
+                   "holds no earlier run); a folder holding an earlier run's report is refused "
+                   "unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the earlier run's report files in --out")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from yolov3.evaluation.report import REPORT_FILES
+    from yolov3.run_folders import run_folder
+
+    inputs = {"--data": args.data, "--weights": args.weights, "--model": args.model,
+              "--names": args.names}
+    with run_folder(args.out, "runs/val", REPORT_FILES, ".val.lock", overwrite=args.overwrite,
+                    inputs=inputs) as out:
+        args.out = str(out)
+        return validate(args)
+
+
+def validate(args: argparse.Namespace) -> int:
+    """``yolov3 val`` into the folder ``args.out`` (claimed by :func:`run`)."""
     from yolov3.cli.runtime import (
         detect_options,
         device_from_args,

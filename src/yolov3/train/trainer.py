@@ -27,6 +27,7 @@ from yolov3.errors import ConfigError, choice_problem, raise_problems
 from yolov3.fileio import FolderLock
 from yolov3.inputs.loader import TrainLoader, auto_workers, make_train_loader
 from yolov3.model.network import YOLOv3
+from yolov3.run_folders import delete_files, remove_if_empty
 from yolov3.train.checkpoints import (
     TrainState,
     check_room,
@@ -50,13 +51,7 @@ from yolov3.train.loggers import check_loggers, make_loggers
 from yolov3.train.optim import build_optimizer, learning_rate
 from yolov3.train.parts import build_ema, build_network, build_train_step, record_paths
 from yolov3.train.run_files import RunFiles, results_summary
-from yolov3.train.run_folder import (
-    LOCK_FILE,
-    claim_run_folder,
-    delete_run_files,
-    remove_if_empty,
-    run_files,
-)
+from yolov3.train.run_folder import LOCK_FILE, claim_run_folder, run_files
 from yolov3.train.step import AMP_MODES
 from yolov3.weights.load import load_pretrained
 
@@ -299,7 +294,7 @@ class Trainer:
             return results
         except BaseException:
             if self.procs.is_main and self.saved_iteration is None:  # nothing to resume
-                delete_run_files(self.out, run_files(self.out))
+                delete_files(self.out, run_files(self.out))
             raise
         finally:
             call(self.hooks, "close", self)
