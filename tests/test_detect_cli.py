@@ -92,8 +92,8 @@ def test_detect_never_overwrites_or_rereads_its_inputs(photos, tiny_weights, tmp
     assert "the annotated copies would overwrite the inputs" in capsys.readouterr().err
     assert (folder / "coffee.png").read_bytes() == before
     inside = folder / "det"
-    for _ in range(2):  # the second run does not detect on the first run's pictures
-        assert main(["detect", str(folder), *weights, "--out", str(inside)]) == 0
+    for again in ([], ["--overwrite"]):  # the second does not detect on the first's pictures
+        assert main(["detect", str(folder), *weights, "--out", str(inside), *again]) == 0
     printed = capsys.readouterr().out
     assert "left out 1 files under --out" in printed
     written = sorted(p.name for p in inside.iterdir())

@@ -28,7 +28,7 @@ def test_a_second_detect_keeps_every_file_of_the_first(photos, tmp_path, monkeyp
     capsys.readouterr()
     # A named --out that holds a run is refused, then replaced with --overwrite.
     assert main([*args, "--out", "runs/detect"]) == 1
-    assert "holds an earlier run (detections.json, detections.jsonl)" in capsys.readouterr().err
+    assert "holds an earlier run (detections.json)" in capsys.readouterr().err
     assert main([*args, "--out", "runs/detect", "--overwrite"]) == 0
 
 

@@ -112,7 +112,7 @@ def test_names_file_names_the_classes(inputs, tiny_weights, tmp_path) -> None:
 def test_a_second_run_replaces_the_labels(inputs, tiny_weights, tmp_path) -> None:
     out = tmp_path / "out"
     assert detect(inputs, "--save-txt", "--nosave", "--out", out) == 0
-    assert detect(inputs / "moto.png", "--save-txt", "--nosave", "--out", out) == 0
+    assert detect(inputs / "moto.png", "--save-txt", "--nosave", "--out", out, "--overwrite") == 0
     assert sorted(p.name for p in (out / "labels").iterdir()) == ["moto.txt"]
     assert [p.name for p in open_dataset(out).files] == ["moto.png"]
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [

@@ -54,7 +54,7 @@ def test_val_reports_bad_labels_or_stops_with_strict(tiny_weights: Path, tmp_pat
     printed = capsys.readouterr().out
     assert "1 problem(s) in the dataset" in printed and "1.txt:3: expected 5 fields" in printed
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["per_class"]
-    assert main([*args, "--strict"]) == 1
+    assert main([*args, "--strict", "--overwrite"]) == 1
     assert "1.txt:3: expected 5 fields (class xc yc w h), found 4" in capsys.readouterr().err
 
 

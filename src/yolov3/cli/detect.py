@@ -94,7 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "run); a folder holding an earlier run's detections.json is refused unless "
                    "--overwrite")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace the earlier run's detections.json(l) in --out")
+                   help="replace the earlier run's detections.json in --out")
     p.set_defaults(run=run)
 
 
@@ -109,9 +109,10 @@ def seconds(text: str) -> float:
     return value
 
 
-#: What a detect run writes into its folder besides pictures, videos and labels: a folder
-#: holding these holds an earlier run.
-DETECT_FILES = ("detections.json", "detections.jsonl")
+#: What a finished detect run leaves in its folder besides pictures, videos and labels: a
+#: folder holding it holds an earlier run (``detections.jsonl`` alone, the stream of a run that
+#: did not finish, is replaced).
+DETECT_FILES = ("detections.json",)
 
 
 def run(args: argparse.Namespace) -> int:
