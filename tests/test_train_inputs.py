@@ -116,12 +116,14 @@ BAD_VALUES = {
     "device": (["--set", "train.device=gpu"], "train.device gpu is not a device"),
     "--device": (["--device", "cuda:x"], "train.device cuda:x is not a device"),
     "--seed": (["--seed", "-1"], "train.seed must be >= 0, got -1"),
-    "--workers": (["--workers", "-1"], "train.workers must be >= 0, got -1"),
+    "--workers": (["--set", "train.workers=-1"], "train.workers is a number of loader processes "
+                  ">= 0 or 'auto', got -1"),
     "--max-iter": (["--max-iter", "0"], "schedule.max_iter must be >= 1, got 0"),
     "--eval-interval": (["--eval-interval", "-1"], "train.eval_interval must be >= 0, got -1"),
     "checkpoint_interval": (["--set", "train.checkpoint_interval=-5"],
                             "train.checkpoint_interval must be >= 0, got -5"),
-    "burn_in": (["--set", "schedule.burn_in=-1"], "schedule.burn_in must be >= 0, got -1"),
+    "burn_in": (["--set", "schedule.burn_in=-1"], "schedule.burn_in values are iterations, or "
+                "fractions of the run's length below 1; got -1"),
     "multiscale.interval": (["--set", "multiscale.interval=-1"],
                             "multiscale.interval must be >= 0, got -1"),
     "max_nonfinite": (["--set", "train.max_nonfinite=0"],

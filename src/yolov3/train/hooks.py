@@ -141,14 +141,14 @@ class DivergenceGuard(Hook):
 
 
 class StopRules(Hook):
-    """``train.time_limit`` (seconds of this session) ends the run as if at its last
+    """``train.time_limit`` (seconds of this session's iterations, as
+    :attr:`~yolov3.train.trainer.Trainer.session_start` counts them) ends the run as if at its last
     iteration; SIGINT or SIGTERM interrupts it after the iteration in flight, with a
     checkpoint (see :attr:`~yolov3.train.trainer.Trainer.interrupted`). Every process learns
     of a stop that one of them saw, at the same iteration."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
-        self.started = 0.0
         self.previous: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -157,11 +157,10 @@ class StopRules(Hook):
     def before_train(self, trainer: Trainer) -> None:
         self.previous = {s: signal.signal(s, self._on_signal)
                          for s in (signal.SIGINT, signal.SIGTERM)}
-        self.started = time.perf_counter()
 
     def after_step(self, trainer: Trainer, step: StepInfo) -> None:
         limit, procs = trainer.config.train.time_limit, trainer.procs
-        late = bool(limit) and time.perf_counter() - self.started > limit
+        late = bool(limit) and time.perf_counter() - trainer.session_start > limit
         if procs.any(late, trainer.device):
             trainer.finish_early(f"train.time_limit of {limit} s reached at iteration "
                                  f"{step.iteration}")

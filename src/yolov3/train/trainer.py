@@ -203,6 +203,7 @@ class Trainer:
         self.saved_iteration = self.state.iteration if resume else None
         self.ending = False
         self.interrupted: str | None = None
+        self.session_start = 0.0  # when this session's first iteration started (the loop)
         if self.procs.is_main:
             check_room(self)
 
@@ -305,7 +306,7 @@ class Trainer:
         cfg, state = self.config, self.state
         self.model.train()
         start, start_wall = time.perf_counter(), state.wall_time
-        step_start = start
+        self.session_start = step_start = start
         for minibatches in self._iterations(loader):
             iteration = state.iteration + 1
             call(self.hooks, "before_step", self, iteration, minibatches)
