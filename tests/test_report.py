@@ -67,6 +67,6 @@ def test_an_error_everywhere_shows_here_with_its_message(tmp_path: Path) -> None
 def test_loader_workers_default_by_device() -> None:
     assert loader_workers(3, torch.device("cpu")) == 3
     assert loader_workers(0, torch.device("cuda")) == 0
-    assert loader_workers(None, torch.device("cuda")) == 2  # the CPU is free beside a GPU
+    assert loader_workers("auto", torch.device("cuda")) == 2  # the CPU is free beside a GPU
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert loader_workers(None, torch.device("cpu")) == (0 if cores <= 2 else 2)
+    assert loader_workers("auto", torch.device("cpu")) == (0 if cores <= 2 else 2)
