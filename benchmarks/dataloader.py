@@ -14,15 +14,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from yolov3.datasets.open import open_dataset
 from yolov3.datasets.synthetic import SyntheticShapes
+from yolov3.devices import describe_device
 from yolov3.errors import DataError
 from yolov3.inputs.augment import TrainTransform
 from yolov3.inputs.loader import MultiScale, make_train_loader
@@ -83,7 +84,7 @@ def main() -> None:
     if (args.coco / "data.yaml").is_file():
         datasets["coco128 photos (JPEG decode)"] = open_dataset(args.coco / "data.yaml", "train")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"training loader on {platform.processor() or platform.machine()}, {cores} cores; "
+    print(f"training loader on {describe_device(torch.device('cpu'))}, {cores} usable; "
           f"batch {args.batch}, {args.batches} batches; 0 workers = loading in the main process")
     for size in args.sizes:
         print(f"input {size}:")
