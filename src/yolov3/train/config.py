@@ -31,7 +31,7 @@ from yolov3.model.config import ModelConfig
 from yolov3.train.datasets import DataConfig
 from yolov3.train.ema import EmaConfig
 from yolov3.train.optim import OptimizerConfig, ScheduleConfig
-from yolov3.train.trainer import RunConfig
+from yolov3.train.run_config import RunConfig
 
 __all__ = ["BASE_PRESET", "TrainConfig", "load_config", "packaged_presets", "preset_path"]
 

@@ -11,10 +11,8 @@ stop rules, the divergence guard, the files for its user) is a hook (:mod:`yolov
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +20,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from yolov3.devices import describe_device, parse_device
-from yolov3.errors import ConfigError, choice_problem, raise_problems
+from yolov3.devices import describe_device
 from yolov3.fileio import FolderLock
-from yolov3.inputs.loader import TrainLoader, auto_workers, make_train_loader
+from yolov3.inputs.loader import TrainLoader, make_train_loader
 from yolov3.model.network import YOLOv3
 from yolov3.run_folders import delete_files, remove_if_empty
 from yolov3.train.checkpoints import (
@@ -47,79 +44,17 @@ from yolov3.train.hooks import (
     StopRules,
     call,
 )
-from yolov3.train.loggers import check_loggers, make_loggers
+from yolov3.train.loggers import make_loggers
 from yolov3.train.optim import build_optimizer, learning_rate
 from yolov3.train.parts import build_ema, build_network, build_train_step, record_paths
 from yolov3.train.run_files import RunFiles, results_summary
 from yolov3.train.run_folder import LOCK_FILE, claim_run_folder, run_files
-from yolov3.train.step import AMP_MODES
 from yolov3.weights.load import load_pretrained
 
 if TYPE_CHECKING:
     from yolov3.train.config import TrainConfig
 
 log = logging.getLogger("yolov3")
-
-
-#: ``train.workers`` value that counts the cores (see :func:`auto_workers`).
-AUTO_WORKERS = "auto"
-
-
-@dataclass
-class RunConfig:
-    """The ``train`` section: how the trainer runs (where, with what seed, how many loader
-    processes, mixed precision and the memory format), how often it evaluates, saves and logs
-    (and to which ``loggers`` besides ``results.csv``), and when it stops."""
-
-    device: str
-    seed: int
-    workers: int | str
-    eval_interval: int
-    checkpoint_interval: int
-    log_interval: int
-    loggers: list[str]
-    max_nonfinite: int
-    time_limit: float
-    amp: str
-    channels_last: bool
-    compile: bool
-    sync_bn: bool
-    cudnn_benchmark: bool
-
-    def __post_init__(self) -> None:
-        at_least = {"train.seed": (self.seed, 0),
-                    "train.eval_interval": (self.eval_interval, 0),
-                    "train.checkpoint_interval": (self.checkpoint_interval, 0),
-                    "train.log_interval": (self.log_interval, 1),
-                    "train.max_nonfinite": (self.max_nonfinite, 1)}
-        problems = [f"{name} must be >= {low}, got {value}"
-                    for name, (value, low) in at_least.items() if value < low]
-        if self.workers != AUTO_WORKERS and (isinstance(self.workers, str) or self.workers < 0):
-            problems.append(f"train.workers is a number of loader processes >= 0 or "
-                            f"'{AUTO_WORKERS}', got {self.workers!r}")
-        if self.seed >= 2**63:
-            problems.append(f"train.seed must be < 2**63, got {self.seed}")
-        if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
-            problems.append(f"train.time_limit must be a number of seconds >= 0 (0: none), "
-                            f"got {self.time_limit}")
-        problems += choice_problem("train.amp", self.amp, AMP_MODES)
-        problems += check_loggers(self.loggers)
-        try:
-            self._device = parse_device(self.device, "train.device")
-        except ConfigError as exc:
-            problems.append(str(exc))
-        raise_problems(problems)
-
-    @property
-    def loader_workers(self) -> int:
-        """``workers``, ``auto`` counted for this process (:func:`auto_workers`)."""
-        return auto_workers() if self.workers == AUTO_WORKERS else int(self.workers)
-
-    @property
-    def torch_device(self) -> torch.device:
-        """The device ``device`` names on this machine (``auto``: see
-        :func:`~yolov3.devices.auto_device`), resolved when the section was made."""
-        return self._device
 
 
 class StopRequestedError(Exception):
@@ -142,7 +77,8 @@ class Trainer:
         holds no run (see :func:`~yolov3.train.run_folder.claim_run_folder`). The folder is
         locked until :meth:`train` ends (or :meth:`close`), so that no second live run writes
         into it. ``hooks``: the user's own (:class:`~yolov3.train.hooks.Hook`), called after
-        the packaged ones that log and before those that save checkpoints. ``inputs``: files
+        the packaged ones that log and before those that save checkpoints, on every process of
+        a distributed run (``trainer.procs.is_main`` is rank 0). ``inputs``: files
         the run read beyond its config's (``{"--config": path}``), which ``overwrite`` must not
         delete (nor the config's weights, cfg and dataset)."""
         self.config, self.out = config, Path(out)
