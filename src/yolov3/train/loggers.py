@@ -38,7 +38,8 @@ def check_loggers(names: list[str]) -> list[str]:
             problems.append(f"train.loggers: unknown logger '{name}' (known: "
                             f"{', '.join(LOGGERS)}; results.csv is always written)")
         elif (package := LOGGERS[name]) and importlib.util.find_spec(package) is None:
-            problems.append(f"train.loggers: {name} is not installed: pip install {package}")
+            problems.append(f"train.loggers: {name} is not installed: pip install {package} "
+                            f"(or 'yolov3-darknet[{name}]')")
     return problems
 
 
