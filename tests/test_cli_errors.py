@@ -340,7 +340,7 @@ def test_val_skips_a_bad_label_or_image_and_stops_with_strict(case, files, tmp_p
     code, out, err = run(capsys, *args)
     assert code == 0, err
     assert "problem(s) in the dataset" in out and expected in out
-    code, _, err = run(capsys, *args, "--strict")
+    code, _, err = run(capsys, *args, "--strict", "--overwrite")
     assert_one_clear_error(code, err, "val", expected)
 
 
@@ -368,7 +368,8 @@ def test_detect_on_missing_and_corrupt_images(files, tmp_path, capsys) -> None:
     code, out, err = run(capsys, "detect", files["corrupt.jpg"], *model)
     assert code == 1 and "Traceback" not in err
     assert f"skipped: {files['corrupt.jpg']}: not a readable image" in err
-    code, out, err = run(capsys, "detect", files["corrupt.jpg"], files["photo.png"], *model)
+    code, out, err = run(capsys, "detect", files["corrupt.jpg"], files["photo.png"], *model,
+                         "--overwrite")
     assert code == 0 and "1 unreadable images skipped" in out
 
 

@@ -191,9 +191,10 @@ def test_detect_in_int8_from_the_command_line(tiny_weights, photos, calib_folder
     records = json.loads((tmp_path / "out" / "detections.json").read_text())
     assert records[0]["category_name"] == "cup"
     capsys.readouterr()
-    assert main([*args, "--precision", "int8"]) == 1
+    assert main([*args, "--precision", "int8", "--overwrite"]) == 1
     assert "int8 is calibrated on images" in capsys.readouterr().err
-    assert main([*args, "--precision", "int8", "--calib", str(tmp_path / "missing")]) == 1
+    assert main([*args, "--precision", "int8", "--calib", str(tmp_path / "missing"),
+                 "--overwrite"]) == 1
     assert "missing: no such file or folder for the calibration images" in (
         capsys.readouterr().err)
 

@@ -92,12 +92,14 @@ def test_val_never_writes_over_its_dataset(micro_weights, tmp_path, capsys) -> N
     before = data.read_bytes()
     names = tmp_path / "names.txt"
     names.write_text("\n".join(NAMES) + "\n")
-    code = main(["val", "--data", str(data), "--model", str(micro_weights["cfg"]),
-                 "--weights", "none", "--names", str(names), "--img-size", "64", "--workers",
-                 "0", "--out", str(tmp_path / "coco")])
-    assert code == 1
-    assert (f"is the input --data {data}: writing it would replace that input; choose "
-            "another --out") in capsys.readouterr().err
+    args = ["val", "--data", str(data), "--model", str(micro_weights["cfg"]), "--weights",
+            "none", "--names", str(names), "--img-size", "64", "--workers", "0", "--out",
+            str(tmp_path / "coco")]
+    assert main(args) == 1  # the folder holds what looks like an earlier run's report
+    assert "holds an earlier run (predictions.json)" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 1  # and replacing it would delete the input
+    assert (f"--overwrite would delete {data}, which this run reads (--data {data})"
+            in capsys.readouterr().err)
     assert data.read_bytes() == before
 
 
