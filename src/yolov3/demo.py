@@ -39,7 +39,7 @@ def main(out: str = "runs/demo") -> int:
           f"curves: {train_dir / 'curves.png'}, pictures: {train_dir / 'val_images'}")
     print("\n== 2. Detection with the official yolov3-tiny weights on two real photos ==")
     return cli(["detect", *map(str, demo_photos()), "--model", "yolov3-tiny",
-                "--out", f"{out}/detect"])
+                "--out", f"{out}/detect", "--overwrite"])
 
 
 if __name__ == "__main__":
