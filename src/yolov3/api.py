@@ -32,7 +32,7 @@ from yolov3.classes import default_names
 from yolov3.devices import parse_device
 from yolov3.errors import YoloError
 from yolov3.fileio import atomic_write, expand_home, writable_dir
-from yolov3.images import is_image_file, list_images, load_image
+from yolov3.images import is_image_file, list_images, load_image, rgb_pixels
 from yolov3.inference.detector import Detections
 from yolov3.inference.draw import draw_detections
 from yolov3.inference.options import DetectOptions
@@ -60,11 +60,14 @@ class Results:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def detections(self) -> Detections:
+        """These detections as the inference code holds them (tensors)."""
+        return Detections(torch.from_numpy(self.boxes), torch.from_numpy(self.scores),
+                          torch.from_numpy(self.labels))
+
     def plot(self) -> Image.Image:
         """The image with its boxes, class names and scores drawn, as ``yolov3 detect``."""
-        dets = Detections(torch.from_numpy(self.boxes), torch.from_numpy(self.scores),
-                          torch.from_numpy(self.labels))
-        return draw_detections(self.image, dets, self.names)
+        return draw_detections(self.image, self.detections(), self.names)
 
     def save(self, folder: str | Path, name: str | None = None) -> Path:
         """Write :meth:`plot` into ``folder`` as ``name`` (default: the image's file name, or
@@ -80,10 +83,8 @@ class Results:
         """The detections as ``yolov3 detect`` writes them to ``detections.json``: one record
         a detection, with a COCO-style ``bbox`` (x, y, width, height) and 0-based
         ``category_id``."""
-        dets = Detections(torch.from_numpy(self.boxes), torch.from_numpy(self.scores),
-                          torch.from_numpy(self.labels))
         name = self.path.name if self.path else "image"
-        return json.dumps(detection_records(name, dets, self.names))
+        return json.dumps(detection_records(name, self.detections(), self.names))
 
 
 class YOLO:
@@ -119,12 +120,13 @@ class YOLO:
         results = []
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
-            images = [load_image(item) if isinstance(item, Path) else item for item in chunk]
+            # Each image read once, as detection reads it: (H, W, 3) uint8 RGB.
+            images = [load_image(item) if isinstance(item, Path) else rgb_pixels(item, "image")
+                      for item in chunk]
             found = detector.detect(images)
             for item, image, dets in zip(chunk, images, found, strict=True):
-                pixels = image if isinstance(item, Path) else _pixels(image)
                 results.append(Results(dets.boxes.numpy(), dets.scores.numpy(),
-                                       dets.labels.numpy(), self.names, pixels,
+                                       dets.labels.numpy(), self.names, image,
                                        item if isinstance(item, Path) else None))
         return results
 
@@ -218,10 +220,3 @@ def _expand(source: ImageLike | Sequence[ImageLike]) -> Iterable[Path | np.ndarr
             yield from found
         else:
             raise YoloError(f"{item}: no such file or folder")
-
-
-def _pixels(image: np.ndarray | Image.Image) -> np.ndarray:
-    """An array or PIL image as the (H, W, 3) uint8 RGB pixels detection read."""
-    from yolov3.images import rgb_pixels
-
-    return rgb_pixels(image, "image")

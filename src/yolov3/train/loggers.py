@@ -18,7 +18,6 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolov3.errors import ConfigError
 from yolov3.fileio import atomic_write
 from yolov3.train.hooks import Hook, StepInfo
 
@@ -180,10 +179,8 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def make_loggers(names: list[str], out: Path, log_interval: int) -> list[ScalarLogger]:
-    """``results.csv`` and the loggers ``names`` (checked by :func:`check_loggers`)."""
-    problems = check_loggers(names)
-    if problems:
-        raise ConfigError("; ".join(problems))
+    """``results.csv`` and the loggers ``names``, which the ``train`` section checked with
+    :func:`check_loggers` when it was made."""
     made: list[ScalarLogger] = [CsvLog(out / "results.csv", log_interval)]
     for name in names:
         if name == "tensorboard":
