@@ -70,10 +70,10 @@ def run(tiny_weights, tmp_path_factory) -> dict:
 
 
 def to_official(run: dict, predictions: list[dict]) -> list[dict]:
-    """Our detections (the YOLO form's ids: class k is category k + 1) in the official ids."""
+    """Our detections (the YOLO form's ids: class k is category_id k) in the official ids."""
     image = {run["image_id"][n]: run["official_image_id"][n] for n in run["image_id"]}
     return [{**p, "image_id": image[p["image_id"]],
-             "category_id": run["coco_ids"][p["category_id"] - 1]} for p in predictions]
+             "category_id": run["coco_ids"][p["category_id"]]} for p in predictions]
 
 
 def test_our_numbers_equal_pycocotools_on_the_distributors_annotations(run) -> None:
@@ -104,7 +104,7 @@ def test_ground_truth_we_convert_scores_like_the_distributors(run, fmt, tmp_path
              for f, i in zip(dataset.files, dataset.image_ids, strict=True)}
     category = {n: c for n, c in zip(dataset.names, dataset.category_ids, strict=True)}
     dets = [{**p, "image_id": image[p["image_id"]],
-             "category_id": category[run["names"][p["category_id"] - 1]]}
+             "category_id": category[run["names"][p["category_id"]]]}
             for p in run["predictions"]]
     expected = reference_stats(run["official"], to_official(run, run["predictions"]))
     np.testing.assert_allclose(reference_stats(gt, dets), expected, rtol=0, atol=1e-4)

@@ -58,8 +58,10 @@ class SourcePaths:
 class DetectionDataset(Dataset):
     """Images with boxes, whatever the format on disk: ``dataset[i]`` is a :class:`Sample`.
 
-    ``names`` are the class names by contiguous index; ``category_ids[k]`` is the dataset's own
-    id of class ``k`` (COCO's category ids; 1, 2, ... for the other formats); ``problems`` lists
+    ``names`` are the class names by contiguous index; ``category_ids[k]`` is the id that
+    outputs give class ``k`` (``category_id`` in predictions.json, the per-class table, the
+    confusion matrix): a COCO JSON's own category id, else ``k`` itself, the 0-based class
+    index of YOLO txt labels and of ``detect``'s outputs (docs/datasets.md); ``problems`` lists
     the labels that were skipped; :meth:`source_paths` the files and folders it is read from.
     ``annotations(i)`` gives the ground truth without decoding the image. Boxes are stored
     packed (one array for all images) so that data-loader workers share them cheaply; a reader
@@ -87,7 +89,7 @@ class DetectionDataset(Dataset):
         offsets: np.ndarray | None = None,
     ) -> None:
         self.source, self.split, self.names = source, split, names
-        self.category_ids = list(category_ids or range(1, len(names) + 1))
+        self.category_ids = list(range(len(names)) if category_ids is None else category_ids)
         self.problems = problems
         self.files = files
         # What the reader read besides ``files`` and ``source`` (kept small: workers get it).

@@ -18,6 +18,7 @@ import numpy as np
 
 from yolov3.choices import DATASET_FORMATS
 from yolov3.datasets.base import Annotation, DetectionDataset, SourcePaths
+from yolov3.datasets.coco import CocoDataset
 from yolov3.datasets.open import DIR_YAMLS, dataset_splits, open_dataset
 from yolov3.datasets.output_folder import MARKER, earlier_output, mark, remove_earlier
 from yolov3.datasets.problems import UNREADABLE
@@ -30,14 +31,17 @@ log = logging.getLogger("yolov3")
 
 
 def coco_dict(dataset: DetectionDataset, annotations: Iterable[Annotation] | None = None,
-              file_names: Sequence[str] | None = None) -> dict[str, Any]:
+              file_names: Sequence[str] | None = None,
+              category_ids: Sequence[int] | None = None) -> dict[str, Any]:
     """The dataset's ground truth in COCO's format: its image ids, category ids
-    (``dataset.category_ids``), ``bbox`` x, y, w, h pixels, ``area`` = w * h and ``iscrowd`` =
-    the ignore flag (so COCOeval ignores VOC's difficult boxes too). ``annotations`` are the
-    images to write (default: every image of the dataset; leave out unreadable ones);
-    ``file_names``, one per annotation, replace the image file names."""
+    (``category_ids``, one per class; default ``dataset.category_ids``), ``bbox`` x, y, w, h
+    pixels, ``area`` = w * h and ``iscrowd`` = the ignore flag (so COCOeval ignores VOC's
+    difficult boxes too). ``annotations`` are the images to write (default: every image of the
+    dataset; leave out unreadable ones); ``file_names``, one per annotation, replace the image
+    file names."""
     images, anns = [], []
-    category = np.asarray(dataset.category_ids, np.int64)
+    ids = list(dataset.category_ids if category_ids is None else category_ids)
+    category = np.asarray(ids, np.int64)
     if annotations is None:
         annotations = (dataset.annotations(i) for i in range(len(dataset)))
     for k, ann in enumerate(annotations):
@@ -50,8 +54,7 @@ def coco_dict(dataset: DetectionDataset, annotations: Iterable[Annotation] | Non
                                    ann.ignore.tolist(), strict=True):
             anns.append({"id": len(anns) + 1, "image_id": ann.image_id, "category_id": cat,
                          "bbox": box, "area": box[2] * box[3], "iscrowd": int(crowd)})
-    categories = [{"id": c, "name": n}
-                  for c, n in zip(dataset.category_ids, dataset.names, strict=True)]
+    categories = [{"id": c, "name": n} for c, n in zip(ids, dataset.names, strict=True)]
     return {"images": images, "annotations": anns, "categories": categories}
 
 
@@ -127,8 +130,14 @@ def write_coco(splits: Splits, out: Path) -> list[Output]:
     return outputs
 
 
+def coco_category_ids(ds: DetectionDataset) -> list[int]:
+    """The category ids of ``ds`` converted to a COCO JSON: a COCO JSON's own, else the class
+    index + 1 (COCO's ids start at 1: trainers such as torchvision's read 0 as background)."""
+    return ds.category_ids if isinstance(ds, CocoDataset) else list(range(1, len(ds.names) + 1))
+
+
 def _coco_json(ds: DetectionDataset, anns: list[Annotation], names: list[str]) -> bytes:
-    return json.dumps(coco_dict(ds, anns, names)).encode()
+    return json.dumps(coco_dict(ds, anns, names, coco_category_ids(ds))).encode()
 
 
 def _yolo_label(ann: Annotation) -> bytes:
