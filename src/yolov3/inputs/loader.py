@@ -337,9 +337,10 @@ def worker_error(exc: BaseException) -> BaseException | None:
 
 
 #: The most loader processes ``train.workers: auto`` starts for one training process: one
-#: process of the loader decodes and augments about 180 kangaroo JPEGs a second at 416 (2-core
-#: AMD EPYC Zen 4; benchmarks/dataloader.py), so 16 feed well over 2,000 images/s, more than
-#: one GPU trains yolov3 at; past that the processes only cost memory.
+#: process of the loader decodes and augments 85 to 115 JPEGs a second at 416 to 608 (2-core
+#: AMD EPYC Zen 4; benchmarks/dataloader.py, docs/experiments/loader-and-schedules-2026-12-07.md),
+#: so 16 feed 1,400 to 1,800 images/s, about what one GPU trains yolov3 at; past that the
+#: processes only cost memory.
 MAX_AUTO_WORKERS = 16
 
 
