@@ -22,13 +22,23 @@ DTYPES: dict[str, torch.dtype] = {
 INT8_DOT_PRODUCTS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
+# The CPU features that compute bfloat16 natively (torch.cpu.get_capabilities's names).
+BF16_UNITS = ("avx512_bf16", "amx_bf16")
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with
-    AVX512_BF16 or AMX (as oneDNN sees it)."""
+    AVX512_BF16 or AMX (:data:`BF16_UNITS`). oneDNN also runs bf16 on AVX-512 CPUs without
+    them, by conversion: about 2x slower than fp32 there (Intel Xeon model 207 with those units
+    hidden, 2026-12-07), so that does not count. A PyTorch without
+    ``torch.cpu.get_capabilities`` falls back to oneDNN's own check."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return False
+    if hasattr(torch.cpu, "get_capabilities"):
+        capabilities = torch.cpu.get_capabilities()
+        return any(capabilities.get(name) for name in BF16_UNITS)
     return bool(torch.backends.mkldnn.is_available()
                 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
