@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from yolov3.cli.main import configure_logging
 from yolov3.configs import preset_path
 from yolov3.datasets.convert import convert
 from yolov3.images import list_images
@@ -149,6 +150,7 @@ def main() -> None:
                         help="K-fold cross-validation over all the dataset's images instead of "
                              "its own split (default: its split)")
     args = parser.parse_args()
+    configure_logging(debug=False)  # each run's device, data and schedule lines, as `train`'s
     if args.folds == 1 or args.folds < 0:
         parser.error("--folds takes at least 2 (or 0: the dataset's own split)")
     if not preset_path(CHOSEN).is_file():
