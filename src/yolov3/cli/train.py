@@ -135,6 +135,7 @@ def img_size_overrides(size: int | tuple[int, int] | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from yolov3.train.config import load_config
+    from yolov3.train.distributed import stop_processes
     from yolov3.train.trainer import StopRequestedError, Trainer
     from yolov3.weights.checkpoint import load_checkpoint
 
@@ -155,12 +156,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = Path(args.out or DEFAULT_OUT)
         config = load_config(args.config, overrides)
-    trainer = Trainer(config, out, resume=bool(args.resume), overwrite=args.overwrite,
-                      next_free=not (args.resume or args.out or args.overwrite),
-                      inputs={"--config": args.config})
     try:
+        trainer = Trainer(config, out, resume=bool(args.resume), overwrite=args.overwrite,
+                          next_free=not (args.resume or args.out or args.overwrite),
+                          inputs={"--config": args.config})
         results = trainer.train()
     except StopRequestedError:
         return 130
+    finally:
+        # torchrun's process group ends with the command: one left to the interpreter's exit
+        # has gloo's threads torn down under it (now and then an abort after a good run)
+        stop_processes()
     print(json.dumps(results, indent=2))
     return 0
