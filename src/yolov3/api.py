@@ -180,22 +180,16 @@ class YOLO:
         ``runs/export/NAME.onnx`` in the first of ``runs/export``, ``runs/export2``, ...
         without that file. Returns the file's path."""
         from yolov3.choices import EXPORT_SUFFIXES
-        from yolov3.export import export_onnx, export_torchscript
-        from yolov3.fileio import refuse_overwriting_inputs
-        from yolov3.run_folders import next_free_file
+        from yolov3.export import write_model
+        from yolov3.run_folders import export_path
 
         if format not in EXPORT_SUFFIXES:
             raise YoloError(f"export format must be one of {', '.join(EXPORT_SUFFIXES)}, got "
                             f"{format!r}")
-        path = (Path(out) if out is not None else
-                next_free_file("runs/export", Path(self.source).stem + EXPORT_SUFFIXES[format]))
-        refuse_overwriting_inputs([path], {"model": self.source, "cfg": self.cfg})
-        writable_dir(path.parent)
-        options = DetectOptions(img_size=img_size, precision=precision)
-        if format == "onnx":
-            export_onnx(self.model, path, options, batch)
-        else:
-            export_torchscript(self.model, path, options, batch)
+        path = export_path(out, Path(self.source).stem + EXPORT_SUFFIXES[format],
+                           {"model": self.source, "cfg": self.cfg})
+        write_model(self.model, path, format,
+                    DetectOptions(img_size=img_size, precision=precision), batch)
         return path
 
 

@@ -37,7 +37,7 @@ from torchvision.ops import batched_nms, box_convert
 
 from yolov3.choices import EXPORT_PRECISIONS
 from yolov3.errors import YoloError
-from yolov3.fileio import atomic_write
+from yolov3.fileio import atomic_write, writable_dir
 from yolov3.inference.fast import fold_batch_norm
 from yolov3.inference.options import DetectOptions, check_options
 from yolov3.inference.precision import DTYPES
@@ -201,3 +201,18 @@ def export_torchscript(
     with atomic_write(path) as f:
         f.write(buffer.getvalue())
     return Path(path)
+
+
+def write_model(model: YOLOv3, path: Path, fmt: str, options: DetectOptions, batch: int = 1,
+                dynamic: bool = False, include_nms: bool = False) -> None:
+    """Export ``model`` as ``fmt`` (``onnx``: :func:`export_onnx`, ``torchscript``:
+    :func:`export_torchscript`) to ``path``, its folder made if need be; a file system error
+    is a :class:`YoloError` that names the file."""
+    writable_dir(path.parent)
+    try:
+        if fmt == "onnx":
+            export_onnx(model, path, options, batch, dynamic, include_nms)
+        else:
+            export_torchscript(model, path, options, batch)
+    except OSError as exc:
+        raise YoloError(f"{path}: cannot write the exported model ({exc.strerror})") from None

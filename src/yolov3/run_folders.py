@@ -16,7 +16,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from yolov3.errors import YoloError
-from yolov3.fileio import FolderInUseError, FolderLock, remove_partial_writes, writable_dir
+from yolov3.fileio import (
+    FolderInUseError,
+    FolderLock,
+    refuse_overwriting_inputs,
+    remove_partial_writes,
+    writable_dir,
+)
 
 log = logging.getLogger("yolov3")
 
@@ -28,6 +34,16 @@ def next_free_file(base: str | Path, name: str) -> Path:
         if not path.exists():
             return path
     raise YoloError(f"{base}: no free numbered folder beside it")
+
+
+def export_path(out: str | Path | None, file_name: str,
+                inputs: dict[str, str | None]) -> Path:
+    """Where ``yolov3 export`` (and ``YOLO.export``) writes: ``out``, or ``file_name`` in the
+    first of ``runs/export``, ``runs/export2``, ... without it; refused when it is one of the
+    files the export reads, ``inputs`` (option -> path)."""
+    path = Path(out) if out is not None else next_free_file("runs/export", file_name)
+    refuse_overwriting_inputs([path], inputs)
+    return path
 
 
 def numbered(base: Path, n: int) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from yolov3.checks import check_img_size
 from yolov3.choices import EXPORT_FORMATS, EXPORT_PRECISIONS, EXPORT_SUFFIXES, PRECISIONS
@@ -65,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
         model_from_args,
         model_label,
     )
-    from yolov3.export import export_onnx, export_torchscript
-    from yolov3.fileio import refuse_overwriting_inputs, writable_dir
+    from yolov3.export import write_model
     from yolov3.inference.options import DetectOptions
-    from yolov3.run_folders import next_free_file
+    from yolov3.run_folders import export_path
 
     check_img_size(args.img_size)
     if args.format == "torchscript" and (args.dynamic or args.include_nms):
@@ -78,21 +76,13 @@ def run(args: argparse.Namespace) -> int:
         raise YoloError(f"--half is the fp16 precision; it cannot be combined with --precision "
                         f"{args.precision}")
     calib = calibration_from_args(args)
-    out = (Path(args.out) if args.out else
-           next_free_file("runs/export", model_label(args) + EXPORT_SUFFIXES[args.format]))
-    refuse_overwriting_inputs([out], {"--weights": args.weights, "--model": args.model})
+    out = export_path(args.out or None, model_label(args) + EXPORT_SUFFIXES[args.format],
+                      {"--weights": args.weights, "--model": args.model})
     model, _ = model_from_args(args)
     model.to(device_from_args(args))
     options = DetectOptions(img_size=input_size(args, model),
                             precision="fp16" if args.half else args.precision, calib=calib)
-    writable_dir(out.parent)
-    try:
-        if args.format == "onnx":
-            export_onnx(model, out, options, args.batch, args.dynamic, args.include_nms)
-        else:
-            export_torchscript(model, out, options, args.batch)
-    except OSError as exc:
-        raise YoloError(f"{out}: cannot write the exported model ({exc.strerror})") from None
+    write_model(model, out, args.format, options, args.batch, args.dynamic, args.include_nms)
     print(f"{args.format} model written to {out} ({options.precision}, "
           f"{out.stat().st_size / 1e6:.1f} MB)")
     return 0
